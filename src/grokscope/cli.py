@@ -1,0 +1,157 @@
+"""``grokscope`` command line: parses into config dataclasses and calls the library.
+
+    grokscope train --preset mainline --out runs/mainline
+    grokscope train --preset mainline --seeds 0,1,2,3,4 --out runs/seeds
+    grokscope train --resume runs/mainline
+
+Bad input exits with code 2 and one line ``grokscope: error: ...`` naming the field; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from typing import Any, Sequence
+
+from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, no usage dump
+        self.exit(2, f"grokscope: error: {message}\n")
+
+
+def _conv(typ: str, name: str, text: str) -> Any:
+    try:
+        if typ == "int":
+            return int(text)
+        if typ == "float":
+            return float(text)
+        if typ == "int | None":
+            return None if text.lower() == "none" else int(text)
+        return text
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is invalid: must be {'an integer' if 'int' in typ else 'a number'}") from None
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train K models (one batched run) into a run directory",
+                       description="Train the paper's models. Every config field is a flag; fields that may differ "
+                                   "between models of one batched run take comma-separated lists "
+                                   f"({', '.join(PER_MODEL_FIELDS)}).")
+    p.add_argument("--preset", default="mainline", help="one of: " + ", ".join(PRESETS) + " (default mainline)")
+    p.add_argument("--out", help="output run directory (default runs/<preset>)")
+    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--until", type=int, help="stop after this many epochs (the run stays resumable)")
+    helps = field_help()
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        extra = " (comma list allowed)" if f.name in PER_MODEL_FIELDS else ""
+        p.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
+                       help=helps[f.name] + extra + f" [default: {f.default}]")
+
+
+def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    from .config import preset
+
+    if args.preset not in PRESETS:
+        raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
+    base: dict[str, Any] = dict(PRESETS[args.preset])
+    lists: dict[str, list[Any]] = {}
+    types = {f.name: str(f.type) for f in fields(Config)}
+    for f in fields(Config):
+        text = getattr(args, "cfg_" + f.name)
+        if text is None:
+            continue
+        parts = text.split(",") if f.name in PER_MODEL_FIELDS else [text]
+        vals = [_conv(types[f.name], f.name, t.strip()) for t in parts]
+        if len(vals) == 1:
+            base[f.name] = vals[0]
+        else:
+            lists[f.name] = vals
+    if args.seeds is not None:
+        if args.cfg_seed is not None:
+            raise ConfigError("seed is given twice: use either --seed or --seeds")
+        lists["seed"] = [_conv("int", "seeds", t.strip()) for t in args.seeds.split(",")]
+    K = max([len(v) for v in lists.values()], default=1)
+    for name, v in lists.items():
+        if len(v) not in (1, K):
+            raise ConfigError(f"{name} has {len(v)} values but other lists have {K}: give 1 or {K}")
+    configs = []
+    for i in range(K):
+        kw = dict(base)
+        for name, v in lists.items():
+            kw[name] = v[i] if len(v) == K else v[0]
+        configs.append(Config(**kw).validate())
+    return configs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import runs
+
+    if args.resume:
+        if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
+            raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
+        run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until)
+    else:
+        configs = configs_from_args(args)
+        out = args.out or f"runs/{args.preset}"
+        run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
+                         progress=not args.no_progress, until=args.until)
+    _summary(run)
+    return 0
+
+
+def _summary(run) -> None:
+    df = run.metrics
+    if df.empty:
+        return
+    last = df.sort_values("epoch").groupby("model").tail(1)
+    print(f"run: {run.path}  models: {run.K}")
+    for _, r in last.iterrows():
+        m = df[df.model == r.model]
+        tr100 = m[m.train_acc >= 1.0].epoch.min()
+        te99 = m[m.test_acc > 0.99].epoch.min()
+        print(f"  model {int(r.model)} (seed {run.configs[int(r.model)].seed}): epoch {int(r.epoch)}  "
+              f"train loss {r.train_loss:.3e} acc {r.train_acc:.4f}  test loss {r.test_loss:.3e} acc {r.test_acc:.4f}  "
+              f"train acc 100% at {_fmt(tr100)}  test acc >99% at {_fmt(te99)}")
+
+
+def _fmt(x) -> str:
+    return "-" if x != x else str(int(x))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
+                                                   "(Nanda et al., ICLR 2023).")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    _add_train(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"train": cmd_train}[args.command](args)
+    except ConfigError as e:
+        print(f"grokscope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grokscope: interrupted; the run directory holds everything so far: resume with "
+              "`grokscope train --resume DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Configuration: the one place where defaults live.
+
+A run trains K >= 1 models of the same shape as one batched computation. Each model has its own
+:class:`Config`; the fields listed in :data:`PER_MODEL_FIELDS` may differ between the models of a
+run, every other field must be equal. Every field doubles as a CLI flag (``--frac-train`` for
+``frac_train``); the ``help`` metadata is what ``grokscope train --help`` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
+SPLITS = ("authors", "random")
+ACTS = ("relu", "gelu")
+
+#: Fields that may differ between the models of one batched run.
+PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the field."""
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the transformer (7 fields, as nanoGPT's GPTConfig)."""
+
+    d_vocab: int = 114
+    n_ctx: int = 3
+    d_model: int = 128
+    n_heads: int = 4
+    d_mlp: int = 512
+    n_layers: int = 1
+    act: str = "relu"
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def p(self) -> int:
+        return self.d_vocab - 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines one model's training run. Defaults are the paper's mainline (§3)."""
+
+    # --- task
+    p: int = _f(113, "modulus; inputs are the tokens 'a b =' with '=' = token id p")
+    op: str = _f("add", "operation: " + " | ".join(OPS))
+    frac_train: float = _f(0.3, "fraction of the p*p pairs used for training, in (0, 1]")
+    split: str = _f("authors", "train/test split: authors (Python random.shuffle, as the paper's code) | random (torch.randperm)")
+    data_seed: int | None = _f(None, "seed of the split (and of the 'random' op's labels); default: seed")
+    # --- model (Appendix A)
+    n_layers: int = _f(1, "number of transformer blocks")
+    d_model: int = _f(128, "residual stream width")
+    n_heads: int = _f(4, "attention heads; d_head = d_model / n_heads")
+    d_mlp: int = _f(512, "MLP hidden units")
+    act: str = _f("relu", "MLP activation: relu | gelu")
+    # --- training (§3)
+    seed: int = _f(0, "seed of the initialisation (and of the split unless data_seed is set)")
+    epochs: int = _f(40000, "full-batch steps")
+    lr: float = _f(1e-3, "AdamW learning rate")
+    weight_decay: float = _f(1.0, "AdamW (decoupled) weight decay")
+    beta1: float = _f(0.9, "AdamW beta1")
+    beta2: float = _f(0.98, "AdamW beta2")
+    eps: float = _f(1e-8, "AdamW epsilon")
+    warmup: int = _f(10, "linear warm-up steps: lr * min(step / warmup, 1), step counted from 0")
+    dropout: float = _f(0.0, "dropout probability on MLP neurons (Appendix D.1), in [0, 1)")
+    l1: float = _f(0.0, "L1 penalty coefficient on the sum of |w| over all parameters (Appendix D.1)")
+    # --- logging
+    test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
+    checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def d_vocab(self) -> int:
+        return self.p + 1
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def split_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.d_vocab, 3, self.d_model, self.n_heads, self.d_mlp, self.n_layers, self.act)
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> "Config":
+        def bad(name: str, allowed: str) -> None:
+            raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
+
+        for name in ("p", "n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every", "seed", "warmup"):
+            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+                bad(name, "an integer")
+        if self.p < 3:
+            bad("p", "an integer >= 3")
+        if self.op not in OPS:
+            bad("op", "one of " + ", ".join(OPS))
+        if self.split not in SPLITS:
+            bad("split", "one of " + ", ".join(SPLITS))
+        if self.act not in ACTS:
+            bad("act", "one of " + ", ".join(ACTS))
+        if not (0.0 < self.frac_train <= 1.0):
+            bad("frac_train", "in (0, 1]")
+        if int(self.frac_train * self.p * self.p) < 1:
+            bad("frac_train", f"large enough that at least one of the {self.p * self.p} pairs is in the train set")
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                bad(name, "an integer >= 1")
+        if self.d_model % self.n_heads != 0:
+            raise ConfigError(f"d_model={self.d_model} is invalid: must be divisible by n_heads={self.n_heads}")
+        if self.lr <= 0:
+            bad("lr", "> 0")
+        if self.weight_decay < 0:
+            bad("weight_decay", ">= 0")
+        if not (0.0 <= self.dropout < 1.0):
+            bad("dropout", "in [0, 1)")
+        if self.l1 < 0:
+            bad("l1", ">= 0")
+        if not (0.0 <= self.beta1 < 1.0):
+            bad("beta1", "in [0, 1)")
+        if not (0.0 <= self.beta2 < 1.0):
+            bad("beta2", "in [0, 1)")
+        if self.eps <= 0:
+            bad("eps", "> 0")
+        if self.warmup < 0:
+            bad("warmup", ">= 0")
+        if self.seed < 0:
+            bad("seed", ">= 0")
+        return self
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **kw: Any) -> "Config":
+        return dataclasses.replace(self, **kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def field_help() -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in fields(Config)}
+
+
+#: Presets for ``grokscope train --preset``.
+#: ``mainline`` is the paper's §3 run exactly. ``quick`` keeps the paper's architecture, optimiser and
+#: p = 113 but trains on 50% of the pairs for 3,000 epochs: it memorises first and then groks to
+#: >= 99% test accuracy within a few minutes on a 2-core CPU (numbers in the README).
+PRESETS: dict[str, dict[str, Any]] = {
+    "mainline": {},
+    "quick": {"frac_train": 0.5, "epochs": 3000, "checkpoint_every": 50},
+    "tiny": {"p": 23, "d_model": 32, "n_heads": 4, "d_mlp": 64, "frac_train": 0.5, "epochs": 300,
+             "checkpoint_every": 50},
+}
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
+    return Config(**{**PRESETS[name], **overrides}).validate()
+
+
+def check_batchable(configs: list[Config]) -> None:
+    """Raise ConfigError unless all configs differ only in PER_MODEL_FIELDS."""
+    if not configs:
+        raise ConfigError("a run needs at least one model config")
+    first = configs[0].to_dict()
+    for c in configs[1:]:
+        d = c.to_dict()
+        for k, v in d.items():
+            if k not in PER_MODEL_FIELDS and v != first[k]:
+                raise ConfigError(
+                    f"{k} differs between models of one run ({first[k]!r} vs {v!r}); only "
+                    f"{', '.join(PER_MODEL_FIELDS)} may differ")

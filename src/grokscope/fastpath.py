@@ -1,0 +1,155 @@
+"""Batched forward passes over K stacked models: a plain one and the fast training path.
+
+Parameters are a dict ``{name: (K, *shape)}`` with the names of :func:`grokscope.model.param_shapes`.
+Both functions return the answer logits ``(K, N, p)`` -- the last position over the p number tokens --
+for inputs ``a, b`` of shape ``(K, N)`` (the third token is always ``=``).
+
+:func:`forward_plain` runs all three positions through every block (any ``n_layers``), exactly as
+:class:`grokscope.model.Transformer` does, with a leading model axis.
+
+:func:`forward_fast` (one block only) computes the *same function* using the task's structure:
+
+* only the last position feeds the loss, and its query ``x_2 = W_E[=] + W_pos[2]`` is the same for every
+  input, so each head's attention score for position 0 depends only on ``a`` and for position 1 only on
+  ``b``: the scores are computed once per vocabulary entry (``(K, p, H)`` tables) and gathered;
+* the values, pushed through ``W_O`` (and then through ``W_in``), are likewise per-token tables, so the
+  MLP pre-activation is ``x_2 W_in + b_in + sum_h sum_pos A[pos, h] * T_pos[token, h]``, an
+  ``embedding_bag`` with per-sample weights instead of a ``(N, d_model) x (d_model, d_mlp)`` matmul;
+* the MLP output goes straight to the logits through ``W_L = W_out W_U`` (``(d_mlp, p)``).
+
+Only the order of floating-point operations differs; ``tests/test_fastpath.py`` checks logits and every
+parameter's gradient against the plain path in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .config import ModelConfig
+
+
+def _act(x: torch.Tensor, act: str) -> torch.Tensor:
+    return F.relu(x) if act == "relu" else F.gelu(x)
+
+
+def _apply_dropout(post: torch.Tensor, keep: torch.Tensor | None, dropout: torch.Tensor | None) -> torch.Tensor:
+    if keep is None:
+        return post
+    return post * keep / (1 - dropout).view(-1, 1, 1).to(post.dtype)
+
+
+def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
+                  keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None) -> torch.Tensor:
+    """Full-sequence batched forward. ``keep``: optional ``(K, N, d_mlp)`` dropout mask applied to the
+    last position's MLP neurons of every block (the only position whose neurons reach the loss when
+    n_layers == 1)."""
+    p = cfg.p
+    K, N = a.shape
+    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=-1)  # (K, N, 3)
+    W_E = params["W_E"]
+    x = torch.gather(W_E, 1, tokens.reshape(K, -1, 1).expand(-1, -1, W_E.shape[-1])).view(K, N, 3, -1)
+    x = x + params["W_pos"][:, None, :3]  # (K, N, pos, d_model)
+    mask = torch.tril(torch.ones(3, 3, dtype=torch.bool, device=a.device))
+    for i in range(cfg.n_layers):
+        pre_ = f"blocks.{i}."
+        q = torch.einsum("knpd,khde->knphe", x, params[pre_ + "attn.W_Q"])
+        k = torch.einsum("knpd,khde->knphe", x, params[pre_ + "attn.W_K"])
+        v = torch.einsum("knpd,khde->knphe", x, params[pre_ + "attn.W_V"])
+        scores = torch.einsum("knqhe,knphe->knhqp", q, k) / math.sqrt(cfg.d_head)
+        scores = torch.where(mask, scores, scores.new_tensor(-1e10))
+        pattern = torch.softmax(scores, dim=-1)
+        z = torch.einsum("knhqp,knphe->knqhe", pattern, v)
+        x = x + torch.einsum("knqhe,khed->knqd", z, params[pre_ + "attn.W_O"])
+        pre = torch.einsum("knpd,kdm->knpm", x, params[pre_ + "mlp.W_in"]) + params[pre_ + "mlp.b_in"][:, None, None]
+        post = _act(pre, cfg.act)
+        if keep is not None:
+            post = torch.cat([post[:, :, :2], _apply_dropout(post[:, :, 2], keep, dropout)[:, :, None]], dim=2)
+        x = x + torch.einsum("knpm,kmd->knpd", post, params[pre_ + "mlp.W_out"]) + params[pre_ + "mlp.b_out"][:, None, None]
+    return torch.einsum("knd,kdv->knv", x[:, :, 2], params["W_U"][:, :, :p])
+
+
+def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
+                 keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None) -> torch.Tensor:
+    """One-block fast path; same function as :func:`forward_plain` (see module docstring)."""
+    if cfg.n_layers != 1:
+        raise ValueError("forward_fast supports n_layers == 1 only; use forward_plain")
+    p, H = cfg.p, cfg.n_heads
+    K, N = a.shape
+    W_E, W_pos = params["W_E"], params["W_pos"]
+    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
+    W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
+    W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
+    W_U = params["W_U"][:, :, :p]  # (K, D, p)
+
+    x2 = W_E[:, p] + W_pos[:, 2]  # (K, D): the '=' position, the same for every input
+    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (K, 2, p, D): positions 0 and 1, per token
+    q = torch.einsum("kd,khde->khe", x2, W_Q)
+    qk = torch.einsum("khde,khe->khd", W_K, q) / math.sqrt(cfg.d_head)  # (K, H, D)
+    S = torch.einsum("kstd,khd->ksth", X, qk)  # (K, 2, p, H): score tables
+    s2 = torch.einsum("kd,khd->kh", x2, qk)  # (K, H)
+    OV = torch.einsum("kstd,khde,khef->ksthf", X, W_V, W_O)  # (K, 2, p, H, D): value tables through W_O
+    ov2 = torch.einsum("kd,khde,khef->khf", x2, W_V, W_O)  # (K, H, D)
+
+    kk = torch.arange(K, device=a.device)[:, None]
+    scores = torch.stack([S[kk, 0, a], S[kk, 1, b], s2[:, None].expand(K, N, H)], dim=-1)  # (K, N, H, 3)
+    pattern = torch.softmax(scores, dim=-1)
+
+    # rows of the per-model table: [pos0 (p*H) | pos1 (p*H) | pos2 (H)]
+    R = 2 * p * H + H
+    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, R, D)
+    hh = torch.arange(H, device=a.device)
+    idx = torch.stack([(a[..., None] * H + hh), (p * H + b[..., None] * H + hh),
+                       (2 * p * H + hh).expand(K, N, H)], dim=-1)  # (K, N, H, 3)
+    idx = (idx + (kk * R)[:, :, None, None]).reshape(K * N, 3 * H)
+    w = pattern.reshape(K * N, 3 * H)
+
+    resid_mid = x2[:, None] + F.embedding_bag(idx, table.reshape(K * R, -1), per_sample_weights=w,
+                                              mode="sum").view(K, N, -1)  # (K, N, D)
+    if cfg.act == "relu":
+        return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,
+                                 None if keep is None else keep / (1 - dropout).view(-1, 1, 1))
+    pre = torch.baddbmm(b_in[:, None], resid_mid, W_in)
+    post = _apply_dropout(_act(pre, cfg.act), keep, dropout)
+    resid = torch.baddbmm(resid_mid + b_out[:, None], post, W_out)
+    return torch.bmm(resid, W_U)
+
+
+def _mm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Batched matmul; plain 2-D ``mm`` for a single model (faster on CPU)."""
+    if x.shape[0] == 1:
+        return torch.mm(x[0], y[0])[None]
+    return torch.bmm(x, y)
+
+
+class _MLPUnembed(torch.autograd.Function):
+    """``(resid_mid + relu(resid_mid W_in + b_in) * scale) W_out + b_out) W_U`` with a hand-written
+    backward: every large product is one matmul with contiguous output, and the ReLU mask is applied in
+    place. Same maths as autograd through the three ops (tested in tests/test_fastpath.py)."""
+
+    @staticmethod
+    def forward(ctx, resid_mid, W_in, b_in, W_out, b_out, W_U, scale):
+        pre = _mm(resid_mid, W_in).add_(b_in[:, None])
+        post = pre.clamp_min_(0)  # pre is not needed after this
+        post_s = post if scale is None else post * scale
+        resid = _mm(post_s, W_out).add_(resid_mid).add_(b_out[:, None])
+        logits = _mm(resid, W_U)
+        ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, resid, scale)
+        return logits
+
+    @staticmethod
+    def backward(ctx, g):
+        resid_mid, W_in, W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
+        g = g.contiguous()
+        g_resid = _mm(g, W_U.transpose(1, 2).contiguous())
+        gW_U = _mm(resid.transpose(1, 2), g)
+        gW_out = _mm(post_s.transpose(1, 2), g_resid)
+        g_pre = _mm(g_resid, W_out.transpose(1, 2).contiguous())
+        if scale is not None:
+            g_pre.mul_(scale)
+        g_pre.masked_fill_(post <= 0, 0.0)
+        gW_in = _mm(resid_mid.transpose(1, 2), g_pre)
+        g_resid_mid = _mm(g_pre, W_in.transpose(1, 2).contiguous()).add_(g_resid)
+        return g_resid_mid, gW_in, g_pre.sum(1), gW_out, g_resid.sum(1), gW_U, None

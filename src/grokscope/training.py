@@ -1,0 +1,265 @@
+"""Full-batch AdamW training of K stacked models as one computation.
+
+Knows nothing of run directories, Fourier analysis or plots: :class:`Trainer` holds the state
+(parameters, optimiser moments, step, dropout RNG, metric buffers) and :meth:`Trainer.fit` calls
+``on_checkpoint(trainer, epoch)`` on the checkpoint schedule, which is how :mod:`grokscope.runs`
+saves checkpoints.
+
+Conventions (documented choices):
+
+* *epoch e* means the state after ``e`` optimiser steps. Row ``e`` of the metrics holds the train loss
+  of that state (computed in the forward of step ``e + 1``), and the test loss of the same state on
+  epochs that are multiples of ``test_every``; checkpoint ``e`` holds the same parameters. The final
+  row ``epochs`` evaluates the trained model. (The authors' loop appends the loss before a step and saves
+  the model after it, one step apart.)
+* Learning rate of step ``e`` (0-based): ``lr * min(e / warmup, 1)``, as the authors'
+  ``LambdaLR(lambda step: min(step/10, 1))``: their first step has learning rate 0 (it only fills Adam's
+  moments), which we keep. Adam's bias correction counts steps from 1.
+* Loss: cross-entropy of the last position over the p number tokens, computed in **float64** from the
+  float32 logits (:func:`cross_entropy_float64`; the authors' helper says float64 but casts to float32).
+* L1 (Appendix D.1): ``l1 * sum(|w|)`` over all parameters, added to the loss (not decoupled).
+* Dropout (Appendix D.1): on the MLP neurons of the answer position, with the usual 1/(1-p) scaling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .config import Config, ModelConfig, check_batchable
+from .fastpath import forward_fast, forward_plain
+from .model import init_params, param_shapes
+from .tasks import make_dataset
+
+
+def cross_entropy_float64(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example cross-entropy, computed in float64 whatever the logits' dtype."""
+    logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
+    return -torch.gather(logp, -1, labels[..., None]).squeeze(-1)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        from .config import ConfigError
+        raise ConfigError(f"device={device!r} is invalid: must be one of auto, cpu, cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from .config import ConfigError
+        raise ConfigError(f"device={device!r} is invalid: CUDA is not available on this machine (use auto or cpu)")
+    return torch.device(device)
+
+
+class ParamLayout:
+    """Maps the K models' parameters onto one flat ``(K, P)`` tensor and back."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+        self.shapes = param_shapes(cfg)
+        self.sizes = [math.prod(s) for s in self.shapes.values()]
+        self.size = sum(self.sizes)
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        K = flat.shape[0]
+        parts = torch.split(flat, self.sizes, dim=1)
+        return {n: t.reshape(K, *s) for (n, s), t in zip(self.shapes.items(), parts)}
+
+    def flatten(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        K = next(iter(params.values())).shape[0]
+        return torch.cat([params[n].reshape(K, -1) for n in self.shapes], dim=1)
+
+
+@dataclass
+class Batch:
+    """Per-model inputs padded to a common length; ``weight`` is 1/n_k on real rows, 0 on padding."""
+
+    a: torch.Tensor  # (K, N) int64
+    b: torch.Tensor
+    y: torch.Tensor
+    weight: torch.Tensor  # (K, N) float64
+    n: torch.Tensor  # (K,) int64
+
+    @staticmethod
+    def from_indices(idx_list: list[torch.Tensor], tokens_list, labels_list, device) -> "Batch":
+        K = len(idx_list)
+        N = max(1, max(len(i) for i in idx_list))
+        a = torch.zeros(K, N, dtype=torch.long)
+        b = torch.zeros_like(a)
+        y = torch.zeros_like(a)
+        w = torch.zeros(K, N, dtype=torch.float64)
+        for k, (idx, tok, lab) in enumerate(zip(idx_list, tokens_list, labels_list)):
+            n = len(idx)
+            a[k, :n], b[k, :n], y[k, :n] = tok[idx, 0], tok[idx, 1], lab[idx]
+            if n:
+                w[k, :n] = 1.0 / n
+        n = torch.tensor([len(i) for i in idx_list])
+        return Batch(a.to(device), b.to(device), y.to(device), w.to(device), n.to(device))
+
+
+class Trainer:
+    """Trains ``len(configs)`` models of one shape together. ``fast=False`` uses the plain forward."""
+
+    def __init__(self, configs: list[Config], device: str | torch.device = "cpu", fast: bool | None = None):
+        configs = [c.validate() for c in configs]
+        check_batchable(configs)
+        self.configs = configs
+        self.cfg = configs[0]
+        self.mcfg = self.cfg.model_config
+        self.device = torch.device(device) if not isinstance(device, torch.device) else device
+        self.K = len(configs)
+        self.fast = (self.mcfg.n_layers == 1) if fast is None else fast
+        self.layout = ParamLayout(self.mcfg)
+        dev = self.device
+
+        self.datasets = [make_dataset(c) for c in configs]
+        toks = [d.tokens for d in self.datasets]
+        labs = [d.labels for d in self.datasets]
+        self.train = Batch.from_indices([d.train_idx for d in self.datasets], toks, labs, dev)
+        self.test = Batch.from_indices([d.test_idx for d in self.datasets], toks, labs, dev)
+
+        def col(name: str, dtype=torch.float32) -> torch.Tensor:
+            return torch.tensor([getattr(c, name) for c in configs], dtype=dtype, device=dev)[:, None]
+
+        self.lr, self.wd = col("lr"), col("weight_decay")
+        self.l1 = col("l1", torch.float64)[:, 0]
+        self.dropout = col("dropout")[:, 0]
+        self.use_dropout = bool((self.dropout > 0).any())
+        self.use_l1 = bool((self.l1 > 0).any())
+
+        self.params = torch.stack([self.layout.flatten({k: v[None] for k, v in init_params(self.mcfg, c.seed).items()})[0]
+                                   for c in configs]).to(dev)
+        self.exp_avg = torch.zeros_like(self.params)
+        self.exp_avg_sq = torch.zeros_like(self.params)
+        self.epoch = 0  # optimiser steps taken
+        self.generator = torch.Generator(device=dev).manual_seed(int(self.cfg.seed) * 1_000_003 + 17)
+        E = self.cfg.epochs
+        nan = float("nan")
+        self.metrics = {k: torch.full((E + 1, self.K), nan, dtype=torch.float64, device=dev)
+                        for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+
+    # ------------------------------------------------------------------ model evaluation
+    def named_params(self, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        return self.layout.unflatten(self.params if flat is None else flat)
+
+    def logits(self, params: dict[str, torch.Tensor], batch: Batch, keep=None) -> torch.Tensor:
+        fwd = forward_fast if self.fast else forward_plain
+        return fwd(params, batch.a, batch.b, self.mcfg, keep, self.dropout if keep is not None else None)
+
+    def _loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        ce = cross_entropy_float64(logits, batch.y)  # (K, N)
+        loss = (ce * batch.weight).sum(1)
+        acc = ((logits.argmax(-1) == batch.y).to(torch.float64) * batch.weight).sum(1)
+        return loss, acc
+
+    @torch.no_grad()
+    def evaluate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and accuracy per model (no dropout); NaN for a model with no rows."""
+        loss, acc = self._loss_acc(self.logits(self.named_params(), batch), batch)
+        empty = batch.n == 0
+        return loss.masked_fill(empty, float("nan")), acc.masked_fill(empty, float("nan"))
+
+    # ------------------------------------------------------------------ one step
+    def step(self) -> None:
+        e = self.epoch
+        if e % self.cfg.test_every == 0:
+            self.metrics["test_loss"][e], self.metrics["test_acc"][e] = self.evaluate(self.test)
+        flat = self.params.detach().requires_grad_(True)
+        keep = None
+        if self.use_dropout:
+            keep = torch.rand((self.K, self.train.a.shape[1], self.mcfg.d_mlp), generator=self.generator,
+                              device=self.device) >= self.dropout[:, None, None]
+        logits = self.logits(self.layout.unflatten(flat), self.train, keep)
+        loss, acc = self._loss_acc(logits.detach() if False else logits, self.train)
+        total = loss.sum()
+        if self.use_l1:
+            total = total + (self.l1 * flat.abs().sum(1).to(torch.float64)).sum()
+        (grad,) = torch.autograd.grad(total, flat)
+        self.metrics["train_loss"][e] = loss.detach()
+        self.metrics["train_acc"][e] = acc.detach()
+        self._adamw(grad)
+        self.epoch = e + 1
+
+    @torch.no_grad()
+    def _adamw(self, grad: torch.Tensor) -> None:
+        """torch.optim.AdamW's update, with a learning rate and weight decay per model (row)."""
+        c = self.cfg
+        e = self.epoch
+        factor = min(e / c.warmup, 1.0) if c.warmup > 0 else 1.0
+        lr = self.lr * factor  # (K, 1)
+        t = e + 1
+        p, m, v = self.params, self.exp_avg, self.exp_avg_sq
+        p.mul_(1 - lr * self.wd)
+        m.lerp_(grad, 1 - c.beta1)
+        v.mul_(c.beta2).addcmul_(grad, grad, value=1 - c.beta2)
+        bc1 = 1 - c.beta1 ** t
+        bc2_sqrt = math.sqrt(1 - c.beta2 ** t)
+        denom = (v.sqrt() / bc2_sqrt).add_(c.eps)
+        p.addcdiv_(m * (-lr / bc1), denom)
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, until: int | None = None, on_checkpoint: Callable[["Trainer", int], None] | None = None,
+            progress: bool = False, desc: str = "train") -> "Trainer":
+        """Train until ``until`` epochs (default: the config's). Calls ``on_checkpoint(self, epoch)`` at
+        every multiple of ``checkpoint_every`` (epoch 0 included) and at the end, after the final
+        evaluation."""
+        E = self.cfg.epochs
+        until = E if until is None else min(until, E)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=E, initial=self.epoch, desc=desc, unit="epoch", dynamic_ncols=True)
+        ce = self.cfg.checkpoint_every
+        try:
+            while self.epoch < until:
+                if self.epoch % ce == 0 and on_checkpoint is not None:
+                    on_checkpoint(self, self.epoch)
+                self.step()
+                if bar is not None:
+                    bar.update(1)
+                    if self.epoch % 50 == 0 or self.epoch == until:
+                        bar.set_postfix_str(self.postfix(), refresh=False)
+            if self.epoch == E and torch.isnan(self.metrics["train_loss"][E]).all():
+                self.final_evaluate()
+            if on_checkpoint is not None and (self.epoch % ce == 0 or self.epoch == E):
+                on_checkpoint(self, self.epoch)
+        finally:
+            if bar is not None:
+                bar.set_postfix_str(self.postfix(), refresh=False)
+                bar.close()
+        return self
+
+    def final_evaluate(self) -> None:
+        E = self.epoch
+        self.metrics["train_loss"][E], self.metrics["train_acc"][E] = self.evaluate(self.train)
+        self.metrics["test_loss"][E], self.metrics["test_acc"][E] = self.evaluate(self.test)
+
+    def postfix(self) -> str:
+        e = max(self.epoch - 1, 0)
+        m = {k: v[: e + 1] for k, v in self.metrics.items()}
+        tl = m["train_loss"][e]
+        last_test = torch.nonzero(~torch.isnan(m["test_loss"][:, 0]))
+        j = int(last_test[-1]) if len(last_test) else 0
+        f = lambda t: float(t.mean()) if self.K == 1 else float(t.median())
+        label = "" if self.K == 1 else " (median of %d)" % self.K
+        return (f"train {f(tl):.2e} test {f(m['test_loss'][j]):.2e} test_acc {f(m['test_acc'][j]):.3f}{label}")
+
+    # ------------------------------------------------------------------ state for resume
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        e = self.epoch
+        st = {"params": self.params, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq,
+              "epoch": torch.tensor(e), "generator": self.generator.get_state()}
+        for k, v in self.metrics.items():
+            st["metrics." + k] = v
+        return {k: v.detach().cpu().clone() for k, v in st.items()}
+
+    def load_state_dict(self, st: dict[str, torch.Tensor]) -> None:
+        dev = self.device
+        for k in ("params", "exp_avg", "exp_avg_sq"):
+            getattr(self, k).copy_(st[k].to(dev))
+        self.epoch = int(st["epoch"])
+        self.generator.set_state(st["generator"])
+        for k in self.metrics:
+            self.metrics[k].copy_(st["metrics." + k].to(dev))
