@@ -35,10 +35,15 @@ def _act(x: torch.Tensor, act: str) -> torch.Tensor:
     return F.relu(x) if act == "relu" else F.gelu(x)
 
 
+def _dropout_scale(keep: torch.Tensor, dropout: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``keep / (1 - p)`` per model: the inverted-dropout multiplier of each neuron."""
+    return keep.to(dtype) / (1 - dropout.to(dtype)).view(-1, 1, 1)
+
+
 def _apply_dropout(post: torch.Tensor, keep: torch.Tensor | None, dropout: torch.Tensor | None) -> torch.Tensor:
     if keep is None:
         return post
-    return post * keep / (1 - dropout).view(-1, 1, 1).to(post.dtype)
+    return post * _dropout_scale(keep, dropout, post.dtype)
 
 
 def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
@@ -110,7 +115,7 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
                                               mode="sum").view(K, N, -1)  # (K, N, D)
     if cfg.act == "relu":
         return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,
-                                 None if keep is None else keep / (1 - dropout).view(-1, 1, 1))
+                                 None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
     pre = torch.baddbmm(b_in[:, None], resid_mid, W_in)
     post = _apply_dropout(_act(pre, cfg.act), keep, dropout)
     resid = torch.baddbmm(resid_mid + b_out[:, None], post, W_out)

@@ -136,8 +136,9 @@ class Run:
 
     def model(self, epoch: int | None = None, model: int = 0) -> Transformer:
         """A :class:`Transformer` with the weights of ``model`` at ``epoch`` (default: last), in eval mode."""
+        params = self.params(epoch, model)
         m = Transformer(self.configs[model].model_config, seed=None)
-        m.load_state_dict(self.params(epoch, model))
+        m.load_state_dict(params)
         return m.eval()
 
     def dataset(self, model: int = 0) -> Dataset:

@@ -74,12 +74,12 @@ class ParamLayout:
 
 @dataclass
 class Batch:
-    """Per-model inputs padded to a common length; ``weight`` is 1/n_k on real rows, 0 on padding."""
+    """Per-model inputs padded to a common length; ``valid`` marks the real rows."""
 
     a: torch.Tensor  # (K, N) int64
     b: torch.Tensor
     y: torch.Tensor
-    weight: torch.Tensor  # (K, N) float64
+    valid: torch.Tensor  # (K, N) bool
     n: torch.Tensor  # (K,) int64
 
     @staticmethod
@@ -89,12 +89,11 @@ class Batch:
         a = torch.zeros(K, N, dtype=torch.long)
         b = torch.zeros_like(a)
         y = torch.zeros_like(a)
-        w = torch.zeros(K, N, dtype=torch.float64)
+        w = torch.zeros(K, N, dtype=torch.bool)
         for k, (idx, tok, lab) in enumerate(zip(idx_list, tokens_list, labels_list)):
             n = len(idx)
             a[k, :n], b[k, :n], y[k, :n] = tok[idx, 0], tok[idx, 1], lab[idx]
-            if n:
-                w[k, :n] = 1.0 / n
+            w[k, :n] = True
         n = torch.tensor([len(i) for i in idx_list])
         return Batch(a.to(device), b.to(device), y.to(device), w.to(device), n.to(device))
 
@@ -150,8 +149,9 @@ class Trainer:
 
     def _loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         ce = cross_entropy_float64(logits, batch.y)  # (K, N)
-        loss = (ce * batch.weight).sum(1)
-        acc = ((logits.argmax(-1) == batch.y).to(torch.float64) * batch.weight).sum(1)
+        n = batch.n.to(torch.float64)
+        loss = (ce * batch.valid).sum(1) / n
+        acc = ((logits.argmax(-1) == batch.y) & batch.valid).sum(1).to(torch.float64) / n
         return loss, acc
 
     @torch.no_grad()
@@ -172,7 +172,7 @@ class Trainer:
             keep = torch.rand((self.K, self.train.a.shape[1], self.mcfg.d_mlp), generator=self.generator,
                               device=self.device) >= self.dropout[:, None, None]
         logits = self.logits(self.layout.unflatten(flat), self.train, keep)
-        loss, acc = self._loss_acc(logits.detach() if False else logits, self.train)
+        loss, acc = self._loss_acc(logits, self.train)
         total = loss.sum()
         if self.use_l1:
             total = total + (self.l1 * flat.abs().sum(1).to(torch.float64)).sum()

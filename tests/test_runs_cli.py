@@ -1,0 +1,109 @@
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from helpers import tiny_config
+
+from grokscope import Run
+from grokscope.cli import main
+from grokscope.runs import atomic_write, resume, train
+
+
+def test_run_directory(tmp_path):
+    cfgs = [tiny_config(seed=0), tiny_config(seed=1)]
+    run = train(cfgs, tmp_path / "r", device="cpu", progress=False)
+    meta = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert meta["torch_version"] == torch.__version__ and len(meta["models"]) == 2
+    assert run.checkpoint_epochs == [0, 10, 20, 30, 40]
+    df = run.metrics
+    assert list(df.columns) == ["model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    assert len(df) == 2 * 41 and set(df.model) == {0, 1}
+    assert df[df.epoch % 5 == 0].test_loss.notna().all() and df[df.epoch % 5 != 0].test_loss.isna().all()
+    m = run.model(model=1)
+    ds = run.dataset(1)
+    from grokscope.training import cross_entropy_float64
+    with torch.no_grad():
+        loss = cross_entropy_float64(m.answer_logits(ds.tokens[ds.train_idx]), ds.labels[ds.train_idx]).mean()
+    final = df[(df.model == 1) & (df.epoch == 40)].train_loss.item()
+    assert loss.item() == pytest.approx(final, rel=1e-5)
+    with pytest.raises(Exception, match="epoch=7"):
+        run.params(epoch=7)
+    with pytest.raises(Exception, match="model=5"):
+        run.model(model=5)
+
+
+def test_resume_is_bitwise(tmp_path):
+    cfg = tiny_config(epochs=40, dropout=0.1)
+    straight = train([cfg], tmp_path / "a", device="cpu", progress=False)
+    train([cfg], tmp_path / "b", device="cpu", progress=False, until=20)
+    half = Run.load(tmp_path / "b")
+    assert half.checkpoint_epochs == [0, 10, 20] and half.metrics.epoch.max() == 19  # row 20 is written by the next step
+    resumed = resume(tmp_path / "b", device="cpu", progress=False)
+    for e in straight.checkpoint_epochs:
+        for k, v in straight.params(e).items():
+            assert torch.equal(v, resumed.params(e)[k]), (e, k)
+    pd.testing.assert_frame_equal(straight.metrics, resumed.metrics)
+
+
+def test_resume_after_unscheduled_stop(tmp_path):
+    cfg = tiny_config(epochs=30)
+    straight = train([cfg], tmp_path / "a", device="cpu", progress=False)
+    train([cfg], tmp_path / "b", device="cpu", progress=False, until=13)  # not a checkpoint epoch
+    resumed = resume(tmp_path / "b", device="cpu", progress=False)
+    assert torch.equal(straight.params(30)["W_E"], resumed.params(30)["W_E"])
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "x.bin"
+
+    def boom(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom)
+    assert not target.exists() and os.listdir(tmp_path) == []
+    atomic_write(target, lambda t: open(t, "wb").write(b"ok"))
+    assert target.read_bytes() == b"ok"
+
+
+TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-mlp", "16", "--epochs", "20", "--frac-train", "0.5",
+        "--checkpoint-every", "10", "--no-progress", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("args,field", [
+    (["--p", "2"], "p="), (["--frac-train", "0"], "frac_train="), (["--frac-train", "1.5"], "frac_train="),
+    (["--d-model", "10", "--n-heads", "4"], "d_model="), (["--op", "divide"], "op="), (["--preset", "x"], "preset="),
+    (["--seed", "a"], "seed="), (["--device", "tpu"], "device="), (["--seeds", "0,1", "--lr", "1,2,3"], "values but other lists"),
+])
+def test_cli_bad_input(tmp_path, capsys, args, field):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out)] + TINY + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("grokscope: error:") and field in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_cli_existing_dir_and_bad_resume(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main(["train", "--out", str(out)] + TINY) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a grokscope run" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--overwrite"] + TINY + ["--seeds", "0,1"]) == 0
+    assert Run.load(out).K == 2
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # already finished: a no-op
+
+
+def test_cli_entry_point_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "grokscope.cli", "train", "--p", "1", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
