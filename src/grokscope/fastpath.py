@@ -76,13 +76,79 @@ def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Ten
     return torch.einsum("knd,kdv->knv", x[:, :, 2], params["W_U"][:, :, :p])
 
 
+def segment_plan(tok: torch.Tensor, p: int) -> torch.Tensor:
+    """Group the examples of each model by token: ``(K, p, L)`` flat row indices into ``K*N`` rows, padded
+    with the dummy row ``K*N``. Used to turn the embedding-bag backward into small dense matmuls."""
+    K, N = tok.shape
+    key = (tok + p * torch.arange(K, device=tok.device)[:, None]).flatten()  # (K*N,) group id k*p + token
+    sorted_key, order = torch.sort(key, stable=True)
+    counts = torch.bincount(key, minlength=K * p)
+    L = max(int(counts.max()), 1)
+    start = torch.cumsum(counts, 0) - counts
+    pos = torch.arange(K * N, device=tok.device) - start[sorted_key]
+    seg = torch.full((K * p, L), K * N, dtype=torch.long, device=tok.device)
+    seg[sorted_key, pos] = order
+    return seg.view(K, p, L)
+
+
+class _TokenBag(torch.autograd.Function):
+    """``out[k, n] = sum_h sum_s pattern[k, n, h, s] * table[k, row(s, token_s[k, n], h)]`` where the rows of
+    ``table (K, 2*p*H + H, F)`` are [position 0: p*H][position 1: p*H][position 2: H] (row ``t*H + h``).
+
+    Forward is one ``embedding_bag``. Backward uses the examples grouped by token (``segment_plan``): the
+    table gradient of token t is ``pattern[group t]^T @ g[group t]``, a batched matmul, instead of torch's
+    scatter-based embedding-bag backward."""
+
+    @staticmethod
+    def forward(ctx, table, pattern, a, b, seg_a, seg_b):
+        K, N, H, _ = pattern.shape
+        R, p = table.shape[1], (table.shape[1] - H) // (2 * H)
+        hh = torch.arange(H, device=a.device)
+        kk = torch.arange(K, device=a.device)[:, None, None, None] * R
+        idx = torch.stack([a[..., None] * H + hh, p * H + b[..., None] * H + hh, (2 * p * H + hh).expand(K, N, H)],
+                          dim=-1) + kk  # (K, N, H, 3)
+        out = F.embedding_bag(idx.reshape(K * N, 3 * H), table.reshape(K * R, -1),
+                              per_sample_weights=pattern.reshape(K * N, 3 * H), mode="sum")
+        ctx.save_for_backward(table, pattern, seg_a, seg_b)
+        return out.view(K, N, -1)
+
+    @staticmethod
+    def backward(ctx, g):
+        table, pattern, seg_a, seg_b = ctx.saved_tensors
+        K, N, H, _ = pattern.shape
+        R, Fd = table.shape[1], table.shape[2]
+        p = (R - H) // (2 * H)
+        g = g.contiguous()
+        g_pad = torch.cat([g.reshape(K * N, Fd), g.new_zeros(1, Fd)])
+        g_table = table.new_empty(K, R, Fd)
+        g_pattern = pattern.new_empty(K, N, H, 3)
+        for s, seg in ((0, seg_a), (1, seg_b)):
+            L = seg.shape[-1]
+            rows = seg.flatten()
+            gs = torch.index_select(g_pad, 0, rows).view(K * p, L, Fd)  # gradient rows grouped by token
+            w_pad = torch.cat([pattern[..., s].reshape(K * N, H), pattern.new_zeros(1, H)])
+            ws = torch.index_select(w_pad, 0, rows).view(K * p, L, H)
+            g_table[:, s * p * H:(s + 1) * p * H] = torch.bmm(ws.transpose(1, 2), gs).view(K, p * H, Fd)
+            tab = table[:, s * p * H:(s + 1) * p * H].reshape(K * p, H, Fd)
+            gw = pattern.new_empty(K * N + 1, H)  # the padding entries all land on the dummy last row
+            gw.index_copy_(0, rows, torch.bmm(gs, tab.transpose(1, 2)).view(-1, H))
+            g_pattern[..., s] = gw[: K * N].view(K, N, H)
+        g_table[:, 2 * p * H:] = torch.bmm(pattern[..., 2].transpose(1, 2), g)
+        g_pattern[..., 2] = torch.bmm(g, table[:, 2 * p * H:].transpose(1, 2))
+        return g_table, g_pattern, None, None, None, None
+
+
 def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
-                 keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None) -> torch.Tensor:
-    """One-block fast path; same function as :func:`forward_plain` (see module docstring)."""
+                 keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None,
+                 plan: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """One-block fast path; same function as :func:`forward_plain` (see module docstring).
+    ``plan``: ``(segment_plan(a, p), segment_plan(b, p))``, computed here if not given."""
     if cfg.n_layers != 1:
         raise ValueError("forward_fast supports n_layers == 1 only; use forward_plain")
     p, H = cfg.p, cfg.n_heads
     K, N = a.shape
+    if plan is None:
+        plan = (segment_plan(a, p), segment_plan(b, p))
     W_E, W_pos = params["W_E"], params["W_pos"]
     W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
     W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
@@ -102,21 +168,14 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     scores = torch.stack([S[kk, 0, a], S[kk, 1, b], s2[:, None].expand(K, N, H)], dim=-1)  # (K, N, H, 3)
     pattern = torch.softmax(scores, dim=-1)
 
-    # rows of the per-model table: [pos0 (p*H) | pos1 (p*H) | pos2 (H)]
-    R = 2 * p * H + H
-    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, R, D)
-    hh = torch.arange(H, device=a.device)
-    idx = torch.stack([(a[..., None] * H + hh), (p * H + b[..., None] * H + hh),
-                       (2 * p * H + hh).expand(K, N, H)], dim=-1)  # (K, N, H, 3)
-    idx = (idx + (kk * R)[:, :, None, None]).reshape(K * N, 3 * H)
-    w = pattern.reshape(K * N, 3 * H)
-
-    resid_mid = x2[:, None] + F.embedding_bag(idx, table.reshape(K * R, -1), per_sample_weights=w,
-                                              mode="sum").view(K, N, -1)  # (K, N, D)
+    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
+    resid_mid = x2[:, None] + _TokenBag.apply(table, pattern, a, b, *plan)  # (K, N, D)
+    # pre = resid_mid @ W_in + b_in, with the tables pushed through W_in instead of every example
+    pre = _TokenBag.apply(torch.bmm(table, W_in), pattern, a, b, *plan) + \
+        (torch.einsum("kd,kdm->km", x2, W_in) + b_in)[:, None]
     if cfg.act == "relu":
-        return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,
+        return _MLPUnembed.apply(pre, resid_mid, W_out, b_out, W_U,
                                  None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
-    pre = torch.baddbmm(b_in[:, None], resid_mid, W_in)
     post = _apply_dropout(_act(pre, cfg.act), keep, dropout)
     resid = torch.baddbmm(resid_mid + b_out[:, None], post, W_out)
     return torch.bmm(resid, W_U)
@@ -130,23 +189,22 @@ def _mm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class _MLPUnembed(torch.autograd.Function):
-    """``(resid_mid + relu(resid_mid W_in + b_in) * scale) W_out + b_out) W_U`` with a hand-written
-    backward: every large product is one matmul with contiguous output, and the ReLU mask is applied in
-    place. Same maths as autograd through the three ops (tested in tests/test_fastpath.py)."""
+    """``(resid_mid + (relu(pre) * scale) W_out + b_out) W_U`` with a hand-written backward: every large
+    product is one matmul with contiguous output, and the ReLU mask is applied in place. Same maths as
+    autograd through the ops (tested in tests/test_fastpath.py)."""
 
     @staticmethod
-    def forward(ctx, resid_mid, W_in, b_in, W_out, b_out, W_U, scale):
-        pre = _mm(resid_mid, W_in).add_(b_in[:, None])
-        post = pre.clamp_min_(0)  # pre is not needed after this
+    def forward(ctx, pre, resid_mid, W_out, b_out, W_U, scale):
+        post = torch.relu(pre)
         post_s = post if scale is None else post * scale
         resid = _mm(post_s, W_out).add_(resid_mid).add_(b_out[:, None])
         logits = _mm(resid, W_U)
-        ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, resid, scale)
+        ctx.save_for_backward(W_out, W_U, post, post_s, resid, scale)
         return logits
 
     @staticmethod
     def backward(ctx, g):
-        resid_mid, W_in, W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
+        W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
         g = g.contiguous()
         g_resid = _mm(g, W_U.transpose(1, 2).contiguous())
         gW_U = _mm(resid.transpose(1, 2), g)
@@ -155,6 +213,4 @@ class _MLPUnembed(torch.autograd.Function):
         if scale is not None:
             g_pre.mul_(scale)
         g_pre.masked_fill_(post <= 0, 0.0)
-        gW_in = _mm(resid_mid.transpose(1, 2), g_pre)
-        g_resid_mid = _mm(g_pre, W_in.transpose(1, 2).contiguous()).add_(g_resid)
-        return g_resid_mid, gW_in, g_pre.sum(1), gW_out, g_resid.sum(1), gW_U, None
+        return g_pre, g_resid, gW_out, g_resid.sum(1), gW_U, None

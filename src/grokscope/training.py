@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from .config import Config, ModelConfig, check_batchable
-from .fastpath import forward_fast, forward_plain
+from .fastpath import forward_fast, forward_plain, segment_plan
 from .model import init_params, param_shapes
 from .tasks import make_dataset
 
@@ -81,6 +81,7 @@ class Batch:
     y: torch.Tensor
     valid: torch.Tensor  # (K, N) bool
     n: torch.Tensor  # (K,) int64
+    plan: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
     def from_indices(idx_list: list[torch.Tensor], tokens_list, labels_list, device) -> "Batch":
@@ -144,8 +145,12 @@ class Trainer:
         return self.layout.unflatten(self.params if flat is None else flat)
 
     def logits(self, params: dict[str, torch.Tensor], batch: Batch, keep=None) -> torch.Tensor:
-        fwd = forward_fast if self.fast else forward_plain
-        return fwd(params, batch.a, batch.b, self.mcfg, keep, self.dropout if keep is not None else None)
+        drop = self.dropout if keep is not None else None
+        if not self.fast:
+            return forward_plain(params, batch.a, batch.b, self.mcfg, keep, drop)
+        if batch.plan is None:  # the examples grouped by token, computed once per batch
+            batch.plan = (segment_plan(batch.a, self.cfg.p), segment_plan(batch.b, self.cfg.p))
+        return forward_fast(params, batch.a, batch.b, self.mcfg, keep, drop, plan=batch.plan)
 
     def _loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         ce = cross_entropy_float64(logits, batch.y)  # (K, N)
