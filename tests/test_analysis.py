@@ -119,7 +119,7 @@ def test_neurons_and_heads(hand):
     assert set(ne.clusters) == set(KEYS)
     assert all(share > 0.999 for share in ne.cluster_wl_share.values())  # W_L localised by frequency
     h0, h1, h2 = ne.heads
-    assert math.isnan(h0.fve) and math.isnan(h1.fve)  # constant patterns: nothing to explain
+    assert math.isnan(h0.fve) and math.isnan(h1.fve) and h0.freq == h1.freq == 0  # constant: nothing to explain
     # head 2: sigmoid(0.4 (cos 3a - cos 3b)) ~ 0.5 + 0.1 (cos 3a - cos 3b)
     assert h2.freq == 3 and h2.alpha == pytest.approx(0.1, abs=0.005) and abs(h2.beta) < 1e-6 and h2.fve > 0.999
     assert all(h.self_attention < 1e-15 for h in ne.heads)
@@ -197,15 +197,16 @@ def test_fast_path_equals_hooks(which):
 def test_frequency_ablation_matches_explicit():
     model, ds = _small_random()
     acts = an.collect(model, ds)
-    fa = an.frequency_ablation(acts)
-    D = torch.stack([torch.stack([d for d in pair]) for pair in an.fr.sum_directions(13)])  # (K, 2, N)
-    for k in range(1, 7):
-        Dk = D[k - 1]
-        L = acts.logits - Dk.T @ (Dk @ acts.logits)
-        m = an.metrics(L, acts)
-        assert float(fa.loss_all[k - 1]) == pytest.approx(m.loss_all, rel=1e-10)
-        assert float(fa.loss_train[k - 1]) == pytest.approx(m.loss_train, rel=1e-10)
-        assert float(fa.acc_test[k - 1]) == pytest.approx(m.acc_test)
+    D = an.fr.sum_directions(13)  # (K, 2, N)
+    for scale in (1.0, 300.0):  # 300: logits of several hundred, exp() would overflow without the shift
+        L0 = acts.logits * scale
+        fa = an.frequency_ablation(acts, L0)
+        for k in range(1, 7):
+            Dk = D[k - 1]
+            m = an.metrics(L0 - Dk.T @ (Dk @ L0), acts)
+            assert float(fa.loss_all[k - 1]) == pytest.approx(m.loss_all, rel=1e-10)
+            assert float(fa.loss_train[k - 1]) == pytest.approx(m.loss_train, rel=1e-10)
+            assert float(fa.acc_test[k - 1]) == pytest.approx(m.acc_test)
 
 
 def test_rejects_unsupported_models():

@@ -690,7 +690,8 @@ def composition(acts: Activations, keys: Sequence[int] | None = None) -> Composi
 @dataclass
 class HeadFit(_Result):
     """Table 2: attention ``= -> a`` of one head ~ ``0.5 + alpha (cos w_k a - cos w_k b) + beta (sin w_k a -
-    sin w_k b)`` (raw, unnormalised waves), best ``k`` by FVE; ``self_attention`` the mean attention ``= -> =``."""
+    sin w_k b)`` (raw, unnormalised waves), best ``k`` by FVE; ``self_attention`` the mean attention ``= -> =``.
+    A head whose pattern does not vary has ``freq = 0`` and ``fve = NaN``."""
 
     head: int
     freq: int
@@ -721,9 +722,11 @@ def head_fits(acts: Activations) -> list[HeadFit]:
     out = []
     for h in range(A.shape[1]):
         k = int(best[h])
-        f = float(fv[k, h]) if float(ss_tot[h]) > 1e-24 * A.shape[0] else float("nan")
-        out.append(HeadFit(h, k + 1, float(coef[k, 0, h]), float(coef[k, 1, h]), f,
-                           float(acts.pattern2[:, h, 2].mean())))
+        if float(ss_tot[h]) > 1e-24 * A.shape[0]:
+            out.append(HeadFit(h, k + 1, float(coef[k, 0, h]), float(coef[k, 1, h]), float(fv[k, h]),
+                               float(acts.pattern2[:, h, 2].mean())))
+        else:  # a constant pattern: nothing to explain
+            out.append(HeadFit(h, 0, 0.0, 0.0, float("nan"), float(acts.pattern2[:, h, 2].mean())))
     return out
 
 
@@ -881,12 +884,14 @@ def frequency_ablation(acts: Activations, logits: Tensor | None = None) -> Frequ
     # group the pairs by s: for s, the pairs (a, (s - a) mod p)
     a_ = torch.arange(p, device=dev)
     grp = a_[None, :] * p + (torch.arange(p, device=dev)[:, None] - a_[None, :]).remainder(p)  # (s, a) -> n
-    G = torch.exp(-delta).permute(1, 2, 0)  # (s, c, K)
+    gmax = (-delta).amax(-1, keepdim=True)  # (K, s, 1): keeps G <= 1, so nothing overflows
+    G = torch.exp(-delta - gmax).permute(1, 2, 0)  # (s, c, K)
     S = torch.bmm(P[grp], G)  # (s, a, K)
     y = acts.labels
     s = acts.s
     lse = torch.empty(K, N, dtype=DTYPE, device=dev)
     lse[:, grp.reshape(-1)] = S.reshape(N, K).T.log()
+    lse += gmax[:, :, 0][:, s]
     loss = lse + mL[:, 0][None] - (L[torch.arange(N, device=dev), y][None] - delta[:, s, y])  # (K, N)
     # accuracy
     Ly = L.gather(1, y[:, None])[:, 0]
