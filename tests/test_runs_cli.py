@@ -107,3 +107,20 @@ def test_cli_entry_point_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "grokscope.cli", "train", "--p", "1", "--out", str(tmp_path / "r")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_cli_analyze_run_and_checkpoint(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "key frequencies" in text and "Ablations" in text
+    d = json.loads((out / "analysis.json").read_text())
+    assert d["p"] == 7 and "ablations" in d
+    assert main(["analyze", str(out / "checkpoints" / "epoch_000010.safetensors")]) == 0
+    assert json.loads((out / "analysis_epoch_10.json").read_text())["source"].endswith("epoch 10")
+    assert main(["analyze", str(tmp_path / "nope")]) == 2
+    assert "path=" in capsys.readouterr().err
+    assert main(["analyze", str(out), "--epoch", "7"]) == 2
+    assert "epoch=7" in capsys.readouterr().err

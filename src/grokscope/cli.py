@@ -126,6 +126,96 @@ def _fmt(x) -> str:
     return "-" if x != x else str(int(x))
 
 
+def _add_analyze(sub) -> None:
+    p = sub.add_parser("analyze", aliases=["analyse"], help="reverse-engineer one checkpoint (paper Section 4)",
+                       description="Analyse a checkpoint: a run directory (its last checkpoint, or --epoch), one "
+                                   "checkpoint file of a run (checkpoints/epoch_*.safetensors), or an authors' "
+                                   ".pth file (give --seed and --frac-train of its split). Prints the tables and "
+                                   "writes every number to JSON.")
+    p.add_argument("path", help="run directory, run checkpoint file, or authors' .pth checkpoint")
+    p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch of a run (default: the last)")
+    p.add_argument("--model", type=int, default=0, help="model index in a batched run (default 0)")
+    p.add_argument("--seed", type=int, default=None, help="authors' checkpoint: seed of their split")
+    p.add_argument("--frac-train", type=float, default=None, help="authors' checkpoint: train fraction of their split")
+    p.add_argument("--split", default="authors", help="authors' checkpoint: split (only 'authors')")
+    p.add_argument("--op", default="add", help="authors' checkpoint: operation (default add)")
+    p.add_argument("--keys", default=None, help="comma-separated key frequencies (default: found automatically)")
+    p.add_argument("--threshold", type=float, default=0.85, help="neuron FVE threshold (paper: 0.85)")
+    p.add_argument("--out", default=None, help="JSON output (default: RUN/analysis[_epoch_N][_model_i].json, or "
+                                               "./<name>.analysis.json for an authors' file)")
+
+
+def _tables(d: dict) -> str:
+    """Table 1 (directions of W_L) and the ablation table as text."""
+    f = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
+    lines = ["", "Table 1: MLP activations projected on the W_L directions u_k (cos) / v_k (sin)",
+             f"  {'freq':>4} {'dir':>4} {'top 2-D Fourier terms':<44} {'FVE':>7}"]
+    for r in d["composition"]["directions"]:
+        terms = ", ".join(f"{t['a']}*{t['b']} {t['value']:+.3g}" for t in r["top_terms"][:2])
+        lines.append(f"  {r['freq']:>4} {r['kind']:>4} {terms:<44} {r['fve']:>7.1%}")
+    lines += ["", "Ablations (loss / accuracy on all pairs; restricted on test, excluded on train as the paper)",
+              f"  {'ablation':<30} {'loss before':>11} {'loss after':>11} {'acc after':>9}"]
+    for name, r in d["ablations"]["results"].items():
+        b, a = r["before"], r["after"]
+        key = "loss_train" if name == "logits_excluded" else "loss_test" if name == "logits_restricted" else "loss_all"
+        acc = key.replace("loss", "acc")
+        lines.append(f"  {name:<30} {f(b[key]):>11} {f(a[key]):>11} {f(a[acc]):>9}")
+    return "\n".join(lines)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .analysis import analyze
+    from .runs import Run, atomic_write
+
+    path = Path(args.path)
+    keys = None
+    if args.keys:
+        try:
+            keys = [int(k) for k in args.keys.split(",")]
+        except ValueError:
+            raise ConfigError(f"keys={args.keys!r} is invalid: must be comma-separated integers") from None
+    if path.is_file() and path.suffix == ".pth":
+        if args.seed is None or args.frac_train is None:
+            raise ConfigError("seed and frac_train are required for an authors' checkpoint (its split): "
+                              "--seed S --frac-train F")
+        if args.split != "authors":
+            raise ConfigError(f"split={args.split!r} is invalid: an authors' checkpoint uses split 'authors'")
+        from .analysis import model_and_dataset_from_authors
+        try:
+            model, ds = model_and_dataset_from_authors(path, args.seed, args.frac_train, args.op)
+        except ValueError as e:
+            raise ConfigError(f"path={str(path)!r} is invalid: {e}") from None
+        out = Path(args.out or f"{path.stem}.analysis.json")
+        label = f"{path.name} (authors' split, seed {args.seed}, frac {args.frac_train})"
+    else:
+        epoch = args.epoch
+        if path.is_file() and path.suffix == ".safetensors":
+            if not path.name.startswith("epoch_"):
+                raise ConfigError(f"path={str(path)!r} is invalid: not a run checkpoint (checkpoints/epoch_N.safetensors)")
+            epoch = int(path.stem[6:])
+            path = path.parent.parent
+        elif not path.exists():
+            raise ConfigError(f"path={str(path)!r} is invalid: no such run directory or checkpoint file")
+        run = Run.load(path)
+        model, ds = run.model(epoch, args.model), run.dataset(args.model)
+        epoch = run.checkpoint_epochs[-1] if epoch is None else epoch
+        suffix = ("" if args.epoch is None and not str(args.path).endswith(".safetensors") else f"_epoch_{epoch}") + \
+            ("" if args.model == 0 else f"_model_{args.model}")
+        out = Path(args.out or run.path / f"analysis{suffix}.json")
+        label = f"{run.path} model {args.model} epoch {epoch}"
+    res = analyze(model, ds, keys=keys, threshold=args.threshold)
+    print(label)
+    print(res.summary())
+    print(_tables(res.to_dict()))
+    text = json.dumps({"source": label, **res.to_dict()}, indent=1)
+    atomic_write(out, lambda t: Path(t).write_text(text))
+    print(f"wrote {out} ({res.seconds:.1f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
@@ -133,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_train(sub)
+    _add_analyze(sub)
     return parser
 
 
@@ -143,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze}[args.command](args)
     except ConfigError as e:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2
