@@ -124,3 +124,34 @@ def test_cli_analyze_run_and_checkpoint(tmp_path, capsys):
     assert "path=" in capsys.readouterr().err
     assert main(["analyze", str(out), "--epoch", "7"]) == 2
     assert "epoch=7" in capsys.readouterr().err
+
+
+def test_run_lock_refuses_a_second_trainer(tmp_path):
+    cfg = tiny_config(epochs=20)
+    train([cfg], tmp_path / "r", device="cpu", progress=False, until=10)
+    (tmp_path / "r" / ".lock").write_text(str(os.getppid()))  # a live process holds it
+    with pytest.raises(Exception, match="being trained by process"):
+        resume(tmp_path / "r", device="cpu", progress=False)
+    (tmp_path / "r" / ".lock").write_text("999999999")  # stale lock: its process is gone
+    assert resume(tmp_path / "r", device="cpu", progress=False).checkpoint_epochs[-1] == 20
+    assert not (tmp_path / "r" / ".lock").exists()
+
+
+def test_sigterm_saves_state(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "r"
+    args = [sys.executable, "-m", "grokscope.cli", "train", "--out", str(out), "--no-progress", "--device", "cpu",
+            "--p", "7", "--d-model", "8", "--n-heads", "2", "--d-mlp", "16", "--epochs", "1000000",
+            "--checkpoint-every", "1000000"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    for _ in range(200):  # wait until it trains (epoch-0 checkpoint written)
+        if (out / "checkpoints").is_dir() and any((out / "checkpoints").iterdir()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
+    st = torch.load(out / "state.pt", weights_only=True)
+    assert int(st["epoch"]) > 0 and not (out / ".lock").exists()

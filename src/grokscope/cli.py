@@ -233,6 +233,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    import signal
+
+    def _terminate(signum, frame):  # `kill PID` saves the run's state just as Ctrl-C does
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze}[args.command](args)
     except ConfigError as e:

@@ -209,7 +209,50 @@ def resume(path: str | Path, device: str = "auto", progress: bool = True, until:
     return Run.load(run.path)
 
 
+LOCK = ".lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _acquire_lock(path: Path) -> Path:
+    """One trainer per run directory: a second ``train --resume`` of a run in progress is refused."""
+    lock = path / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _pid_alive(pid):
+                raise ConfigError(f"run={str(path)!r} is invalid: it is being trained by process {pid} "
+                                  f"(remove {lock} if that is wrong)") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return lock
+    raise ConfigError(f"run={str(path)!r} is invalid: could not take its lock {lock}")
+
+
 def _fit(path: Path, trainer: Trainer, progress: bool, until: int | None) -> None:
+    lock = _acquire_lock(path)
+    try:
+        _fit_locked(path, trainer, progress, until)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None) -> None:
     try:
         trainer.fit(until, on_checkpoint=lambda tr, e: _save_checkpoint(path, tr, e), progress=progress,
                     desc=path.name)
