@@ -214,8 +214,12 @@ class Trainer:
         until = E if until is None else min(until, E)
         bar = None
         if progress:
+            import sys
+
             from tqdm.auto import tqdm
-            bar = tqdm(total=E, initial=self.epoch, desc=desc, unit="epoch", dynamic_ncols=True)
+            tty = sys.stderr.isatty()
+            bar = tqdm(total=E, initial=self.epoch, desc=desc, unit="epoch", dynamic_ncols=True,
+                       mininterval=0.2 if tty else 30.0)  # a log file gets a line every 30 s
         ce = self.cfg.checkpoint_every
         try:
             while self.epoch < until:
