@@ -29,9 +29,12 @@ def inputs(K, N, seed=0):
     return torch.randint(0, P, (K, N), generator=g), torch.randint(0, P, (K, N), generator=g)
 
 
+@pytest.mark.parametrize("tables", [False, True])
 @pytest.mark.parametrize("act", ["relu", "gelu"])
 @pytest.mark.parametrize("K", [1, 3])
-def test_fast_equals_plain_values_and_grads(act, K):
+def test_fast_equals_plain_values_and_grads(act, K, tables, monkeypatch):
+    import grokscope.fastpath as fp
+    monkeypatch.setattr(fp, "PRE_VIA_TABLES", tables)
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16, act=act)
     ps = stacked(cfg, range(K))
     a, b = inputs(K, 30)

@@ -76,6 +76,10 @@ def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Ten
     return torch.einsum("knd,kdv->knv", x[:, :, 2], params["W_U"][:, :, :p])
 
 
+#: compute the MLP pre-activation from per-token tables (True) or as one dense matmul (False)
+PRE_VIA_TABLES = False  # measured: the dense matmul is ~20% faster per epoch on a 2-core CPU
+
+
 def segment_plan(tok: torch.Tensor, p: int) -> torch.Tensor:
     """Group the examples of each model by token: ``(K, p, L)`` flat row indices into ``K*N`` rows, padded
     with the dummy row ``K*N``. Used to turn the embedding-bag backward into small dense matmuls."""
@@ -170,9 +174,12 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
 
     table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
     resid_mid = x2[:, None] + _TokenBag.apply(table, pattern, a, b, *plan)  # (K, N, D)
-    # pre = resid_mid @ W_in + b_in, with the tables pushed through W_in instead of every example
-    pre = _TokenBag.apply(torch.bmm(table, W_in), pattern, a, b, *plan) + \
-        (torch.einsum("kd,kdm->km", x2, W_in) + b_in)[:, None]
+    if PRE_VIA_TABLES:
+        # pre = resid_mid @ W_in + b_in, with the tables pushed through W_in instead of every example
+        pre = _TokenBag.apply(torch.bmm(table, W_in), pattern, a, b, *plan) + \
+            (torch.einsum("kd,kdm->km", x2, W_in) + b_in)[:, None]
+    else:
+        pre = torch.baddbmm(b_in[:, None], resid_mid, W_in)
     if cfg.act == "relu":
         return _MLPUnembed.apply(pre, resid_mid, W_out, b_out, W_U,
                                  None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
