@@ -197,7 +197,7 @@ def _mm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 class _MLPUnembed(torch.autograd.Function):
     """``(resid_mid + (relu(pre) * scale) W_out + b_out) W_U`` with a hand-written backward: every large
-    product is one matmul with contiguous output, and the ReLU mask is applied in place. Same maths as
+    product is one matmul with contiguous output, and the ReLU mask uses torch's threshold_backward. Same maths as
     autograd through the ops (tested in tests/test_fastpath.py)."""
 
     @staticmethod
@@ -219,5 +219,5 @@ class _MLPUnembed(torch.autograd.Function):
         g_pre = _mm(g_resid, W_out.transpose(1, 2).contiguous())
         if scale is not None:
             g_pre.mul_(scale)
-        g_pre.masked_fill_(post <= 0, 0.0)
+        g_pre = torch.ops.aten.threshold_backward(g_pre, post, 0.0)  # ReLU's own backward kernel
         return g_pre, g_resid, gW_out, g_resid.sum(1), gW_U, None
