@@ -1,0 +1,643 @@
+"""Progress measures over training (paper §5.1, Fig. 7, Appendix C.1.5 Figs. 13-15, C.2 footnote 3).
+
+Entry points::
+
+    from grokscope.progress import compute_progress, save_progress, load_progress, wide
+    df = compute_progress("runs/x")          # tidy DataFrame: model, epoch, measure, value
+    save_progress("runs/x")                  # computes and writes runs/x/progress.parquet (returns the frame)
+    wide(df, model=0)                        # one row per epoch, one column per measure
+
+Every measure is computed for every model of the run at every checkpoint (``every=n``: every n-th one, the
+last always included), from the checkpoint's parameters: one batched forward pass over all ``p * p`` inputs
+(:func:`grokscope.fastpath.forward_fast`, checkpoints x models stacked on the leading axis, in chunks),
+then float64 tensor algebra over the whole chunk -- no Python loop over checkpoints, frequencies or neurons
+inside a chunk.
+
+Key frequencies
+---------------
+Per model, from the run's *final* checkpoint (as the paper does): :func:`grokscope.analysis.select_by_gap`
+on the per-frequency shares of ``W_L = W_out @ W_U[:, :p]`` with the defaults of
+:func:`grokscope.analysis.key_frequencies` (:func:`final_keys`; equal to ``key_frequencies(...).keys``).
+``keys=`` overrides them: one list for every model, or ``{model: list}``. A model with no keys (its final
+``W_L`` is not sparse, e.g. without weight decay) gets restricted logits = the constant only and excluded
+logits = the full logits; the model-independent excluded loss does not need keys.
+
+Measures (``measure`` column; losses are mean float64 cross-entropies, accuracies fractions)
+------------------------------------------------------------------------------------------
+``s = (a + b) mod p``. The ``cos/sin(w_k(a+b))`` components of the logits are their projections on the unit
+directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` grid, per output ``c``.
+
+* ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``: the model's own logits (float32 forward as in
+  training, cross-entropy in float64), on the model's train / test pairs.
+* ``restricted_loss``, ``restricted_acc``: logits restricted to the constant plus the ``cos/sin(w_k(a+b))``
+  components of the key frequencies, with the authors' bias correction (the constant is the mean logit over
+  all pairs; :func:`grokscope.analysis.restricted_logits`), on the **test** pairs;
+  ``restricted_loss_all``, ``restricted_acc_all``: the same on all pairs (the authors' logged ``trig_loss``).
+* ``excluded_loss``, ``excluded_acc``: those key components removed from the logits (everything else kept;
+  :func:`grokscope.analysis.excluded_logits`), on the **train** pairs.
+* ``excluded_loss_k{k}``, ``excluded_acc_k{k}``: only key frequency ``k`` removed (Fig. 15), train pairs.
+* ``excluded_loss_max``: the model-independent variant (footnote 3): the largest train excluded loss over
+  the ``p // 2`` single-frequency removals ``k = 1 .. p // 2``; ``excluded_loss_max_freq``: that ``k``.
+* ``gini_W_E``, ``gini_W_L``: the Gini coefficient (below) of the vector of per-frequency Fourier norms
+  ``n_k``, ``k = 1 .. p // 2`` (the constant excluded): for ``W_E`` the transform of ``W_E[:p]`` (the number
+  tokens; ``=`` excluded) along the token axis, ``n_k = sqrt(||coef cos k||^2 + ||coef sin k||^2)`` with the
+  norms over ``d_model``; for ``W_L = W_out @ W_U[:, :p]`` (``(d_mlp, p)``) the transform along the output
+  (logit) axis, norms over the neurons. (:func:`grokscope.fourier.freq_norms` entries ``1..p//2``.)
+* ``sum_sq``: the sum of squares of all parameters (biases included, as the authors' ``sum_sq_weights``);
+  ``sum_sq.<name>``: per parameter tensor (``W_E``, ``blocks.0.attn.W_Q``, ...).
+* ``logit_coef_k{k}``: the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
+  pairs and outputs (Fig. 14; the regressors of different ``k`` are orthogonal, so it is a projection),
+  ``logits ~ sum_k alpha_k cos(w_k(a+b-c))`` -- the same number as
+  :func:`grokscope.analysis.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
+  to unit norm; their coefficient is ``alpha_k * sqrt(p**3 / 2)``.
+
+Gini coefficient (Hurley & Rickard 2009): for ``x >= 0`` of length ``n`` sorted ascending,
+``G = 1 - 2 sum_i (x_(i) / ||x||_1) (n - i + 1/2) / n`` ``= sum_i (2i - n - 1) x_(i) / (n sum x)``: 0 when all
+entries are equal, ``(n - 1) / n`` when one entry holds everything (here ``n = p // 2``: 55/56 for p = 113);
+NaN for the zero vector.
+
+The frame's ``attrs`` (kept in the parquet file) hold ``keys`` (``{"0": [..], ...}``), ``every`` and the
+checkpoint epochs used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import fourier as fr
+from .analysis import select_by_gap
+from .config import ModelConfig
+from .fastpath import forward_plain
+
+DTYPE = torch.float64
+PROGRESS_FILE = "progress.parquet"
+ROWS_PER_CHUNK = 8  # checkpoints x models per forward pass (~40 MB of float32 intermediates each at p = 113)
+
+__all__ = ["gini", "final_keys", "resolve_keys", "ProgressData", "batch_measures", "compute_progress",
+           "save_progress", "load_progress", "load_or_compute_progress", "wide", "PROGRESS_FILE"]
+
+
+# ====================================================================== small pieces
+def gini(x: Tensor, dim: int = -1) -> Tensor:
+    """Gini coefficient of non-negative ``x`` along ``dim`` (see the module docstring); NaN where ``x`` sums to 0."""
+    x = torch.movedim(x.to(DTYPE), dim, -1)
+    n = x.shape[-1]
+    xs = torch.sort(x, dim=-1).values
+    i = torch.arange(1, n + 1, dtype=DTYPE, device=x.device)
+    tot = xs.sum(-1)
+    g = (xs * (2 * i - n - 1)).sum(-1) / (n * tot)
+    return torch.where(tot > 0, g, torch.full_like(g, float("nan")))
+
+
+def _freq_norms_batched(comp_sq: Tensor) -> Tensor:
+    """``(..., p)`` squared norms per basis row -> ``(..., p // 2)`` norms per frequency ``k = 1 .. p // 2``."""
+    p = comp_sq.shape[-1]
+    K = p // 2
+    out = comp_sq[..., 1::2][..., :K].clone()  # cos k at 2k - 1
+    sins = comp_sq[..., 2::2]  # sin k at 2k (K - 1 of them for even p)
+    out[..., : sins.shape[-1]] += sins
+    return out.sqrt()
+
+
+def _wl(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> Tensor:
+    """``W_L = W_out @ W_U[:, :p]`` in float64, ``(..., d_mlp, p)`` (the last block's ``W_out``)."""
+    W_out = params[f"blocks.{n_layers - 1}.mlp.W_out"].to(DTYPE)
+    return W_out @ params["W_U"][..., :p].to(DTYPE)
+
+
+def weight_measures(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
+    """``gini_W_E``, ``gini_W_L``, ``sum_sq`` and ``sum_sq.<name>`` for stacked parameters ``(M, ...)``: each ``(M,)``."""
+    B = fr.fourier_basis(p, params["W_E"].device)
+    CE = B @ params["W_E"][:, :p].to(DTYPE)  # (M, p basis, d)
+    ne = _freq_norms_batched(CE.pow(2).sum(-1))
+    CL = _wl(params, p, n_layers) @ B.T  # (M, m, p basis): coefficients along the output axis
+    nl = _freq_norms_batched(CL.pow(2).sum(-2))
+    out = {"gini_W_E": gini(ne), "gini_W_L": gini(nl)}
+    sq = {f"sum_sq.{k}": v.to(DTYPE).pow(2).flatten(1).sum(1) for k, v in params.items()}
+    out["sum_sq"] = torch.stack(list(sq.values())).sum(0)
+    out.update(sq)
+    return out
+
+
+def final_keys(params: Mapping[str, Tensor], p: int, n_layers: int = 1, **kw) -> list[int]:
+    """Key frequencies of one model from its parameters (unstacked), by :func:`grokscope.analysis.select_by_gap`
+    on the ``W_L`` shares with :func:`grokscope.analysis.key_frequencies`' defaults (``max_keys = p // 4``)."""
+    WL = _wl(params, p, n_layers)
+    shares = fr.freq_shares(fr.freq_norms(fr.fft1d(WL, dim=1), dim=1))
+    kw.setdefault("max_keys", max(1, p // 4))
+    return select_by_gap(shares, **kw)
+
+
+def resolve_keys(run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+                 epoch: int | None = None) -> dict[int, list[int]]:
+    """Keys per model: ``keys`` if given (one list for all, or per model), else :func:`final_keys` of each
+    model's final checkpoint (or ``epoch``)."""
+    p = run.configs[0].p
+    out: dict[int, list[int]] = {}
+    for k in range(run.K):
+        if keys is None:
+            ks = final_keys(run.params(epoch, k), p, run.configs[k].n_layers)
+        elif isinstance(keys, Mapping):
+            ks = keys.get(k, keys.get(str(k), []))
+        else:
+            ks = keys
+        ks = sorted({int(x) for x in ks})
+        bad = [x for x in ks if not 1 <= x <= p // 2]
+        if bad:
+            raise ValueError(f"keys={bad} are invalid for model {k}: must be in 1..{p // 2}")
+        out[k] = ks
+    return out
+
+
+# ====================================================================== per-run constant tensors
+@dataclass
+class ProgressData:
+    """Everything that does not depend on the parameters, for the K models of a run.
+
+    Pairs are held in *s-major* order: position ``i = s * p + a`` is the pair ``(a, b = (s - a) mod p)``
+    (``order[i]`` is its a-major index), so that everything that depends on the pair only through
+    ``s = (a + b) mod p`` is a broadcast over ``a``. ``y (K, N)`` labels and ``w (K, N, 3)`` train/test/all
+    0/1 masks in that order; ``key_mask (K, p//2)``; ``keys_pad (K, R)`` 1-based keys padded with 1
+    (``keys_valid``); ``T (p//2, 2, p)`` the unit ``cos/sin(w_k(a+b))`` directions as functions of ``s``.
+    The train pairs grouped by ``s``: ``tr_a (K, p, G)`` their ``a`` (padded with 0, ``tr_valid``), so the
+    ``g``-th train pair with sum ``s`` sits at s-major position ``s * p + tr_a[k, s, g]``."""
+
+    p: int
+    order: Tensor
+    a: Tensor
+    b: Tensor
+    y: Tensor
+    w: Tensor
+    tr_a: Tensor
+    tr_valid: Tensor
+    key_mask: Tensor
+    keys_pad: Tensor
+    keys_valid: Tensor
+    keys: dict[int, list[int]]
+    T: Tensor
+    waves: Tensor  # (p//2, 2, p) cos/sin(w_k x)
+    alpha_den: Tensor  # (p//2,) squared norm of cos(w_k(a+b-c)) over all pairs and outputs
+
+    @classmethod
+    def build(cls, datasets: Sequence, keys: Mapping[int, Sequence[int]], device=None) -> "ProgressData":
+        p = datasets[0].p
+        K, N, Kf = len(datasets), p * p, p // 2
+        dev = torch.device(device or "cpu")
+        s_ = torch.arange(p, device=dev).repeat_interleave(p)
+        a_ = torch.arange(p, device=dev).repeat(p)
+        b_ = (s_ - a_).remainder(p)
+        order = a_ * p + b_
+        y = torch.stack([d.labels.to(dev)[order] for d in datasets])
+        w = torch.zeros(K, N, 3, dtype=DTYPE, device=dev)
+        for k, d in enumerate(datasets):
+            w[k, d.train_idx.to(dev), 0] = 1.0
+            w[k, d.test_idx.to(dev), 1] = 1.0
+        w[:, :, 2] = 1.0
+        w = w[:, order]
+        is_tr = w[:, :, 0].view(K, p, p) > 0  # (K, s, a)
+        G = max(1, int(is_tr.sum(-1).max()))
+        # a stable sort puts each s's train a's first, in increasing a
+        tr_a = torch.sort((~is_tr).to(torch.int8), dim=-1, stable=True).indices[..., :G].contiguous()
+        tr_valid = is_tr.gather(-1, tr_a)
+        tr_a = torch.where(tr_valid, tr_a, torch.zeros_like(tr_a))
+        R = max([1] + [len(v) for v in keys.values()])
+        key_mask = torch.zeros(K, Kf, dtype=torch.bool, device=dev)
+        keys_pad = torch.ones(K, R, dtype=torch.long, device=dev)
+        keys_valid = torch.zeros(K, R, dtype=torch.bool, device=dev)
+        for k in range(K):
+            ks = sorted(int(x) for x in keys.get(k, []))
+            if ks:
+                kt = torch.tensor(ks, device=dev)
+                key_mask[k, kt - 1] = True
+                keys_pad[k, : len(ks)] = kt
+                keys_valid[k, : len(ks)] = True
+        freqs = range(1, Kf + 1)
+        x = torch.arange(p, dtype=DTYPE, device=dev)
+        ang = 2 * math.pi * torch.arange(1, Kf + 1, dtype=DTYPE, device=dev)[:, None, None] * \
+            (x[:, None] - x[None, :]) / p
+        return cls(p, order, a_, b_, y, w, tr_a, tr_valid, key_mask, keys_pad, keys_valid,
+                   {int(k): sorted(int(x) for x in v) for k, v in keys.items()},
+                   fr.sum_direction_table(p, freqs, dev), fr.sum_waves(p, freqs, dev),
+                   p * torch.cos(ang).pow(2).sum((1, 2)))
+
+
+# ====================================================================== the batched forward, by blocks of s
+def _tables(params: Mapping[str, Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
+    """Per-model tables of the one-layer model for ``M`` stacked parameter sets (the structure of
+    :func:`grokscope.fastpath.forward_fast`): attention-score tables ``S (M, 2, p, H)``, ``s2 (M, H)``; the
+    value tables pushed through ``W_in`` and ``W_U`` side by side, ``TAB (M, 2pH + H, d_mlp + p)`` (rows
+    ``[pos 0: t*H + h][pos 1: p*H + t*H + h][pos 2: 2pH + h]``); the constant parts ``c_in`` (MLP input of the
+    ``=`` token plus ``b_in``) and ``c_u`` (its direct logits plus ``b_out``'s); ``W_L (M, d_mlp, p)``."""
+    p, H = cfg.p, cfg.n_heads
+    W_E, W_pos = params["W_E"], params["W_pos"]
+    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
+    W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
+    W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
+    W_U = params["W_U"][:, :, :p]
+    M, D = W_E.shape[0], W_E.shape[-1]
+    x2 = W_E[:, p] + W_pos[:, 2]
+    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (M, 2, p, D)
+    q = torch.einsum("md,mhde->mhe", x2, W_Q)
+    qk = torch.einsum("mhde,mhe->mhd", W_K, q) / math.sqrt(cfg.d_head)
+    S = torch.einsum("mstd,mhd->msth", X, qk)
+    s2 = torch.einsum("md,mhd->mh", x2, qk)
+    VO = torch.einsum("mhde,mhef->mhdf", W_V, W_O)  # (M, H, D, D)
+    OV = torch.einsum("mstd,mhdf->msthf", X, VO).reshape(M, 2 * p * H, D)
+    ov2 = torch.einsum("md,mhdf->mhf", x2, VO)
+    table = torch.cat([OV, ov2], 1)  # (M, R, D)
+    TAB = torch.cat([torch.bmm(table, W_in), torch.bmm(table, W_U)], -1).contiguous()
+    c_in = torch.einsum("md,mdj->mj", x2, W_in) + b_in
+    c_u = torch.einsum("md,mdc->mc", x2 + b_out, W_U)
+    return {"S": S, "s2": s2, "TAB": TAB, "c_in": c_in, "c_u": c_u, "W_L": torch.bmm(W_out, W_U)}
+
+
+def _bag_index(p: int, H: int, a: Tensor, b: Tensor) -> Tensor:
+    """``(N, H, 3)`` rows of ``TAB`` read by each pair: ``a*H + h``, ``pH + b*H + h``, ``2pH + h``."""
+    h = torch.arange(H, device=a.device)
+    return torch.stack([a[:, None] * H + h, p * H + b[:, None] * H + h, (2 * p * H + h).expand(a.shape[0], H)], -1)
+
+
+@dataclass
+class _Pass1:
+    """Results of the first pass for ``M`` models. All pairs, s-major ``(M, N)``: ``q = max L - L_y``,
+    ``S0 = sum_{c != y} exp(L_c - max L)``, ``correct``; ``Ls (M, p_s, p_c)`` float64, the logits summed over
+    the pairs with each ``s``. Train pairs grouped by ``s`` (``(M, p_s, G, ...)``, see ``ProgressData.tr_a``):
+    ``Qt = exp(L - max L)`` with 0 at the label, the logits ``Lt``, ``qt``, ``margin_t = L_y - max_{c != y} L_c``
+    and ``cstar_t = argmax_{c != y} L_c``."""
+
+    q: Tensor
+    S0: Tensor
+    correct: Tensor
+    Ls: Tensor
+    Qt: Tensor
+    Lt: Tensor
+    qt: Tensor
+    margin_t: Tensor
+    cstar_t: Tensor
+
+
+def _logit_blocks(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, block: int):
+    """Yield ``(m, s0, s1, logits (1, (s1 - s0) * p, p))``: the answer logits of model row ``m`` for the pairs
+    with ``s0 <= s < s1``, in s-major order. One row at a time keeps its value table (``2pH + H`` rows of
+    ``d_mlp + p`` floats, ~2 MB at p = 113) in cache for the embedding bag; the tables of all ``M`` rows are
+    computed together."""
+    p, H, M = cfg.p, cfg.n_heads, params["W_E"].shape[0]
+    if cfg.n_layers != 1:  # the general model: full forward, then blocks
+        a = data.a[None].expand(M, -1)
+        b = data.b[None].expand(M, -1)
+        L = forward_plain(params, a, b, cfg)
+        for m in range(M):
+            for s0 in range(0, p, block):
+                s1 = min(p, s0 + block)
+                yield m, s0, s1, L[m:m + 1, s0 * p:s1 * p]
+        return
+    t = _tables(params, cfg)
+    dm = cfg.d_mlp
+    idx_all = _bag_index(p, H, data.a, data.b).reshape(p * p, 3 * H)
+    for m in range(M):
+        TAB, c_in, c_u, W_L = t["TAB"][m], t["c_in"][m], t["c_u"][m], t["W_L"][m]
+        sc = torch.stack([t["S"][m, 0][data.a], t["S"][m, 1][data.b], t["s2"][m].expand(p * p, H)], -1)
+        pat = sc.sub_(sc.amax(-1, keepdim=True)).exp_()  # softmax over the 3 positions, (N, H, 3)
+        pat = pat.div_(pat.sum(-1, keepdim=True)).reshape(p * p, 3 * H)
+        for s0 in range(0, p, block):
+            s1 = min(p, s0 + block)
+            sl = slice(s0 * p, s1 * p)
+            out = F.embedding_bag(idx_all[sl], TAB, per_sample_weights=pat[sl], mode="sum")
+            pre = out[:, :dm]
+            pre.add_(c_in).relu_()
+            yield m, s0, s1, torch.addmm(out[:, dm:] + c_u, pre, W_L)[None]
+
+
+def grid_logits(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, block: int | None = None
+                ) -> Tensor:
+    """Answer logits ``(M, p*p, p)`` of ``M`` stacked models over all pairs, in **s-major** order (index with
+    ``data.order`` to compare with a-major ones); the same function as :func:`grokscope.fastpath.forward_fast`."""
+    p, M = cfg.p, params["W_E"].shape[0]
+    block = block or _block_size(p)
+    out = torch.empty(M, p * p, p, dtype=params["W_E"].dtype, device=params["W_E"].device)
+    for m, s0, s1, Lb in _logit_blocks(params, cfg, data, block):
+        out[m, s0 * p:s1 * p] = Lb[0]
+    return out
+
+
+def _block_size(p: int, pairs: int = 512) -> int:
+    """Values of ``s`` per block: about ``pairs`` pairs (~1 MB of MLP activations at d_mlp = 512)."""
+    return max(1, min(p, pairs // p))
+
+
+def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, mk: Tensor,
+           block: int | None = None) -> _Pass1:
+    """Forward over all pairs by blocks of ``s`` and, while each block is in cache, its per-pair statistics."""
+    p, M = cfg.p, mk.numel()
+    dt, dev = params["W_E"].dtype, params["W_E"].device
+    N = p * p
+    y = data.y[mk]
+    tr_a = data.tr_a[mk]  # (M, s, G)
+    G = tr_a.shape[-1]
+    tr_rows = tr_a + torch.arange(p, device=dev)[:, None] * p  # s-major positions
+    q, S0 = torch.empty(M, N, dtype=dt, device=dev), torch.empty(M, N, dtype=dt, device=dev)
+    correct = torch.empty(M, N, dtype=torch.bool, device=dev)
+    Ls = torch.empty(M, p, p, dtype=DTYPE, device=dev)
+    Qt = torch.empty(M, p, G, p, dtype=dt, device=dev)
+    Lt = torch.empty_like(Qt)
+    qt = torch.empty(M, p, G, dtype=dt, device=dev)
+    margin_t = torch.empty_like(qt)
+    cstar_t = torch.empty(M, p, G, dtype=torch.long, device=dev)
+    for m, s0, s1, Lb in _logit_blocks(params, cfg, data, block or _block_size(p)):
+        sl, bs = slice(s0 * p, s1 * p), s1 - s0
+        L2 = Lb[0]  # (B, c)
+        yb = y[m, sl]
+        ly = L2.gather(1, yb[:, None])[:, 0]
+        v, ci = L2.scatter(1, yb[:, None], float("-inf")).max(1)  # best wrong class (first index of the max)
+        correct[m, sl] = (ly > v) | ((ly == v) & (yb < ci))  # == (argmax == y), argmax taking the first max
+        mL = torch.maximum(ly, v)
+        qb = mL - ly
+        q[m, sl] = qb
+        Qb = torch.sub(L2, mL[:, None]).exp_().scatter_(1, yb[:, None], 0.0)
+        S0[m, sl] = Qb.sum(1)
+        Ls[m, s0:s1] = L2.view(bs, p, p).sum(1, dtype=DTYPE)
+        rows = tr_rows[m, s0:s1].reshape(-1) - s0 * p  # the block's train pairs, grouped by s
+        Qt[m, s0:s1] = Qb.index_select(0, rows).view(bs, G, p)
+        Lt[m, s0:s1] = L2.index_select(0, rows).view(bs, G, p)
+        qt[m, s0:s1] = qb.index_select(0, rows).view(bs, G)
+        margin_t[m, s0:s1] = (ly - v).index_select(0, rows).view(bs, G)
+        cstar_t[m, s0:s1] = ci.index_select(0, rows).view(bs, G)
+    return _Pass1(q, S0, correct, Ls, Qt, Lt, qt, margin_t, cstar_t)
+
+
+# ====================================================================== the measures of a batch
+def _ce(logS: Tensor, A: Tensor) -> Tensor:
+    """Cross-entropy ``log(1 + S e^A)`` from ``log S`` (``S``: the sum over the wrong classes of the shifted
+    exponentials, ``A``: the shift) -- exact for tiny losses, never overflows."""
+    return F.softplus(logS + A)
+
+
+def _wmean(v: Tensor, w: Tensor) -> Tensor:
+    """``sum_n v[m, n, ...] w[m, n, j] / sum_n w[m, n, j]``: ``(M, N, *F)``, ``(M, N, J)`` -> ``(M, *F, J)``."""
+    cnt = w.sum(1)  # (M, J)
+    num = torch.einsum("mn...,mnj->m...j", v.to(DTYPE), w)
+    return num / cnt.view(cnt.shape[0], *([1] * (num.ndim - 2)), cnt.shape[1])
+
+
+@torch.no_grad()
+def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, data: ProgressData,
+                   block: int | None = None, recheck_chunk: int = 65536) -> dict[str, Tensor]:
+    """Every logit-based measure of ``M`` stacked parameter sets (``(M, ...)`` each) of models ``mk (M,)``.
+
+    Returns ``name -> (M,)`` for the scalar measures, and ``per_key_loss``/``per_key_acc`` ``(M, R)`` (the
+    padded keys of ``data``), ``single_freq_loss`` ``(M, p//2)``, ``logit_coef`` ``(M, p//2)`` and
+    ``recheck_fraction`` (diagnostic, below).
+
+    How: one forward pass by blocks of ``s`` (:func:`_pass1`) gives, per pair, ``q = max L - L_y`` and
+    ``S0 = sum_{c != y} exp(L_c - max L)``; the loss is ``log(1 + S0 e^q)`` (exact for tiny losses from
+    float32 logits). Removing the components of a set ``f`` of frequencies subtracts a table ``D_f[s, c]``, so
+    that loss becomes ``log(1 + e^{A} sum_{c != y} Q_c H_f[s, c])`` with ``Q = exp(L - max L)``,
+    ``H_f = exp(min_c D_f[s, c] - D_f[s, c]) <= 1`` and ``A = q - min_c D_f[s, c] + D_f[s, y]``: one batched
+    matmul ``(s, f, c) @ (s, c, train pairs with that s)`` for the ``p // 2`` single frequencies and the key
+    set at once. Excluded accuracies use the margins: a pair stays correct if
+    ``margin > D_f[s, y] - min_c D_f[s, c]`` and turns wrong if ``margin < D_f[s, y] - D_f[s, c*]`` (``c*``
+    the runner-up); only the pairs in between (``recheck_fraction`` of the train pairs) are checked explicitly.
+    """
+    p, M = cfg.p, mk.numel()
+    Kf = p // 2
+    P1 = _pass1(params, cfg, data, mk, block)
+    dt = P1.Qt.dtype
+    y = data.y[mk]
+    w = data.w[mk]  # (M, N, 3)
+    valid = data.tr_valid[mk]  # (M, s, G)
+    yt = y.view(M, p, p).gather(2, data.tr_a[mk])  # (M, s, G) labels of the grouped train pairs
+    out: dict[str, Tensor] = {}
+
+    ce = _ce(P1.S0.to(DTYPE).log(), P1.q.to(DTYPE))
+    loss3 = _wmean(ce, w)
+    acc3 = _wmean(P1.correct, w)
+    out["train_loss"], out["test_loss"] = loss3[:, 0], loss3[:, 1]
+    out["train_acc"], out["test_acc"] = acc3[:, 0], acc3[:, 1]
+
+    # cos/sin(w_k(a+b)) parts of the logits, per frequency, as tables over (s, c)
+    coef = torch.einsum("kds,msc->mkdc", data.T, P1.Ls)  # (M, Kf, 2, c) float64
+    kmask = data.key_mask[mk].to(DTYPE)
+    D_keys = torch.einsum("kds,mkdc->msc", data.T, coef * kmask[:, :, None, None])  # (M, s, c) float64
+    # D[m, s, f, c] (forward dtype): f < Kf the part of frequency f + 1, f = Kf all keys together
+    Tt, cf = data.T.to(dt).permute(2, 0, 1), coef.to(dt)  # (s, Kf, 2), (M, Kf, 2, c)
+    D = torch.empty(M, p, Kf + 1, p, dtype=dt, device=coef.device)
+    torch.mul(Tt[None, :, :, 0, None], cf[:, None, :, 0], out=D[:, :, :Kf])
+    D[:, :, :Kf].addcmul_(Tt[None, :, :, 1, None], cf[:, None, :, 1])
+    D[:, :, Kf] = D_keys
+
+    # restricted logits: the mean logits + the key parts
+    Rt = P1.Ls.sum(1)[:, None, :] / (p * p) + D_keys  # (M, s, c)
+    ys = y.view(M, p, p)  # (M, s, a)
+    r_loss = torch.logsumexp(Rt, -1)[..., None] - Rt.gather(-1, ys)  # (M, s, a)
+    r_corr = Rt.argmax(-1)[..., None] == ys
+    rl = _wmean(r_loss.reshape(M, -1), w)
+    ra = _wmean(r_corr.reshape(M, -1), w)
+    out["restricted_loss"], out["restricted_acc"] = rl[:, 1], ra[:, 1]
+    out["restricted_loss_all"], out["restricted_acc_all"] = rl[:, 2], ra[:, 2]
+
+    # excluded losses on the train pairs: every single frequency and the key set, one batched matmul
+    Dmin = D.amin(-1, keepdim=True)  # (M, s, F, 1)
+    H = torch.sub(Dmin, D).exp_()  # (M, s, F, c), <= 1
+    Sx = torch.matmul(H, P1.Qt.transpose(-1, -2))  # (M, s, F, G)
+    Dy = D.gather(-1, yt[:, :, None, :].expand(-1, -1, Kf + 1, -1))  # (M, s, F, G): D_f[s, y]
+    A = (Dy - Dmin).add_(P1.qt[:, :, None, :])
+    ce_f = _ce(Sx.log_(), A)
+    ce_f = torch.where(valid[:, :, None, :], ce_f, torch.zeros_like(ce_f))
+    ex = ce_f.sum((1, 3), dtype=DTYPE) / valid.sum((1, 2)).to(DTYPE)[:, None]  # (M, F)
+    single = ex[:, :Kf]
+    out["excluded_loss"] = ex[:, Kf]
+    mx, arg = single.max(-1)
+    out["excluded_loss_max"], out["excluded_loss_max_freq"] = mx, (arg + 1).to(DTYPE)
+    out["single_freq_loss"] = single
+    kp = data.keys_pad[mk] - 1  # (M, R)
+    out["per_key_loss"] = single.gather(1, kp)
+    del Sx, A, ce_f, H
+
+    # excluded accuracies (key set and each key) from the margins; undecided train pairs checked explicitly
+    sets = torch.cat([torch.full_like(kp[:, :1], Kf), kp], 1)  # (M, 1 + R) indices into F
+    nS = sets.shape[1]
+    Ds = D.gather(2, sets[:, None, :, None].expand(-1, p, -1, p))  # (M, s, nS, c)
+    Dys = Dy.gather(2, sets[:, None, :, None].expand(-1, p, -1, Dy.shape[-1]))  # (M, s, nS, G)
+    Dmins = Ds.amin(-1, keepdim=True)
+    Dc = Ds.gather(-1, P1.cstar_t[:, :, None, :].expand(-1, -1, nS, -1))
+    marg = P1.margin_t.to(DTYPE)[:, :, None, :]
+    sure = marg > Dys - Dmins
+    wrong = marg < Dys - Dc
+    vt = valid[:, :, None, :].expand(-1, -1, nS, -1)
+    todo = vt & ~sure & ~wrong
+    correct = sure.clone()
+    mm, ss, ff, gg = torch.nonzero(todo, as_tuple=True)
+    for i in range(0, mm.numel(), recheck_chunk):
+        m_, s_, f_, g_ = (t[i:i + recheck_chunk] for t in (mm, ss, ff, gg))
+        rows = P1.Lt[m_, s_, g_] - Ds[m_, s_, f_]
+        correct[m_, s_, f_, g_] = rows.argmax(-1) == yt[m_, s_, g_]
+    correct &= vt
+    acc = correct.sum((1, 3)).to(DTYPE) / valid.sum((1, 2)).to(DTYPE)[:, None]  # (M, nS)
+    out["excluded_acc"], out["per_key_acc"] = acc[:, 0], acc[:, 1:]
+    out["recheck_fraction"] = todo.sum((1, 2, 3)).to(DTYPE) / vt.sum((1, 2, 3)).to(DTYPE)
+
+    # coefficients of cos(w_k(a + b - c)) (all frequencies; the caller keeps the keys)
+    Wv = data.waves
+    num = torch.einsum("ks,msc,kc->mk", Wv[:, 0], P1.Ls, Wv[:, 0]) + \
+        torch.einsum("ks,msc,kc->mk", Wv[:, 1], P1.Ls, Wv[:, 1])
+    out["logit_coef"] = num / data.alpha_den
+    return out
+
+
+# ====================================================================== a run
+def _select_epochs(all_epochs: list[int], every: int, epochs: Iterable[int] | None) -> list[int]:
+    if epochs is not None:
+        want = sorted({int(e) for e in epochs})
+        missing = [e for e in want if e not in set(all_epochs)]
+        if missing:
+            raise ValueError(f"epochs={missing} have no checkpoint")
+        return want
+    if every < 1:
+        raise ValueError(f"every={every} is invalid: must be >= 1")
+    sel = all_epochs[::every]
+    if all_epochs and sel[-1] != all_epochs[-1]:
+        sel.append(all_epochs[-1])
+    return sel
+
+
+def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None, every: int = 1, *,
+                     epochs: Iterable[int] | None = None, rows_per_chunk: int = ROWS_PER_CHUNK,
+                     dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
+                     block: int | None = None, timings: dict | None = None) -> pd.DataFrame:
+    """The tidy progress table (columns ``model, epoch, measure, value``) of a run (a :class:`Run` or path).
+
+    ``keys``: see :func:`resolve_keys` (default: each model's final checkpoint). ``every``: every n-th
+    checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass
+    (float32, as in training; float64 for a reference). ``rows_per_chunk``: checkpoints x models per batched
+    computation; ``block``: values of ``s`` per block of the forward pass (default: about 2048 pairs).
+    ``timings``: if a dict, filled with seconds spent loading and computing, and the largest fraction of
+    train pairs whose excluded accuracy needed an explicit check.
+    """
+    from .runs import Run
+
+    run = run if isinstance(run, Run) else Run.load(run)
+    t_start = time.perf_counter()
+    cfg = run.configs[0].model_config
+    p, K = cfg.p, run.K
+    dev = torch.device(device)
+    sel = _select_epochs(run.checkpoint_epochs, every, epochs)
+    if not sel:
+        raise ValueError(f"run={str(run.path)!r} has no checkpoints")
+    key_map = resolve_keys(run, keys)
+    data = ProgressData.build([run.dataset(k) for k in range(K)], key_map, dev)
+    per_chunk = max(1, rows_per_chunk // K)
+    cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "value": []}
+    t_load = t_comp = 0.0
+    recheck: list[Tensor] = []
+    for start in range(0, len(sel), per_chunk):
+        eps = sel[start:start + per_chunk]
+        t0 = time.perf_counter()
+        loaded = [run.stacked_params(e) for e in eps]
+        params = {n: torch.cat([d[n] for d in loaded]).to(dev, dtype) for n in loaded[0]}
+        mk = torch.arange(K, device=dev).repeat(len(eps))
+        ep = np.repeat(np.asarray(eps, dtype=np.int64), K)
+        t1 = time.perf_counter()
+        res = batch_measures(params, cfg, mk, data, block)
+        res.update(weight_measures(params, p, cfg.n_layers))
+        _append(cols, res, mk.cpu().numpy(), ep, data)
+        recheck.append(res["recheck_fraction"])
+        t_load += t1 - t0
+        t_comp += time.perf_counter() - t1
+    df = pd.DataFrame({"model": np.concatenate(cols["model"]).astype("int32"),
+                       "epoch": np.concatenate(cols["epoch"]).astype("int64"),
+                       "measure": np.concatenate(cols["measure"]).astype(object),
+                       "value": np.concatenate(cols["value"]).astype("float64")})
+    df = df.sort_values(["model", "epoch"], kind="stable", ignore_index=True)
+    df.attrs = {"keys": {str(k): v for k, v in key_map.items()}, "every": int(every), "epochs": [int(e) for e in sel],
+                "forward_dtype": str(dtype).replace("torch.", ""), "p": int(p)}
+    if timings is not None:
+        timings.update({"load_s": t_load, "compute_s": t_comp, "total_s": time.perf_counter() - t_start,
+                        "checkpoints": len(sel), "models": K,
+                        "recheck_fraction_max": float(torch.cat(recheck).max())})
+    return df
+
+
+_SCALARS = ("train_loss", "train_acc", "test_loss", "test_acc", "restricted_loss", "restricted_acc",
+            "restricted_loss_all", "restricted_acc_all", "excluded_loss", "excluded_acc", "excluded_loss_max",
+            "excluded_loss_max_freq", "gini_W_E", "gini_W_L", "sum_sq")
+
+
+def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: np.ndarray, data: ProgressData) -> None:
+    """Move one chunk's results into the tidy column lists (one block per measure)."""
+    M = len(mk)
+
+    def put(name: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+        r = np.arange(M) if rows is None else rows
+        cols["model"].append(mk[r])
+        cols["epoch"].append(ep[r])
+        cols["measure"].append(np.full(len(r), name, dtype=object))
+        cols["value"].append(values[r])
+
+    for name in _SCALARS:
+        put(name, res[name].cpu().numpy())
+    for name in sorted(n for n in res if n.startswith("sum_sq.")):
+        put(name, res[name].cpu().numpy())
+    pkl, pka = res["per_key_loss"].cpu().numpy(), res["per_key_acc"].cpu().numpy()
+    coef = res["logit_coef"].cpu().numpy()
+    for k in sorted(set(mk.tolist())):
+        rows = np.nonzero(mk == k)[0]
+        for j, f in enumerate(data.keys.get(k, [])):
+            put(f"excluded_loss_k{f}", pkl[:, j], rows)
+            put(f"excluded_acc_k{f}", pka[:, j], rows)
+        for f in data.keys.get(k, []):
+            put(f"logit_coef_k{f}", coef[:, f - 1], rows)
+
+
+def save_progress(run: Any, df: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+    """Compute (unless ``df`` is given; ``kw`` go to :func:`compute_progress`) and write ``progress.parquet``
+    into the run directory, atomically. Returns the frame."""
+    from .runs import Run, atomic_write
+
+    run = run if isinstance(run, Run) else Run.load(run)
+    if df is None:
+        df = compute_progress(run, **kw)
+    atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
+    return df
+
+
+def load_progress(run_path: Any) -> pd.DataFrame:
+    """The saved ``progress.parquet`` of a run (``attrs`` restored)."""
+    path = Path(getattr(run_path, "path", run_path))
+    return pd.read_parquet(path / PROGRESS_FILE)
+
+
+def load_or_compute_progress(run: Any, **kw) -> pd.DataFrame:
+    """The saved table if ``progress.parquet`` exists and covers the run's last checkpoint, else
+    :func:`save_progress` (computed with ``kw``)."""
+    from .runs import Run
+
+    run = run if isinstance(run, Run) else Run.load(run)
+    f = run.path / PROGRESS_FILE
+    if f.is_file():
+        df = load_progress(run.path)
+        if len(df) and run.checkpoint_epochs and int(df["epoch"].max()) == run.checkpoint_epochs[-1]:
+            return df
+    return save_progress(run, **kw)
+
+
+def wide(df: pd.DataFrame, model: int | None = None) -> pd.DataFrame:
+    """Pivot the tidy table: index ``epoch`` (one model) or ``(model, epoch)``; one column per measure, in
+    the order they first appear."""
+    if model is not None:
+        df = df[df["model"] == model]
+    order = list(dict.fromkeys(df["measure"]))
+    index = "epoch" if model is not None else ["model", "epoch"]
+    out = df.pivot(index=index, columns="measure", values="value").sort_index()
+    out = out.reindex(columns=order)
+    out.columns.name = None
+    return out
