@@ -177,6 +177,10 @@ def test_save_load_and_wide(tiny_run):
     pd.testing.assert_frame_equal(back, df)
     assert back.attrs["keys"] == {"0": [2, 5], "1": [3]} and back.attrs["every"] == 2
     assert pg.load_or_compute_progress(tiny_run).equals(df)  # up to date: not recomputed
+    assert pg.load_or_compute_progress(tiny_run, keys=KEYS, every=2).equals(df)
+    other = pg.load_or_compute_progress(tiny_run, keys={0: [1], 1: [1]}, every=2)  # other keys: recomputed, saved
+    assert other.attrs["keys"] == {"0": [1], "1": [1]} and pg.load_progress(tiny_run.path).attrs["keys"]["0"] == [1]
+    pg.save_progress(tiny_run, df)
     w = pg.wide(df)
     assert w.index.names == ["model", "epoch"] and w.shape[0] == 8
     assert {"excluded_loss_k2", "excluded_loss_k5", "logit_coef_k3", "sum_sq.W_E"} <= set(w.columns)

@@ -101,7 +101,7 @@ RULE = ("landmark rule: log10 losses and log10 sum of squared weights, running m
         "{acc}.")
 
 __all__ = ["THETA", "WINDOW", "GENERALISED_ACC", "RULE", "smooth", "descent_rate", "fall", "detect_phases",
-           "check_claims", "phases_report", "claims_frame", "load_phases"]
+           "check_claims", "phases_report", "claims_frame", "load_phases", "summary"]
 
 
 # ---------------------------------------------------------------------- series helpers
@@ -402,3 +402,22 @@ def claims_frame(report: dict[str, Any]) -> pd.DataFrame:
             rows.append({"model": m["model"], "claim": c["claim"], "holds": c["holds"], "reason": c["reason"],
                          "numbers": json.dumps(c["numbers"], separators=(",", ":"))})
     return pd.DataFrame(rows, columns=["model", "claim", "holds", "reason", "numbers"])
+
+
+def summary(report: dict[str, Any]) -> str:
+    """A few lines per model: keys, phase ends, and each claim's verdict with its deciding numbers."""
+    lines = []
+    for m in report["models"]:
+        e = m["ends"]
+        lines.append(f"model {m['model']} (weight decay {m['weight_decay']}): keys {m['keys']}; "
+                     + ("generalises" if m["generalised"] else "does not generalise")
+                     + f"; memorisation ends {e['memorisation']}, circuit formation ends {e['circuit_formation']}, "
+                     f"cleanup ends {e['cleanup']}" + ("" if m["cleanup_complete"] in (True, None) else
+                                                      " (cleanup not finished by the last checkpoint)"))
+        for c in m["claims"]:
+            verdict = {True: "holds", False: "FAILS", None: "n/a"}[c["holds"]]
+            nums = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in c["numbers"].items() if k not in ("keys", "weight_decay"))
+            lines.append(f"  [{verdict}] {c['text']}" + (f" -- {c['reason']}" if c["reason"] else "")
+                         + (f" ({nums})" if nums and c["holds"] is not None else ""))
+    return "\n".join(lines)

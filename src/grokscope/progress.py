@@ -83,8 +83,9 @@ DTYPE = torch.float64
 PROGRESS_FILE = "progress.parquet"
 ROWS_PER_CHUNK = 8  # checkpoints x models per forward pass (~40 MB of float32 intermediates each at p = 113)
 
-__all__ = ["gini", "final_keys", "resolve_keys", "ProgressData", "batch_measures", "compute_progress",
-           "save_progress", "load_progress", "load_or_compute_progress", "wide", "PROGRESS_FILE"]
+__all__ = ["gini", "weight_measures", "final_keys", "resolve_keys", "ProgressData", "grid_logits", "batch_measures",
+           "compute_progress", "save_progress", "load_progress", "load_or_compute_progress", "run_progress", "wide",
+           "PROGRESS_FILE"]
 
 
 # ====================================================================== small pieces
@@ -272,8 +273,7 @@ class _Pass1:
     """Results of the first pass for ``M`` models. All pairs, s-major ``(M, N)``: ``q = max L - L_y``,
     ``S0 = sum_{c != y} exp(L_c - max L)``, ``correct``; ``Ls (M, p_s, p_c)`` float64, the logits summed over
     the pairs with each ``s``. Train pairs grouped by ``s`` (``(M, p_s, G, ...)``, see ``ProgressData.tr_a``):
-    ``Qt = exp(L - max L)`` with 0 at the label, the logits ``Lt``, ``qt``, ``margin_t = L_y - max_{c != y} L_c``
-    and ``cstar_t = argmax_{c != y} L_c``."""
+    ``Qt = exp(L - max L)`` with 0 at the label, the logits ``Lt`` and ``qt``."""
 
     q: Tensor
     S0: Tensor
@@ -282,8 +282,6 @@ class _Pass1:
     Qt: Tensor
     Lt: Tensor
     qt: Tensor
-    margin_t: Tensor
-    cstar_t: Tensor
 
 
 def _logit_blocks(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, block: int):
@@ -351,15 +349,13 @@ def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, m
     Qt = torch.empty(M, p, G, p, dtype=dt, device=dev)
     Lt = torch.empty_like(Qt)
     qt = torch.empty(M, p, G, dtype=dt, device=dev)
-    margin_t = torch.empty_like(qt)
-    cstar_t = torch.empty(M, p, G, dtype=torch.long, device=dev)
     for m, s0, s1, Lb in _logit_blocks(params, cfg, data, block or _block_size(p)):
         sl, bs = slice(s0 * p, s1 * p), s1 - s0
         L2 = Lb[0]  # (B, c)
         yb = y[m, sl]
         ly = L2.gather(1, yb[:, None])[:, 0]
-        v, ci = L2.scatter(1, yb[:, None], float("-inf")).max(1)  # best wrong class (first index of the max)
-        correct[m, sl] = (ly > v) | ((ly == v) & (yb < ci))  # == (argmax == y), argmax taking the first max
+        v = L2.scatter(1, yb[:, None], float("-inf")).amax(1)  # best wrong class
+        correct[m, sl] = _beats(ly, v, L2, yb)
         mL = torch.maximum(ly, v)
         qb = mL - ly
         q[m, sl] = qb
@@ -370,12 +366,24 @@ def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, m
         Qt[m, s0:s1] = Qb.index_select(0, rows).view(bs, G, p)
         Lt[m, s0:s1] = L2.index_select(0, rows).view(bs, G, p)
         qt[m, s0:s1] = qb.index_select(0, rows).view(bs, G)
-        margin_t[m, s0:s1] = (ly - v).index_select(0, rows).view(bs, G)
-        cstar_t[m, s0:s1] = ci.index_select(0, rows).view(bs, G)
-    return _Pass1(q, S0, correct, Ls, Qt, Lt, qt, margin_t, cstar_t)
+    return _Pass1(q, S0, correct, Ls, Qt, Lt, qt)
 
 
 # ====================================================================== the measures of a batch
+def _beats(ly: Tensor, v: Tensor, L: Tensor | None, y: Tensor) -> Tensor | None:
+    """``argmax L == y`` from the label logit ``ly`` and the best other logit ``v`` (``amax`` is much faster than
+    ``argmax``): ``ly > v``, except at exact ties, which ``argmax`` (first index) settles -- recomputed from ``L``
+    for those rows, or ``None`` if ``L`` is not given and there is a tie."""
+    out = ly > v
+    tie = ly == v
+    if bool(tie.any()):
+        if L is None:
+            return None
+        idx = tie.nonzero(as_tuple=True)
+        out[idx] = L[idx].argmax(-1) == y[idx]
+    return out
+
+
 def _ce(logS: Tensor, A: Tensor) -> Tensor:
     """Cross-entropy ``log(1 + S e^A)`` from ``log S`` (``S``: the sum over the wrong classes of the shifted
     exponentials, ``A``: the shift) -- exact for tiny losses, never overflows."""
@@ -391,12 +399,11 @@ def _wmean(v: Tensor, w: Tensor) -> Tensor:
 
 @torch.no_grad()
 def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, data: ProgressData,
-                   block: int | None = None, recheck_chunk: int = 65536) -> dict[str, Tensor]:
+                   block: int | None = None) -> dict[str, Tensor]:
     """Every logit-based measure of ``M`` stacked parameter sets (``(M, ...)`` each) of models ``mk (M,)``.
 
     Returns ``name -> (M,)`` for the scalar measures, and ``per_key_loss``/``per_key_acc`` ``(M, R)`` (the
-    padded keys of ``data``), ``single_freq_loss`` ``(M, p//2)``, ``logit_coef`` ``(M, p//2)`` and
-    ``recheck_fraction`` (diagnostic, below).
+    padded keys of ``data``), ``single_freq_loss`` ``(M, p//2)`` and ``logit_coef`` ``(M, p//2)``.
 
     How: one forward pass by blocks of ``s`` (:func:`_pass1`) gives, per pair, ``q = max L - L_y`` and
     ``S0 = sum_{c != y} exp(L_c - max L)``; the loss is ``log(1 + S0 e^q)`` (exact for tiny losses from
@@ -404,9 +411,7 @@ def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, d
     that loss becomes ``log(1 + e^{A} sum_{c != y} Q_c H_f[s, c])`` with ``Q = exp(L - max L)``,
     ``H_f = exp(min_c D_f[s, c] - D_f[s, c]) <= 1`` and ``A = q - min_c D_f[s, c] + D_f[s, y]``: one batched
     matmul ``(s, f, c) @ (s, c, train pairs with that s)`` for the ``p // 2`` single frequencies and the key
-    set at once. Excluded accuracies use the margins: a pair stays correct if
-    ``margin > D_f[s, y] - min_c D_f[s, c]`` and turns wrong if ``margin < D_f[s, y] - D_f[s, c*]`` (``c*``
-    the runner-up); only the pairs in between (``recheck_fraction`` of the train pairs) are checked explicitly.
+    set at once. Excluded accuracies: the argmax of ``L - D_f`` over the train pairs, one pass per set.
     """
     p, M = cfg.p, mk.numel()
     Kf = p // 2
@@ -451,9 +456,8 @@ def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, d
     Sx = torch.matmul(H, P1.Qt.transpose(-1, -2))  # (M, s, F, G)
     Dy = D.gather(-1, yt[:, :, None, :].expand(-1, -1, Kf + 1, -1))  # (M, s, F, G): D_f[s, y]
     A = (Dy - Dmin).add_(P1.qt[:, :, None, :])
-    ce_f = _ce(Sx.log_(), A)
-    ce_f = torch.where(valid[:, :, None, :], ce_f, torch.zeros_like(ce_f))
-    ex = ce_f.sum((1, 3), dtype=DTYPE) / valid.sum((1, 2)).to(DTYPE)[:, None]  # (M, F)
+    ce_f = _ce(Sx.log_(), A)  # finite on the padding too (copies of a real pair), weighted 0 below
+    ex = torch.einsum("msfg,msg->mf", ce_f.to(DTYPE), valid.to(DTYPE)) / valid.sum((1, 2)).to(DTYPE)[:, None]
     single = ex[:, :Kf]
     out["excluded_loss"] = ex[:, Kf]
     mx, arg = single.max(-1)
@@ -463,28 +467,23 @@ def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, d
     out["per_key_loss"] = single.gather(1, kp)
     del Sx, A, ce_f, H
 
-    # excluded accuracies (key set and each key) from the margins; undecided train pairs checked explicitly
+    # excluded accuracies (key set and each key): argmax over c of L - D_f on the grouped train pairs
     sets = torch.cat([torch.full_like(kp[:, :1], Kf), kp], 1)  # (M, 1 + R) indices into F
     nS = sets.shape[1]
     Ds = D.gather(2, sets[:, None, :, None].expand(-1, p, -1, p))  # (M, s, nS, c)
-    Dys = Dy.gather(2, sets[:, None, :, None].expand(-1, p, -1, Dy.shape[-1]))  # (M, s, nS, G)
-    Dmins = Ds.amin(-1, keepdim=True)
-    Dc = Ds.gather(-1, P1.cstar_t[:, :, None, :].expand(-1, -1, nS, -1))
-    marg = P1.margin_t.to(DTYPE)[:, :, None, :]
-    sure = marg > Dys - Dmins
-    wrong = marg < Dys - Dc
-    vt = valid[:, :, None, :].expand(-1, -1, nS, -1)
-    todo = vt & ~sure & ~wrong
-    correct = sure.clone()
-    mm, ss, ff, gg = torch.nonzero(todo, as_tuple=True)
-    for i in range(0, mm.numel(), recheck_chunk):
-        m_, s_, f_, g_ = (t[i:i + recheck_chunk] for t in (mm, ss, ff, gg))
-        rows = P1.Lt[m_, s_, g_] - Ds[m_, s_, f_]
-        correct[m_, s_, f_, g_] = rows.argmax(-1) == yt[m_, s_, g_]
-    correct &= vt
-    acc = correct.sum((1, 3)).to(DTYPE) / valid.sum((1, 2)).to(DTYPE)[:, None]  # (M, nS)
+    hits = torch.empty(M, nS, dtype=DTYPE, device=Ds.device)
+    buf = torch.empty_like(P1.Lt)
+    yi = yt[..., None]
+    for j in range(nS):  # 1 + (number of keys) passes over the train logits
+        torch.sub(P1.Lt, Ds[:, :, j, None, :], out=buf)
+        lv = buf.gather(-1, yi)[..., 0]
+        ok = _beats(lv, buf.scatter_(-1, yi, float("-inf")).amax(-1), None, yt)
+        if ok is None:  # exact ties: argmax on the original rows
+            torch.sub(P1.Lt, Ds[:, :, j, None, :], out=buf)
+            ok = buf.argmax(-1) == yt
+        hits[:, j] = (ok & valid).sum((1, 2)).to(DTYPE)
+    acc = hits / valid.sum((1, 2)).to(DTYPE)[:, None]  # (M, nS)
     out["excluded_acc"], out["per_key_acc"] = acc[:, 0], acc[:, 1:]
-    out["recheck_fraction"] = todo.sum((1, 2, 3)).to(DTYPE) / vt.sum((1, 2, 3)).to(DTYPE)
 
     # coefficients of cos(w_k(a + b - c)) (all frequencies; the caller keeps the keys)
     Wv = data.waves
@@ -520,8 +519,7 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass
     (float32, as in training; float64 for a reference). ``rows_per_chunk``: checkpoints x models per batched
     computation; ``block``: values of ``s`` per block of the forward pass (default: about 2048 pairs).
-    ``timings``: if a dict, filled with seconds spent loading and computing, and the largest fraction of
-    train pairs whose excluded accuracy needed an explicit check.
+    ``timings``: if a dict, filled with seconds spent loading and computing.
     """
     from .runs import Run
 
@@ -538,7 +536,6 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     per_chunk = max(1, rows_per_chunk // K)
     cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "value": []}
     t_load = t_comp = 0.0
-    recheck: list[Tensor] = []
     for start in range(0, len(sel), per_chunk):
         eps = sel[start:start + per_chunk]
         t0 = time.perf_counter()
@@ -550,7 +547,6 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
         res = batch_measures(params, cfg, mk, data, block)
         res.update(weight_measures(params, p, cfg.n_layers))
         _append(cols, res, mk.cpu().numpy(), ep, data)
-        recheck.append(res["recheck_fraction"])
         t_load += t1 - t0
         t_comp += time.perf_counter() - t1
     df = pd.DataFrame({"model": np.concatenate(cols["model"]).astype("int32"),
@@ -562,8 +558,7 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
                 "forward_dtype": str(dtype).replace("torch.", ""), "p": int(p)}
     if timings is not None:
         timings.update({"load_s": t_load, "compute_s": t_comp, "total_s": time.perf_counter() - t_start,
-                        "checkpoints": len(sel), "models": K,
-                        "recheck_fraction_max": float(torch.cat(recheck).max())})
+                        "checkpoints": len(sel), "models": K})
     return df
 
 
@@ -616,18 +611,44 @@ def load_progress(run_path: Any) -> pd.DataFrame:
     return pd.read_parquet(path / PROGRESS_FILE)
 
 
-def load_or_compute_progress(run: Any, **kw) -> pd.DataFrame:
-    """The saved table if ``progress.parquet`` exists and covers the run's last checkpoint, else
-    :func:`save_progress` (computed with ``kw``)."""
+def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
+    """Whether a saved table covers the run's checkpoints with the requested keys and spacing."""
+    if not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
+        return False
+    if every is not None and int(df.attrs.get("every", -1)) != int(every):
+        return False
+    if keys is not None:
+        saved = {int(k): [int(x) for x in v] for k, v in df.attrs.get("keys", {}).items()}
+        return saved == resolve_keys(run, keys)
+    return True
+
+
+def load_or_compute_progress(run: Any, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+                             every: int | None = None, recompute: bool = False, **kw) -> pd.DataFrame:
+    """The saved ``progress.parquet`` if it covers the run's last checkpoint (and was made with ``keys`` /
+    ``every`` where those are given) and ``recompute`` is false; else :func:`save_progress` (computed with
+    ``keys``, ``every`` (default 1) and ``kw``). What ``Run.progress()`` should return."""
     from .runs import Run
 
     run = run if isinstance(run, Run) else Run.load(run)
-    f = run.path / PROGRESS_FILE
-    if f.is_file():
+    if not recompute and (run.path / PROGRESS_FILE).is_file():
         df = load_progress(run.path)
-        if len(df) and run.checkpoint_epochs and int(df["epoch"].max()) == run.checkpoint_epochs[-1]:
+        if _up_to_date(df, run, keys, every):
             return df
-    return save_progress(run, **kw)
+    return save_progress(run, keys=keys, every=1 if every is None else every, **kw)
+
+
+def run_progress(run: Any, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+                 every: int | None = None, recompute: bool = False, **kw) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """What ``grokscope progress RUN`` does: ``progress.parquet`` (:func:`load_or_compute_progress`), then the
+    phases and claims (:func:`grokscope.phases.phases_report`, written to ``phases.json``). Returns both;
+    :func:`grokscope.phases.summary` turns the report into text."""
+    from .phases import phases_report
+    from .runs import Run
+
+    run = run if isinstance(run, Run) else Run.load(run)
+    df = load_or_compute_progress(run, keys=keys, every=every, recompute=recompute, **kw)
+    return df, phases_report(run, df)
 
 
 def wide(df: pd.DataFrame, model: int | None = None) -> pd.DataFrame:
