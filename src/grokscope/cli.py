@@ -115,7 +115,7 @@ def _summary(run) -> None:
     print(f"run: {run.path}  models: {run.K}")
     for _, r in last.iterrows():
         m = df[df.model == r.model]
-        tr100 = m[m.train_acc >= 1.0].epoch.min()
+        tr100 = m[m.train_acc >= 1.0 - 1e-9].epoch.min()
         te99 = m[m.test_acc > 0.99].epoch.min()
         print(f"  model {int(r.model)} (seed {run.configs[int(r.model)].seed}): epoch {int(r.epoch)}  "
               f"train loss {r.train_loss:.3e} acc {r.train_acc:.4f}  test loss {r.test_loss:.3e} acc {r.test_acc:.4f}  "
