@@ -155,3 +155,17 @@ def test_sigterm_saves_state(tmp_path):
     assert proc.returncode == 130 and "resume" in err and "Traceback" not in err
     st = torch.load(out / "state.pt", weights_only=True)
     assert int(st["epoch"]) > 0 and not (out / ".lock").exists()
+
+
+def test_cli_progress_and_run_progress(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    capsys.readouterr()
+    assert main(["progress", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "model 0" in text and (out / "progress.parquet").is_file() and (out / "phases.json").is_file()
+    df = Run.load(out).progress()
+    assert set(df.columns) >= {"model", "epoch", "measure", "value"}
+    assert sorted(df.epoch.unique()) == [0, 10, 20]
+    assert main(["progress", str(tmp_path / "none")]) == 2
+    assert main(["progress", str(out), "--every", "0"]) == 2

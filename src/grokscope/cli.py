@@ -216,6 +216,40 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_progress(sub) -> None:
+    p = sub.add_parser("progress", help="progress measures over every checkpoint, phases and the §5.2 claims",
+                       description="Compute the progress measures (paper Section 5) for every checkpoint of every "
+                                   "model of a run into RUN/progress.parquet, detect the three phases and check "
+                                   "the paper's claims into RUN/phases.json, and print the phase table.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--keys", default=None, help="comma-separated key frequencies for every model "
+                                                "(default: found on each model's final checkpoint)")
+    p.add_argument("--every", type=int, default=None, help="use every N-th checkpoint (default: all)")
+    p.add_argument("--recompute", action="store_true", help="ignore a saved progress.parquet")
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    from .phases import summary
+    from .progress import run_progress
+    from .runs import Run
+
+    keys = None
+    if args.keys:
+        try:
+            keys = [int(k) for k in args.keys.split(",")]
+        except ValueError:
+            raise ConfigError(f"keys={args.keys!r} is invalid: must be comma-separated integers") from None
+    if args.every is not None and args.every < 1:
+        raise ConfigError(f"every={args.every} is invalid: must be an integer >= 1")
+    run = Run.load(args.run)
+    if not run.checkpoint_epochs:
+        raise ConfigError(f"run={args.run!r} is invalid: it has no checkpoints yet")
+    df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)
+    print(summary(rep))
+    print(f"wrote {run.path / 'progress.parquet'} ({len(df)} rows) and {run.path / 'phases.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
@@ -224,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_train(sub)
     _add_analyze(sub)
+    _add_progress(sub)
     return parser
 
 
@@ -240,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze}[args.command](args)
+        return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
+                "progress": cmd_progress}[args.command](args)
     except ConfigError as e:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2

@@ -136,6 +136,19 @@ class Run:
         stacked = load_file(str(self.path / CKPT_DIR / ckpt_name(epoch)))
         return {k: v[model] for k, v in stacked.items()}
 
+    def progress(self, **kw) -> pd.DataFrame:
+        """The progress measures of every checkpoint of every model, tidy (model, epoch, measure, value):
+        ``progress.parquet`` if it is up to date, else computed and saved (:mod:`grokscope.progress`)."""
+        from .progress import load_or_compute_progress
+
+        return load_or_compute_progress(self, **kw)
+
+    def analyze(self, epoch: int | None = None, model: int = 0, **kw):
+        """:func:`grokscope.analysis.analyze` of one checkpoint (default: the last)."""
+        from .analysis import analyze
+
+        return analyze(self.model(epoch, model), self.dataset(model), **kw)
+
     def stacked_params(self, epoch: int) -> dict[str, torch.Tensor]:
         return load_file(str(self.path / CKPT_DIR / ckpt_name(epoch)))
 
