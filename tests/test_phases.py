@@ -27,7 +27,8 @@ def sig(t, c, w):
     return 1 / (1 + np.exp(-(t - c) / w))
 
 
-def synthetic(wd: bool = True, excluded_rises: bool = True, spike: bool = False) -> pd.DataFrame:
+def synthetic(wd: bool = True, excluded_rises: bool = True, spike: bool = False, late_slingshot: bool = False
+              ) -> pd.DataFrame:
     """A wide progress table shaped like the paper's Fig. 7 (log10 values given, then exponentiated)."""
     t = EPOCHS.astype(float)
     mem = sig(t, MEM_C, MEM_W)
@@ -38,14 +39,21 @@ def synthetic(wd: bool = True, excluded_rises: bool = True, spike: bool = False)
     if spike:
         test = test.copy()
         test[np.searchsorted(EPOCHS, 5000)] += 3.0  # a one-checkpoint slingshot
+    if late_slingshot:  # a loss spike long after grokking with a sharp dip of the weights (cf. the mainline);
+        bump = np.exp(-0.5 * ((t - 18000) / 800) ** 2)  # the loss recovers more slowly than it grokked
+        train = train + 4.0 * bump
+        test = test + 2.0 * bump
     excluded = train + (2.5 * cf if excluded_rises else 0.0)
     restricted = 1.0 - 1.0 * cf - 6.0 * grok
     ssw = 3.2 - 0.15 * cf - 0.5 * grok
+    if late_slingshot:
+        ssw = ssw - 0.4 * (np.exp(-0.5 * ((t - 18000) / 250) ** 2))
     gini_e = 0.15 + 0.03 * cf + 0.55 * grok
     gini_l = 0.10 + 0.02 * cf + 0.70 * grok
     return pd.DataFrame({
         "epoch": EPOCHS, "train_loss": 10 ** train, "test_loss": 10 ** test, "test_acc": 0.01 + 0.99 * grok,
-        "excluded_loss": 10 ** excluded, "excluded_loss_max": 10 ** (excluded + 0.1), "restricted_loss": 10 ** restricted,
+        "excluded_loss": 10 ** excluded, "excluded_loss_max": 10 ** (excluded + 0.1),
+        "restricted_loss": 10 ** restricted,
         "sum_sq": 10 ** ssw, "gini_W_E": gini_e, "gini_W_L": gini_l}).set_index("epoch")
 
 
@@ -77,6 +85,21 @@ def test_phases_of_a_synthetic_grokking_run():
         assert r["phases"]["stable"] == [e["cleanup"], 20000]
         assert near(r["checks"]["test_loss_fall_end"], T3) and near(r["checks"]["gini_W_L_rise_end"], T3)
     json.dumps(r)
+
+
+def test_late_slingshot_needs_the_v2_window():
+    w = synthetic(late_slingshot=True)
+    v2 = ph.detect_phases(w)
+    assert v2["rule_version"] == "v2" and near(v2["ends"]["cleanup"], T3), v2["ends"]
+    e, t2 = v2["checks"]["test_loss_fall_end"], v2["ends"]["circuit_formation"]
+    assert near(v2["landmarks"]["cleanup_window_end"], 2 * e - t2, 100)
+    assert v2["checks"]["cleanup_end_v1"] > 17000  # v1 finds the slingshot's dip instead
+    v1 = ph.detect_phases(w, rule="v1")
+    assert v1["ends"]["cleanup"] == v2["checks"]["cleanup_end_v1"] and "cleanup_end_v1" not in v1["checks"]
+    assert v1["ends"]["memorisation"] == v2["ends"]["memorisation"]
+    assert v1["ends"]["circuit_formation"] == v2["ends"]["circuit_formation"]
+    with pytest.raises(ValueError, match="rule"):
+        ph.detect_phases(w, rule="v3")
 
 
 def test_claims_hold_on_the_synthetic_run_and_fail_when_broken():

@@ -93,6 +93,14 @@ def test_matches_per_checkpoint_analysis(tiny_run, dtype):
                     assert got == pytest.approx(v, **tol), (k, e, name, got, v)
 
 
+def test_workers_give_the_same_table(tiny_run):
+    a = pg.compute_progress(tiny_run, keys=KEYS, rows_per_chunk=2)
+    n = torch.get_num_threads()
+    b = pg.compute_progress(tiny_run, keys=KEYS, rows_per_chunk=2, workers=2)
+    assert torch.get_num_threads() == n
+    pd.testing.assert_frame_equal(a, b)
+
+
 def test_default_keys_are_the_analysis_keys(tiny_run):
     """Keys come from the final checkpoint by analysis.key_frequencies' rule (the tiny models have none)."""
     keys = pg.resolve_keys(tiny_run)

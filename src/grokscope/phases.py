@@ -29,20 +29,38 @@ top speed). If no such checkpoint exists, the start is ``t_0`` / the end is ``t_
 The rule
 --------
 0. *Generalisation.* A model generalises if its test accuracy reaches ``GENERALISED_ACC = 0.9`` at some
-   checkpoint and its smoothed test loss falls somewhere after its peak. Otherwise only the end of memorisation is defined; circuit formation and cleanup are
-   ``None`` (a run without weight decay, Fig. 26, has no such phases).
+   checkpoint and its smoothed test loss falls somewhere after its peak. Otherwise only the end of
+   memorisation is defined; circuit formation and cleanup are ``None`` (a run without weight decay,
+   Fig. 26, has no such phases).
 1. *Circuit formation ends* (``t2``, grokking begins) at the start of the sharp fall of the test loss: the
    landmark detector on ``log10 test_loss`` over the checkpoints after the one where the smoothed test
    loss is largest.
 2. *Memorisation ends* (``t1``) at the end of the first fall of the train loss: the landmark detector on
    ``log10 train_loss`` over ``[t_0, t2]`` (the whole run if the model does not generalise); ``t1 <= t2``.
 3. *Cleanup ends* (``t3``) when the sum of squared weights stops falling fast: the landmark detector on
-   ``log10 sum_sq`` over ``[t2, t_n]``, end of the fall. ``cleanup_complete`` is false if the fall has not
-   slowed to ``THETA`` of its top speed by the last checkpoint (then ``t3 = t_n``).
+   ``log10 sum_sq`` over ``[t2, t_n]`` (rule v1) -- over ``[t2, min(t_n, e + (e - t2))]`` in rule v2, the
+   default, where ``e`` is the end of the test loss's fall (see *Revision* below) -- end of the fall.
+   ``cleanup_complete`` is false if the fall has not slowed to ``THETA`` of its top speed by the end of the
+   window (then ``t3`` is the window's end).
 
 The phases are ``memorisation [t_0, t1]``, ``circuit_formation [t1, t2]``, ``cleanup [t2, t3]`` and
 ``stable [t3, t_n]``. Two cross-checks are reported but not used: the end of the test loss's fall and the
-end of the rise of the Gini coefficient of ``W_L`` (same detector on ``-gini``, over ``[t2, t_n]``).
+end of the rise of the Gini coefficient of ``W_L`` (same detector on ``-gini``, over the cleanup window).
+
+Revision (rule v2, made after running v1 on real data)
+------------------------------------------------------
+Rule v1 is the rule above with the cleanup window ``[t2, t_n]``; it was written down, and committed, before
+any real run was looked at. On the partial mainline (checkpoints to 25.7k epochs) it gave 1.4k / 8.3k /
+12.1k. On the complete run (40k epochs) two loss spikes long after grokking (slingshots near 36k and 39.6k
+epochs: train loss 1e-7 -> 3e-3, sum of squared weights 875 -> 690 -> 830 within a few hundred epochs)
+hold a steeper fall of the weights than cleanup itself, and v1 put the end of cleanup at 39.9k, against
+11.4k / 11.8k for the two cross-checks. Rule v2 changes only the window, not the detector or any threshold:
+cleanup is the shedding of the memorising solution that accompanies grokking, so its end is looked for
+within one grokking duration after the test loss stops falling, ``[t2, e + (e - t2)]`` (``e``: the end of
+the test loss's fall; ``t_n`` if that fall never ends). ``rule="v1"`` reproduces v1; with v2 the
+v1 answer is also reported (``checks.cleanup_end_v1``). Known limit of both: a slingshot whose test loss
+recovers faster than it fell at grokking would be taken for the grokking fall in step 1 (not seen on the
+mainline, where the recoveries are slower).
 
 The claims (§5.2, §5.3 / Fig. 26)
 ---------------------------------
@@ -93,12 +111,15 @@ MONOTONE = 0.9
 PHASES_FILE = "phases.json"
 PHASE_NAMES = ("memorisation", "circuit_formation", "cleanup", "stable")
 
-RULE = ("landmark rule: log10 losses and log10 sum of squared weights, running median over {window} checkpoints; "
-        "a fall starts/ends at the last/first checkpoint before/after its steepest point whose descent rate is "
-        "<= {theta} x the steepest rate. Circuit formation ends where the test loss's sharp fall (after its peak) "
-        "starts; memorisation ends where the train loss's first fall (before that) ends; cleanup ends where the "
-        "sum of squared weights' fall after circuit formation ends. Only for models whose test accuracy reaches "
-        "{acc}.")
+RULE = ("landmark rule {version}: log10 losses and log10 sum of squared weights, running median over {window} "
+        "checkpoints; a fall starts/ends at the last/first checkpoint before/after its steepest point whose descent "
+        "rate is <= {theta} x the steepest rate. Circuit formation ends where the test loss's sharp fall (after its "
+        "peak) starts; memorisation ends where the train loss's first fall (before that) ends; cleanup ends where "
+        "the sum of squared weights' fall after circuit formation ends, searched {window3}. Only for models whose "
+        "test accuracy reaches {acc}.")
+WINDOW3 = {"v1": "up to the last checkpoint",
+           "v2": "up to one grokking duration after the end of the test loss's fall (v2: revised after v1 met "
+                 "post-grokking loss spikes; see the module docstring)"}
 
 __all__ = ["THETA", "WINDOW", "GENERALISED_ACC", "RULE", "smooth", "descent_rate", "fall", "detect_phases",
            "check_claims", "phases_report", "claims_frame", "load_phases", "summary"]
@@ -148,10 +169,13 @@ def _ep(t: np.ndarray, i: int | None) -> int | None:
 
 
 def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WINDOW,
-                  generalised_acc: float = GENERALISED_ACC) -> dict[str, Any]:
-    """Phase boundaries of one model by the landmark rule (module docstring). ``wide``: one row per checkpoint
-    epoch (index or column ``epoch``) with columns ``train_loss``, ``test_loss``, ``test_acc``, ``sum_sq`` and
-    (for the cross-check) ``gini_W_L``. Returns a JSON-ready dict; epochs are ints, ``None`` when undefined."""
+                  generalised_acc: float = GENERALISED_ACC, rule: str = "v2") -> dict[str, Any]:
+    """Phase boundaries of one model by the landmark rule (module docstring; ``rule`` "v2" or "v1").
+    ``wide``: one row per checkpoint epoch (index or column ``epoch``) with columns ``train_loss``,
+    ``test_loss``, ``test_acc``, ``sum_sq`` and (for the cross-check) ``gini_W_L``. Returns a JSON-ready dict;
+    epochs are ints, ``None`` when undefined."""
+    if rule not in ("v1", "v2"):
+        raise ValueError(f"rule={rule!r} is invalid: must be 'v1' or 'v2'")
     w = _sorted(wide)
     t = w.index.to_numpy()
     n = len(t)
@@ -162,6 +186,7 @@ def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WIN
     out: dict[str, Any] = {"generalised": generalised, "n_checkpoints": int(n),
                            "first_epoch": _ep(t, 0) if n else None, "last_epoch": _ep(t, n - 1) if n else None}
     i2 = i3 = None
+    i_te_end = n - 1
     lm: dict[str, Any] = {}
     checks: dict[str, Any] = {}
     cleanup_complete = None
@@ -174,6 +199,7 @@ def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WIN
             lm["test_loss_steepest"] = _ep(t, f_te["steepest"])
             lm["test_loss_fall_start_found"] = f_te["start_found"]
             checks["test_loss_fall_end"] = _ep(t, f_te["end"]) if f_te["end_found"] else None
+            i_te_end = f_te["end"]
         else:
             generalised = False  # accuracy reached the bar but the test loss never fell: no grokking fall
             out["generalised"] = False
@@ -187,7 +213,12 @@ def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WIN
         i1 = 0
     if i2 is not None:
         i1 = min(i1, i2)
-        f_ss = fall(ss, t, i2, n - 1, theta)
+        hi3 = n - 1
+        if rule == "v2":  # one grokking duration after the test loss stops falling
+            hi3 = int(np.searchsorted(t, 2 * t[i_te_end] - t[i2], side="right")) - 1
+            hi3 = max(i_te_end, min(n - 1, hi3))
+            lm["cleanup_window_end"] = _ep(t, hi3)
+        f_ss = fall(ss, t, i2, hi3, theta)
         if f_ss is not None:
             i3 = f_ss["end"]
             cleanup_complete = bool(f_ss["end_found"])
@@ -195,9 +226,12 @@ def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WIN
         else:  # the weights do not fall after circuit formation: no cleanup to speak of
             i3 = i2
             cleanup_complete = False
+        if rule == "v2":
+            f_v1 = fall(ss, t, i2, n - 1, theta)
+            checks["cleanup_end_v1"] = _ep(t, f_v1["end"]) if f_v1 is not None else _ep(t, i2)
         if "gini_W_L" in w:
             g = smooth(w["gini_W_L"].to_numpy(), window, log=False)
-            f_g = fall(-g, t, i2, n - 1, theta)
+            f_g = fall(-g, t, i2, hi3, theta)
             checks["gini_W_L_rise_end"] = _ep(t, f_g["end"]) if f_g is not None and f_g["end_found"] else None
     ends = {"memorisation": _ep(t, i1) if n else None, "circuit_formation": _ep(t, i2), "cleanup": _ep(t, i3)}
     phases: dict[str, Any] = {k: None for k in PHASE_NAMES}
@@ -207,8 +241,8 @@ def detect_phases(wide: pd.DataFrame, *, theta: float = THETA, window: int = WIN
             phases["circuit_formation"] = [ends["memorisation"], ends["circuit_formation"]]
             phases["cleanup"] = [ends["circuit_formation"], ends["cleanup"]]
             phases["stable"] = [ends["cleanup"], _ep(t, n - 1)]
-    out.update({"ends": ends, "phases": phases, "cleanup_complete": cleanup_complete, "landmarks": lm,
-                "checks": checks})
+    out.update({"rule_version": rule, "ends": ends, "phases": phases, "cleanup_complete": cleanup_complete,
+                "landmarks": lm, "checks": checks})
     return out
 
 
@@ -359,7 +393,8 @@ def check_claims(wide: pd.DataFrame, ph: dict[str, Any], *, weight_decay: float 
 def phases_report(run: Any, progress: pd.DataFrame | None = None, *, save: bool = True, **kw) -> dict[str, Any]:
     """Phases and claims for every model of a run (a :class:`grokscope.runs.Run` or its path). ``progress``:
     the tidy progress table (default: the run's ``progress.parquet``, computed and saved if missing).
-    Writes ``phases.json`` in the run directory if ``save``. ``kw`` go to :func:`detect_phases`."""
+    Writes ``phases.json`` in the run directory if ``save``. ``kw`` go to :func:`detect_phases` (``theta``,
+    ``window``, ``generalised_acc``, ``rule``)."""
     from .progress import load_or_compute_progress, wide as to_wide
     from .runs import Run
 
@@ -376,8 +411,9 @@ def phases_report(run: Any, progress: pd.DataFrame | None = None, *, save: bool 
         ph["claims"] = check_claims(wk, ph, weight_decay=ph["weight_decay"], keys=mk,
                                     window=kw.get("window", WINDOW), theta=kw.get("theta", THETA))
         models.append(ph)
-    theta, window = kw.get("theta", THETA), kw.get("window", WINDOW)
-    rep = {"rule": RULE.format(window=window, theta=theta, acc=kw.get("generalised_acc", GENERALISED_ACC)),
+    theta, window, version = kw.get("theta", THETA), kw.get("window", WINDOW), kw.get("rule", "v2")
+    rep = {"rule": RULE.format(version=version, window=window, theta=theta, window3=WINDOW3[version],
+                               acc=kw.get("generalised_acc", GENERALISED_ACC)), "rule_version": version,
            "params": {"theta": theta, "window": window, "generalised_acc": kw.get("generalised_acc", GENERALISED_ACC),
                       "rise": RISE, "flat": FLAT, "sharp": SHARP, "gini_rise": GINI_RISE, "monotone": MONOTONE},
            "models": models}
@@ -413,7 +449,9 @@ def summary(report: dict[str, Any]) -> str:
                      + ("generalises" if m["generalised"] else "does not generalise")
                      + f"; memorisation ends {e['memorisation']}, circuit formation ends {e['circuit_formation']}, "
                      f"cleanup ends {e['cleanup']}" + ("" if m["cleanup_complete"] in (True, None) else
-                                                      " (cleanup not finished by the last checkpoint)"))
+                                                      " (cleanup not finished by the end of its window)")
+                     + (f" [rule {m['rule_version']}; v1 would end cleanup at {m['checks']['cleanup_end_v1']}]"
+                        if m["checks"].get("cleanup_end_v1") not in (None, e["cleanup"]) else ""))
         for c in m["claims"]:
             verdict = {True: "holds", False: "FAILS", None: "n/a"}[c["holds"]]
             nums = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"

@@ -8,10 +8,21 @@ Entry points::
     wide(df, model=0)                        # one row per epoch, one column per measure
 
 Every measure is computed for every model of the run at every checkpoint (``every=n``: every n-th one, the
-last always included), from the checkpoint's parameters: one batched forward pass over all ``p * p`` inputs
-(:func:`grokscope.fastpath.forward_fast`, checkpoints x models stacked on the leading axis, in chunks),
-then float64 tensor algebra over the whole chunk -- no Python loop over checkpoints, frequencies or neurons
-inside a chunk.
+last always included), from the checkpoint's parameters, in chunks of checkpoints x models stacked on a
+leading axis (``rows_per_chunk``):
+
+* the per-token tables of the one-layer model for the whole chunk (the structure of
+  :func:`grokscope.fastpath.forward_fast`), then the answer logits of all ``p * p`` inputs by blocks of
+  ``s = (a + b) mod p`` (:func:`grid_logits`, tested equal to ``forward_fast``), pairs held *s-major*;
+* while each block is in cache, its per-pair statistics (label logit, best wrong class, the sum over wrong
+  classes of ``exp(L - max L)``) and its sums over pairs per ``s``;
+* then tensor algebra over the whole chunk: the ``cos/sin(w_k(a+b))`` coefficients of all frequencies as
+  batched matmuls, the ``p // 2`` single-frequency removals and the key set in one batched matmul.
+
+Python loops run over chunks, model rows and blocks of pairs (for cache locality), never over frequencies
+or neurons. The heavy tensors are float32, as the model is (``dtype=torch.float64`` for a reference);
+losses stay exact when tiny (``log1p`` of the wrong-class sum), coefficients and means are float64.
+By default as many chunks as torch has threads run side by side (``workers``), one intra-op thread each.
 
 Key frequencies
 ---------------
@@ -81,7 +92,7 @@ from .fastpath import forward_plain
 
 DTYPE = torch.float64
 PROGRESS_FILE = "progress.parquet"
-ROWS_PER_CHUNK = 8  # checkpoints x models per forward pass (~40 MB of float32 intermediates each at p = 113)
+ROWS_PER_CHUNK = 8  # checkpoints x models per chunk (~25 MB of float32 per row at p = 113)
 
 __all__ = ["gini", "weight_measures", "final_keys", "resolve_keys", "ProgressData", "grid_logits", "batch_measures",
            "compute_progress", "save_progress", "load_progress", "load_or_compute_progress", "run_progress", "wide",
@@ -117,7 +128,8 @@ def _wl(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> Tensor:
 
 
 def weight_measures(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
-    """``gini_W_E``, ``gini_W_L``, ``sum_sq`` and ``sum_sq.<name>`` for stacked parameters ``(M, ...)``: each ``(M,)``."""
+    """``gini_W_E``, ``gini_W_L``, ``sum_sq`` and ``sum_sq.<name>`` of stacked parameters ``(M, ...)``, each
+    ``(M,)``."""
     B = fr.fourier_basis(p, params["W_E"].device)
     CE = B @ params["W_E"][:, :p].to(DTYPE)  # (M, p basis, d)
     ne = _freq_norms_batched(CE.pow(2).sum(-1))
@@ -363,8 +375,8 @@ def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, m
         S0[m, sl] = Qb.sum(1)
         Ls[m, s0:s1] = L2.view(bs, p, p).sum(1, dtype=DTYPE)
         rows = tr_rows[m, s0:s1].reshape(-1) - s0 * p  # the block's train pairs, grouped by s
-        Qt[m, s0:s1] = Qb.index_select(0, rows).view(bs, G, p)
-        Lt[m, s0:s1] = L2.index_select(0, rows).view(bs, G, p)
+        torch.index_select(Qb, 0, rows, out=Qt[m, s0:s1].view(bs * G, p))
+        torch.index_select(L2, 0, rows, out=Lt[m, s0:s1].view(bs * G, p))
         qt[m, s0:s1] = qb.index_select(0, rows).view(bs, G)
     return _Pass1(q, S0, correct, Ls, Qt, Lt, qt)
 
@@ -457,7 +469,7 @@ def batch_measures(params: Mapping[str, Tensor], cfg: ModelConfig, mk: Tensor, d
     Dy = D.gather(-1, yt[:, :, None, :].expand(-1, -1, Kf + 1, -1))  # (M, s, F, G): D_f[s, y]
     A = (Dy - Dmin).add_(P1.qt[:, :, None, :])
     ce_f = _ce(Sx.log_(), A)  # finite on the padding too (copies of a real pair), weighted 0 below
-    ex = torch.einsum("msfg,msg->mf", ce_f.to(DTYPE), valid.to(DTYPE)) / valid.sum((1, 2)).to(DTYPE)[:, None]
+    ex = torch.einsum("msfg,msg->mf", ce_f, valid.to(dt)).to(DTYPE) / valid.sum((1, 2)).to(DTYPE)[:, None]
     single = ex[:, :Kf]
     out["excluded_loss"] = ex[:, Kf]
     mx, arg = single.max(-1)
@@ -512,14 +524,18 @@ def _select_epochs(all_epochs: list[int], every: int, epochs: Iterable[int] | No
 def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None, every: int = 1, *,
                      epochs: Iterable[int] | None = None, rows_per_chunk: int = ROWS_PER_CHUNK,
                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                     block: int | None = None, timings: dict | None = None) -> pd.DataFrame:
+                     block: int | None = None, workers: int | None = None, timings: dict | None = None
+                     ) -> pd.DataFrame:
     """The tidy progress table (columns ``model, epoch, measure, value``) of a run (a :class:`Run` or path).
 
     ``keys``: see :func:`resolve_keys` (default: each model's final checkpoint). ``every``: every n-th
     checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass
     (float32, as in training; float64 for a reference). ``rows_per_chunk``: checkpoints x models per batched
-    computation; ``block``: values of ``s`` per block of the forward pass (default: about 2048 pairs).
-    ``timings``: if a dict, filled with seconds spent loading and computing.
+    computation; ``block``: values of ``s`` per block of the forward pass (default: about 512 pairs).
+    ``workers``: chunks computed side by side in that many threads, each with one intra-op thread (torch's
+    setting is restored afterwards); default ``torch.get_num_threads()`` (the cores). Much better than
+    intra-op threads here (many small ops); use ``workers=1`` when the other cores are busy. ``timings``: if a
+    dict, filled with the seconds spent loading and computing (summed over workers) and in total.
     """
     from .runs import Run
 
@@ -536,19 +552,38 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     per_chunk = max(1, rows_per_chunk // K)
     cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "value": []}
     t_load = t_comp = 0.0
-    for start in range(0, len(sel), per_chunk):
-        eps = sel[start:start + per_chunk]
+
+    def chunk(eps: list[int]) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray, float, float]:
         t0 = time.perf_counter()
         loaded = [run.stacked_params(e) for e in eps]
         params = {n: torch.cat([d[n] for d in loaded]).to(dev, dtype) for n in loaded[0]}
         mk = torch.arange(K, device=dev).repeat(len(eps))
-        ep = np.repeat(np.asarray(eps, dtype=np.int64), K)
         t1 = time.perf_counter()
         res = batch_measures(params, cfg, mk, data, block)
         res.update(weight_measures(params, p, cfg.n_layers))
-        _append(cols, res, mk.cpu().numpy(), ep, data)
-        t_load += t1 - t0
-        t_comp += time.perf_counter() - t1
+        return res, mk.cpu().numpy(), np.repeat(np.asarray(eps, dtype=np.int64), K), t1 - t0, time.perf_counter() - t1
+
+    chunks = [sel[i:i + per_chunk] for i in range(0, len(sel), per_chunk)]
+    workers = max(1, min(int(torch.get_num_threads() if workers is None else workers), len(chunks)))
+    if workers == 1:
+        results = map(chunk, chunks)
+        pool = None
+    else:  # torch ops release the GIL: chunks run side by side, one intra-op thread each
+        from concurrent.futures import ThreadPoolExecutor
+
+        n_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        pool = ThreadPoolExecutor(workers)
+        results = pool.map(chunk, chunks)
+    try:
+        for res, mk_np, ep, tl, tc in results:
+            _append(cols, res, mk_np, ep, data)
+            t_load += tl
+            t_comp += tc
+    finally:
+        if pool is not None:
+            pool.shutdown()
+            torch.set_num_threads(n_threads)
     df = pd.DataFrame({"model": np.concatenate(cols["model"]).astype("int32"),
                        "epoch": np.concatenate(cols["epoch"]).astype("int64"),
                        "measure": np.concatenate(cols["measure"]).astype(object),
