@@ -145,6 +145,15 @@ def _add_analyze(sub) -> None:
                                                "./<name>.analysis.json for an authors' file)")
 
 
+def _parse_keys(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(k) for k in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"keys={text!r} is invalid: must be comma-separated integers") from None
+
+
 def _tables(d: dict) -> str:
     """Table 1 (directions of W_L) and the ablation table as text."""
     f = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
@@ -171,12 +180,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from .runs import Run, atomic_write
 
     path = Path(args.path)
-    keys = None
-    if args.keys:
-        try:
-            keys = [int(k) for k in args.keys.split(",")]
-        except ValueError:
-            raise ConfigError(f"keys={args.keys!r} is invalid: must be comma-separated integers") from None
+    keys = _parse_keys(args.keys)
     if path.is_file() and path.suffix == ".pth":
         if args.seed is None or args.frac_train is None:
             raise ConfigError("seed and frac_train are required for an authors' checkpoint (its split): "
@@ -233,12 +237,7 @@ def cmd_progress(args: argparse.Namespace) -> int:
     from .progress import run_progress
     from .runs import Run
 
-    keys = None
-    if args.keys:
-        try:
-            keys = [int(k) for k in args.keys.split(",")]
-        except ValueError:
-            raise ConfigError(f"keys={args.keys!r} is invalid: must be comma-separated integers") from None
+    keys = _parse_keys(args.keys)
     if args.every is not None and args.every < 1:
         raise ConfigError(f"every={args.every} is invalid: must be an integer >= 1")
     run = Run.load(args.run)
