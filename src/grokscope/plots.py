@@ -1,0 +1,487 @@
+"""Figures of the paper drawn from the tidy tables and :class:`grokscope.analysis.Analysis` results.
+
+No training or analysis logic lives here: every function takes what :meth:`Run.metrics`, :meth:`Run.progress`,
+:func:`grokscope.phases.phases_report` and :meth:`Run.analyze` return and draws it with plotly (an optional
+extra: ``pip install grokscope[plots]``; imported inside the functions). Each returns a
+``plotly.graph_objects.Figure`` whose title starts with the paper's figure number ("Fig 2: ...").
+
+    from grokscope import plots
+    plots.figure(run, "losses")                    # by name, from a Run (or its path)
+    plots.losses(run.metrics, phases=load_phases(run.path))
+    plots.report_html(run, "report.html")          # every figure + Tables 1, 2 and the §5.2 claims, one file
+
+Names for :func:`figure` (:data:`FIGURES`): ``losses`` (Fig 2/18), ``progress`` (Fig 7), ``fourier_norms``
+(Fig 3), ``attention``, ``neuron``, ``logit_fourier`` (Fig 4), ``ablate_freqs`` (Fig 6), ``interference``
+(Fig 8), ``restricted_acc`` (Fig 13), ``excluded_per_key`` (Fig 15).
+
+Phase bands and lines come from a phases report (``phases.json``: ``{"models": [{"model", "ends",
+"phases", "claims", ...}]}``) and are those of one model (``phase_model``, default 0) -- the models of a
+batched run have their own phases, but one set of bands keeps the figure readable.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
+           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "figure", "report_html",
+           "table1", "table2", "claims_table"]
+
+PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
+                 "cleanup": "rgba(44,160,44,0.12)"}
+PHASE_LABELS = {"memorisation": "memorisation", "circuit_formation": "circuit formation", "cleanup": "cleanup"}
+
+
+def _go():
+    try:
+        import plotly.graph_objects as go
+    except ImportError as e:  # pragma: no cover
+        raise ImportError("grokscope.plots needs plotly: pip install 'grokscope[plots]'") from e
+    return go
+
+
+def _colour(i: int) -> str:
+    import plotly.express as px
+
+    pal = px.colors.qualitative.Plotly
+    return pal[i % len(pal)]
+
+
+def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=float)
+
+
+# ---------------------------------------------------------------------- phases
+def _model_phases(phases: Mapping[str, Any] | None, model: int) -> dict[str, Any] | None:
+    if not phases:
+        return None
+    for m in phases.get("models", []):
+        if int(m.get("model", -1)) == model:
+            return m
+    return None
+
+
+def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands: bool = True,
+                lines: bool = True, row: int | None = None, col: int | None = None) -> None:
+    """Shade the phase intervals (and draw dashed lines at the phase ends) of ``model`` on ``fig``."""
+    ph = _model_phases(phases, model)
+    if ph is None:
+        return
+    where = {} if row is None else {"row": row, "col": col}
+    ivals = ph.get("phases") or {}
+    for name, colour in PHASE_COLOURS.items():
+        iv = ivals.get(name)
+        if bands and iv and iv[0] is not None and iv[1] is not None and iv[1] > iv[0]:
+            fig.add_vrect(x0=max(iv[0], 1), x1=iv[1], fillcolor=colour, line_width=0, layer="below", **where)
+        end = (ph.get("ends") or {}).get(name)
+        if lines and end is not None:
+            fig.add_vline(x=max(end, 1), line_dash="dash", line_color=colour.replace("0.12", "0.9"),
+                          line_width=1, **where)
+    if bands and (row is None or (row == 1 and col == 1)):
+        # one legend entry per phase (vrects have no legend)
+        go = _go()
+        for name, colour in PHASE_COLOURS.items():
+            if ivals.get(name):
+                kw = {} if row is None else {"row": row, "col": col}
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
+                                         marker=dict(size=12, color=colour.replace("0.12", "0.5"), symbol="square"),
+                                         name=PHASE_LABELS[name], legendgroup="phases"), **kw)
+
+
+def _pos(epochs: np.ndarray) -> np.ndarray:
+    """Epochs on a log axis: epoch 0 is dropped by the callers, this is for safety."""
+    return np.asarray(epochs)
+
+
+# ---------------------------------------------------------------------- Fig 2 / 18
+def losses(metrics: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
+           models: Sequence[int] | None = None, accuracy: bool = True):
+    """Fig 2 (and 18): train and test loss (and accuracy) of every model over training, log-log, phase bands
+    of ``phase_model`` shaded. ``metrics``: :attr:`Run.metrics` (test columns NaN between evaluations)."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    rows = 2 if accuracy else 1
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=["loss", "accuracy"][:rows])
+    ms = sorted(int(m) for m in metrics["model"].unique()) if models is None else list(models)
+    for i, m in enumerate(ms):
+        d = metrics[(metrics["model"] == m) & (metrics["epoch"] > 0)].sort_values("epoch")
+        c = _colour(i)
+        for split, dash in (("train", "solid"), ("test", "dash")):
+            for r, what in enumerate(["loss", "acc"][:rows], start=1):
+                s = d[["epoch", f"{split}_{what}"]].dropna()
+                fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"{split}_{what}"], mode="lines",
+                                         line=dict(color=c, dash=dash), legendgroup=f"m{m}",
+                                         showlegend=r == 1, name=f"model {m} {split}"), row=r, col=1)
+    for r in range(1, rows + 1):
+        _add_phases(fig, phases, phase_model, row=r, col=1)
+    fig.update_xaxes(type="log", title_text="epoch", row=rows, col=1)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log", title_text="cross-entropy", row=1, col=1)
+    if accuracy:
+        fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
+    fig.update_layout(title="Fig 2: train and test loss" + (" and accuracy" if accuracy else ""),
+                      height=650 if accuracy else 420)
+    return fig
+
+
+# ---------------------------------------------------------------------- progress-measure panels
+def _tidy_series(df: pd.DataFrame, measure: str, model: int) -> pd.DataFrame:
+    d = df[(df["model"] == model) & (df["measure"] == measure)]
+    return d[["epoch", "value"]].sort_values("epoch")
+
+
+def _models(df: pd.DataFrame, models: Sequence[int] | None) -> list[int]:
+    return sorted(int(m) for m in df["model"].unique()) if models is None else list(models)
+
+
+PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True), ("restricted_loss", "restricted loss (test)", True),
+                   ("gini", "Gini of W_E (solid) / W_L (dot) Fourier norms", False),
+                   ("sum_sq", "sum of squared weights", False))
+
+
+def progress_panels(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
+                    models: Sequence[int] | None = None, with_losses: bool = True):
+    """Fig 7: excluded loss, restricted loss, Gini of the W_E / W_L Fourier norms and the sum of squared
+    weights over training (``progress``: the tidy :meth:`Run.progress` table), phase lines of
+    ``phase_model``. With ``with_losses`` the loss panels also show train (dotted) and test (dash) loss."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t, _ in PROGRESS_PANELS],
+                        horizontal_spacing=0.1, vertical_spacing=0.14)
+    df = progress[progress["epoch"] > 0]
+    for i, m in enumerate(_models(df, models)):
+        c = _colour(i)
+        first = True
+        for j, (measure, _title, logy) in enumerate(PROGRESS_PANELS):
+            r, cc = divmod(j, 2)
+            series = ([("gini_W_E", "solid"), ("gini_W_L", "dot")] if measure == "gini" else [(measure, "solid")])
+            if with_losses and measure in ("excluded_loss", "restricted_loss"):
+                series += [("train_loss", "dot"), ("test_loss", "dash")]
+            for name, dash in series:
+                s = _tidy_series(df, name, m)
+                if s.empty:
+                    continue
+                fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=c, dash=dash),
+                                         name=f"model {m} {name}", legendgroup=f"m{m}",
+                                         showlegend=first or name != measure), row=r + 1, col=cc + 1)
+                first = False
+    for j, (_m, _t, logy) in enumerate(PROGRESS_PANELS):
+        r, cc = divmod(j, 2)
+        _add_phases(fig, phases, phase_model, bands=False, row=r + 1, col=cc + 1)
+        fig.update_yaxes(type="log" if logy else "linear", row=r + 1, col=cc + 1)
+        fig.update_xaxes(title_text="epoch", row=r + 1, col=cc + 1)
+    fig.update_layout(title="Fig 7: progress measures (excluded loss, restricted loss, Gini, sum of squared weights)",
+                      height=700)
+    return fig
+
+
+# ---------------------------------------------------------------------- Fig 13 / 15
+def restricted_acc(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
+                   models: Sequence[int] | None = None):
+    """Fig 13: restricted accuracy (test pairs, solid; all pairs, dot) beside the test accuracy (dash)."""
+    go = _go()
+    fig = go.Figure()
+    df = progress[progress["epoch"] > 0]
+    for i, m in enumerate(_models(df, models)):
+        c = _colour(i)
+        for name, dash in (("restricted_acc", "solid"), ("restricted_acc_all", "dot"), ("test_acc", "dash")):
+            s = _tidy_series(df, name, m)
+            if not s.empty:
+                fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=c, dash=dash),
+                                         name=f"model {m} {name}", legendgroup=f"m{m}"))
+    _add_phases(fig, phases, phase_model)
+    fig.update_xaxes(type="log", title_text="epoch")
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
+    fig.update_layout(title="Fig 13: restricted accuracy over training")
+    return fig
+
+
+def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
+    """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k{k}``), one line per key,
+    beside the excluded loss with all keys removed and the train loss, for one model."""
+    go = _go()
+    fig = go.Figure()
+    df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
+    per_key = sorted((m for m in df["measure"].unique() if str(m).startswith("excluded_loss_k")),
+                     key=lambda s: int(s[len("excluded_loss_k"):]))
+    for i, name in enumerate(per_key):
+        s = _tidy_series(df, name, model)
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
+                                 name=f"k = {name[len('excluded_loss_k'):]} removed"))
+    for name, dash in (("excluded_loss", "dash"), ("train_loss", "dot")):
+        s = _tidy_series(df, name, model)
+        if not s.empty:
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color="black", dash=dash),
+                                     name="all keys removed" if name == "excluded_loss" else "train loss"))
+    if not per_key:
+        fig.add_annotation(text="no key frequencies: no per-key excluded loss in the progress table",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
+    _add_phases(fig, phases, model)
+    fig.update_xaxes(type="log", title_text="epoch")
+    fig.update_yaxes(type="log", title_text="train excluded loss")
+    fig.update_layout(title=f"Fig 15: excluded loss per key frequency (model {model})")
+    return fig
+
+
+# ---------------------------------------------------------------------- Analysis figures
+def fourier_norms(analysis):
+    """Fig 3: norms of the Fourier components of W_E (along the token axis) and W_L (along the logit axis)
+    per frequency ``k = 1 .. p // 2`` (the constant omitted), key frequencies highlighted."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    per = analysis.periodicity
+    keys = set(per.keys)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["W_E", "W_L"])
+    for j, (name, v) in enumerate((("W_E", per.we_freq_norms), ("W_L", per.wl_freq_norms)), start=1):
+        v = _np(v)[1:]
+        k = np.arange(1, len(v) + 1)
+        fig.add_trace(go.Bar(x=k, y=v, name=name, marker_color=["crimson" if int(x) in keys else "steelblue"
+                                                                   for x in k]), row=1, col=j)
+        fig.update_xaxes(title_text="frequency k", row=1, col=j)
+    fig.update_yaxes(title_text="norm of Fourier component", row=1, col=1)
+    fig.update_layout(title=f"Fig 3: W_E and W_L Fourier norms per frequency (keys {sorted(keys)} in red)",
+                      showlegend=False)
+    return fig
+
+
+def _grid(z: np.ndarray, title: str, colorscale: str = "RdBu", zmid: float | None = None, x="b", y="a"):
+    go = _go()
+    fig = go.Figure(go.Heatmap(z=z, colorscale=colorscale, zmid=zmid))
+    fig.update_xaxes(title_text=x)
+    fig.update_yaxes(title_text=y, autorange="reversed")
+    fig.update_layout(title=title, width=560, height=520)
+    return fig
+
+
+def attention(analysis, head: int = 0):
+    """Fig 4 (left): attention of head ``head`` from '=' to 'a' over the ``(a, b)`` grid."""
+    z = _np(analysis.periodicity.attn_to_a[head])
+    return _grid(z, f"Fig 4: attention of head {head} from '=' to 'a' over (a, b)", zmid=0.5)
+
+
+def neuron(analysis, index: int = 0):
+    """Fig 4 (middle): activation of MLP neuron ``index`` at '=' over the ``(a, b)`` grid."""
+    z = _np(analysis.periodicity.neuron_acts[:, :, index])
+    return _grid(z, f"Fig 4: activation of neuron {index} over (a, b)", colorscale="Viridis")
+
+
+def logit_fourier(analysis):
+    """Fig 4 (right): norms (over the output ``c``) of the 2-D Fourier components of the logits over
+    ``(a, b)``; rows: component of ``a``, columns: component of ``b`` (basis names as
+    :func:`grokscope.fourier.basis_names`)."""
+    from .fourier import basis_names
+
+    z = _np(analysis.periodicity.logit_spectrum)
+    names = basis_names(z.shape[0])
+    fig = _grid(z, "Fig 4: norms of the logits' 2-D Fourier components", colorscale="Blues",
+                x="Fourier component of b", y="Fourier component of a")
+    fig.data[0].update(x=names, y=names)
+    fig.update_layout(width=680, height=640)
+    return fig
+
+
+def ablate_freqs(analysis, split: str = "all"):
+    """Fig 6: loss when the ``cos/sin(w_k(a+b))`` components of one frequency ``k`` are removed from the
+    logits, for every ``k``, beside the original loss and the restricted loss (key frequencies kept only)."""
+    go = _go()
+    ab = analysis.ablations
+    pf = ab.per_frequency
+    v = _np(getattr(pf, f"loss_{split}"))
+    k = np.asarray(pf.freqs) if len(pf.freqs) == len(v) else np.arange(1, len(v) + 1)
+    keys = set(analysis.keys)
+    fig = go.Figure(go.Bar(x=k, y=v, name="frequency k ablated",
+                           marker_color=["crimson" if int(x) in keys else "steelblue" for x in k]))
+    base = getattr(ab.baseline, f"loss_{split}")
+    restr = getattr(ab.results["logits_restricted"].after, f"loss_{split}") if "logits_restricted" in ab.results \
+        else None
+    fig.add_trace(go.Scatter(x=[k.min(), k.max()], y=[base, base], mode="lines", line=dict(color="black", dash="dash"),
+                             name=f"original loss {base:.3g}"))
+    if restr is not None:
+        fig.add_trace(go.Scatter(x=[k.min(), k.max()], y=[restr, restr], mode="lines",
+                                 line=dict(color="green", dash="dot"), name=f"restricted loss {restr:.3g}"))
+    fig.update_xaxes(title_text="frequency k")
+    fig.update_yaxes(type="log", title_text=f"loss ({split} pairs)")
+    fig.update_layout(title="Fig 6: loss when ablating each frequency, and the restricted loss")
+    return fig
+
+
+def interference(keys: Sequence[int], p: int):
+    """Fig 8: constructive interference: ``sum_k cos(w_k x)`` over the key frequencies for ``x = 0 .. p-1``
+    (``w_k = 2 pi k / p``), peaked at ``x = 0`` (i.e. ``c = a + b``), beside each single wave."""
+    go = _go()
+    x = np.arange(p)
+    fig = go.Figure()
+    total = np.zeros(p)
+    for i, k in enumerate(keys):
+        y = np.cos(2 * math.pi * k * x / p)
+        total += y
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=_colour(i), width=1), opacity=0.5,
+                                 name=f"cos(w_{k} x)"))
+    fig.add_trace(go.Scatter(x=x, y=total, mode="lines", line=dict(color="black", width=2), name="sum over keys"))
+    if not len(keys):
+        fig.add_annotation(text="no key frequencies", showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
+    fig.update_xaxes(title_text="x = a + b - c (mod p)")
+    fig.update_yaxes(title_text="value")
+    fig.update_layout(title=f"Fig 8: constructive interference of the key frequencies {list(keys)}")
+    return fig
+
+
+# ---------------------------------------------------------------------- dispatch
+class _Ctx:
+    """Lazily computed inputs of the figures of one run (each computed once)."""
+
+    def __init__(self, run, *, epoch=None, model=0, analysis=None, progress=None, phases=None):
+        from .runs import Run
+
+        self.run = run if isinstance(run, Run) else Run.load(run)
+        self.epoch, self.model = epoch, model
+        self._analysis, self._progress, self._phases = analysis, progress, phases
+
+    @property
+    def analysis(self):
+        if self._analysis is None:
+            self._analysis = self.run.analyze(self.epoch, self.model)
+        return self._analysis
+
+    @property
+    def progress(self) -> pd.DataFrame:
+        if self._progress is None:
+            self._progress = self.run.progress()
+        return self._progress
+
+    @property
+    def phases(self) -> dict[str, Any]:
+        if self._phases is None:
+            from .phases import PHASES_FILE, load_phases, phases_report
+
+            if (self.run.path / PHASES_FILE).is_file():
+                self._phases = load_phases(self.run.path)
+            else:
+                self._phases = phases_report(self.run, self.progress)
+        return self._phases
+
+
+FIGURES: dict[str, Callable[..., Any]] = {
+    "losses": lambda c, **kw: losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
+    "progress": lambda c, **kw: progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
+    "fourier_norms": lambda c, **kw: fourier_norms(c.analysis, **kw),
+    "attention": lambda c, **kw: attention(c.analysis, **kw),
+    "neuron": lambda c, **kw: neuron(c.analysis, **kw),
+    "logit_fourier": lambda c, **kw: logit_fourier(c.analysis, **kw),
+    "ablate_freqs": lambda c, **kw: ablate_freqs(c.analysis, **kw),
+    "interference": lambda c, **kw: interference(c.analysis.keys, c.analysis.p, **kw),
+    "restricted_acc": lambda c, **kw: restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
+    "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
+}
+
+
+def figure(run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
+           progress: pd.DataFrame | None = None, phases: Mapping[str, Any] | None = None, **kw):
+    """The figure ``name`` (a key of :data:`FIGURES`) of ``run`` (a :class:`Run` or its path), for ``model``
+    (phase bands; the analysis of checkpoint ``epoch``, default the last). ``analysis`` / ``progress`` /
+    ``phases`` skip computing / loading those; ``kw`` go to the figure function (e.g. ``head=1``)."""
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+    ctx = run if isinstance(run, _Ctx) else _Ctx(run, epoch=epoch, model=model, analysis=analysis,
+                                                 progress=progress, phases=phases)
+    return FIGURES[name](ctx, **kw)
+
+
+# ---------------------------------------------------------------------- tables and the HTML report
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(", ", ": "), default=str)
+    return "" if v is None else str(v)
+
+
+def _html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
+    if not rows:
+        return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr><td>(none)</td></tr></table>'
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>'
+
+
+def table1(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 rows from ``Analysis.to_dict()``: per W_L direction (u_k: cos, v_k: sin), its two largest 2-D
+    Fourier terms and the FVE by the single ``cos/sin(w_k(a+b))`` term."""
+    rows = []
+    for d in analysis_dict["composition"]["directions"]:
+        terms = "; ".join(f"{_fmt(t.get('value'))} {t.get('a')}(a) {t.get('b')}(b)" if isinstance(t, dict)
+                          else str(t) for t in d.get("top_terms", []))
+        rows.append({"W_L component": f"{d['kind']} w_{d['freq']}", "top Fourier terms": terms,
+                     "coef on sum term": d["sum_coef"], "FVE": d["fve"]})
+    return rows
+
+
+def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Table 2 rows from ``Analysis.to_dict()``: per head, the fit ``0.5 + alpha (cos w_k a - cos w_k b) +
+    beta (sin w_k a - sin w_k b)`` of its attention from '=' to 'a'."""
+    return [{"head": h["head"], "k": h["freq"], "alpha": h["alpha"], "beta": h["beta"], "FVE": h["fve"]}
+            for h in analysis_dict["neurons"]["heads"]]
+
+
+def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The §5.2 phase ends and claims of every model as rows."""
+    rows = []
+    for m in phases.get("models", []):
+        e = m.get("ends", {})
+        for c in m.get("claims", []):
+            rows.append({"model": m["model"], "memorisation ends": e.get("memorisation"),
+                         "circuit formation ends": e.get("circuit_formation"), "cleanup ends": e.get("cleanup"),
+                         "claim": c["claim"], "text": c["text"], "holds": c["holds"], "numbers": c["numbers"],
+                         "reason": c.get("reason")})
+    return rows
+
+
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
+
+
+def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
+                model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
+                phases: Mapping[str, Any] | None = None) -> Path:
+    """Write ONE self-contained HTML file at ``path``: the figures (``figures``: names of :data:`FIGURES`,
+    default all), Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims
+    (``phases.json``, computed by :func:`grokscope.phases.phases_report` if missing). The plotly JS is
+    embedded once (viewing needs no network). Returns the path."""
+    import plotly.io as pio
+
+    ctx = _Ctx(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases)
+    names = list(FIGURES) if figures is None else list(figures)
+    parts = []
+    for i, name in enumerate(names):
+        fig = figure(ctx, name)
+        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
+                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
+                     + "</section>")
+    ad = ctx.analysis.to_dict()
+    tables = [_html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
+              _html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
+              _html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
+    title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
+           f"</head><body><h1>{title}</h1>"
+           f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts) + "".join(tables)
+           + "</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,71 @@
+"""grokscope.plots: every figure of a tiny run, and the self-contained HTML report."""
+
+import re
+
+import pytest
+
+pytest.importorskip("plotly")
+
+from grokscope import plots  # noqa: E402
+from grokscope.config import Config  # noqa: E402
+from grokscope.runs import train  # noqa: E402
+
+NUMBERS = {"losses": "Fig 2", "progress": "Fig 7", "fourier_norms": "Fig 3", "attention": "Fig 4", "neuron": "Fig 4",
+           "logit_fourier": "Fig 4", "ablate_freqs": "Fig 6", "interference": "Fig 8", "restricted_acc": "Fig 13",
+           "excluded_per_key": "Fig 15"}
+KEYS = [1, 2]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    path = tmp_path_factory.mktemp("plots") / "r"
+    cfgs = [Config(p=11, d_model=16, n_heads=2, d_mlp=32, frac_train=0.5, epochs=60, checkpoint_every=20, seed=s)
+            for s in (0, 1)]
+    run = train(cfgs, path, device="cpu", progress=False)
+    return run, run.analyze(keys=KEYS), run.progress(keys=KEYS)
+
+
+def test_every_figure_has_traces_and_number(ctx):
+    run, analysis, progress = ctx
+    assert set(plots.FIGURES) == set(NUMBERS)
+    for name, num in NUMBERS.items():
+        fig = plots.figure(run, name, analysis=analysis, progress=progress)
+        assert fig.layout.title.text.startswith(num + ":"), (name, fig.layout.title.text)
+        assert len(fig.data) > 0, name
+
+
+def test_batched_losses_one_colour_per_model_and_phase_bands(ctx):
+    run, analysis, progress = ctx
+    phases = {"models": [{"model": 0, "ends": {"memorisation": 20, "circuit_formation": 40, "cleanup": 60},
+                          "phases": {"memorisation": [0, 20], "circuit_formation": [20, 40], "cleanup": [40, 60]}}]}
+    fig = plots.losses(run.metrics, phases)
+    colours = {t.line.color for t in fig.data if t.mode == "lines"}
+    assert len(colours) == 2  # two models
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert sum(s.type == "rect" for s in fig.layout.shapes) == 3 * 2  # three bands on both panels
+    fig7 = plots.progress_panels(progress, phases)
+    assert sum(s.type == "line" for s in fig7.layout.shapes) == 3 * 4  # three phase lines on four panels
+
+
+def test_per_key_and_interference(ctx):
+    run, analysis, progress = ctx
+    fig = plots.excluded_per_key(progress, model=1)
+    assert [t.name for t in fig.data[:2]] == ["k = 1 removed", "k = 2 removed"]
+    fig8 = plots.interference(KEYS, 11)
+    assert fig8.data[-1].y[0] == pytest.approx(len(KEYS))  # constructive at x = 0
+    with pytest.raises(KeyError):
+        plots.figure(run, "nope", analysis=analysis, progress=progress)
+
+
+def test_report_html_self_contained(ctx, tmp_path):
+    run, analysis, progress = ctx
+    out = plots.report_html(run, tmp_path / "rep" / "report.html", analysis=analysis, progress=progress)
+    assert [p.name for p in out.parent.iterdir()] == ["report.html"]
+    text = out.read_text(encoding="utf-8")
+    assert text.count("plotly.js v") >= 1 and len(text) > 1_000_000  # the JS itself, embedded
+    assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(plots.FIGURES)
+    assert not re.search(r'<script[^>]+src=["\']?https?:', text)
+    for cls in ("table1", "table2", "claims"):
+        assert f'class="{cls}"' in text
+    assert (run.path / "phases.json").is_file()  # computed when missing
+    assert "Table 1" in text and "Table 2" in text
