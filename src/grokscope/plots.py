@@ -97,11 +97,6 @@ def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands:
                                          name=PHASE_LABELS[name], legendgroup="phases"), **kw)
 
 
-def _pos(epochs: np.ndarray) -> np.ndarray:
-    """Epochs on a log axis: epoch 0 is dropped by the callers, this is for safety."""
-    return np.asarray(epochs)
-
-
 # ---------------------------------------------------------------------- Fig 2 / 18
 def losses(metrics: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
            models: Sequence[int] | None = None, accuracy: bool = True):
@@ -145,7 +140,8 @@ def _models(df: pd.DataFrame, models: Sequence[int] | None) -> list[int]:
     return sorted(int(m) for m in df["model"].unique()) if models is None else list(models)
 
 
-PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True), ("restricted_loss", "restricted loss (test)", True),
+PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True),
+                   ("restricted_loss", "restricted loss (test)", True),
                    ("gini", "Gini of W_E (solid) / W_L (dot) Fourier norms", False),
                    ("sum_sq", "sum of squared weights", False))
 
