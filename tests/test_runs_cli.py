@@ -169,3 +169,15 @@ def test_cli_progress_and_run_progress(tmp_path, capsys):
     assert sorted(df.epoch.unique()) == [0, 10, 20]
     assert main(["progress", str(tmp_path / "none")]) == 2
     assert main(["progress", str(out), "--every", "0"]) == 2
+
+
+def test_cli_report_and_run_figure(tmp_path, capsys):
+    pytest.importorskip("plotly")
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out)] + TINY) == 0
+    assert main(["report", str(out), "-o", str(tmp_path / "rep.html")]) == 0
+    html = (tmp_path / "rep.html").read_text()
+    assert "plotly" in html and 'id="plot-losses"' in html
+    fig = Run.load(out).figure("losses")
+    assert fig.layout.title.text.startswith("Fig 2")
+    assert main(["report", str(tmp_path / "nope")]) == 2

@@ -249,6 +249,38 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="the paper's figures for a run, in one self-contained HTML file",
+                       description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
+                                   "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
+                                   "claims table into one HTML file that opens offline. Computes progress.parquet "
+                                   "and phases.json first if the run has none.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
+    p.add_argument("--epoch", type=int, default=None, help="checkpoint analysed for the per-model figures (default: last)")
+    p.add_argument("--model", type=int, default=0, help="model analysed for the per-model figures (default 0)")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .runs import Run
+
+    run = Run.load(args.run)
+    if not run.checkpoint_epochs:
+        raise ConfigError(f"run={args.run!r} is invalid: it has no checkpoints yet")
+    run._check_model(args.model)
+    try:
+        from . import plots
+        import plotly  # noqa: F401
+    except ImportError:
+        raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    out = Path(args.out) if args.out else run.path / "report.html"
+    path = plots.report_html(run, out, epoch=args.epoch, model=args.model)
+    print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
@@ -258,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_analyze(sub)
     _add_progress(sub)
+    _add_report(sub)
     return parser
 
 
@@ -275,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                "progress": cmd_progress}[args.command](args)
+                "progress": cmd_progress, "report": cmd_report}[args.command](args)
     except ConfigError as e:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2

@@ -149,6 +149,13 @@ class Run:
 
         return analyze(self.model(epoch, model), self.dataset(model), **kw)
 
+    def figure(self, name: str, **kw):
+        """A plotly figure of the paper's for this run, e.g. ``run.figure("fourier_norms")``
+        (names: :data:`grokscope.plots.FIGURES`)."""
+        from .plots import figure
+
+        return figure(self, name, **kw)
+
     def stacked_params(self, epoch: int) -> dict[str, torch.Tensor]:
         return load_file(str(self.path / CKPT_DIR / ckpt_name(epoch)))
 
