@@ -174,15 +174,15 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
 
     table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
     resid_mid = x2[:, None] + _TokenBag.apply(table, pattern, a, b, *plan)  # (K, N, D)
+    if not PRE_VIA_TABLES and cfg.act == "relu":
+        return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,
+                                 None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
     if PRE_VIA_TABLES:
         # pre = resid_mid @ W_in + b_in, with the tables pushed through W_in instead of every example
         pre = _TokenBag.apply(torch.bmm(table, W_in), pattern, a, b, *plan) + \
             (torch.einsum("kd,kdm->km", x2, W_in) + b_in)[:, None]
     else:
         pre = torch.baddbmm(b_in[:, None], resid_mid, W_in)
-    if cfg.act == "relu":
-        return _MLPUnembed.apply(pre, resid_mid, W_out, b_out, W_U,
-                                 None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
     post = _apply_dropout(_act(pre, cfg.act), keep, dropout)
     resid = torch.baddbmm(resid_mid + b_out[:, None], post, W_out)
     return torch.bmm(resid, W_U)
@@ -196,22 +196,23 @@ def _mm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 class _MLPUnembed(torch.autograd.Function):
-    """``(resid_mid + (relu(pre) * scale) W_out + b_out) W_U`` with a hand-written backward: every large
-    product is one matmul with contiguous output, and the ReLU mask uses torch's threshold_backward. Same maths as
-    autograd through the ops (tested in tests/test_fastpath.py)."""
+    """``(resid_mid + (relu(resid_mid W_in + b_in) * scale) W_out + b_out) W_U`` with a hand-written
+    backward: every large product is one matmul (plain ``mm`` for a single model) with contiguous output,
+    and the ReLU mask uses torch's threshold_backward. Same maths as autograd through the ops (tested in
+    tests/test_fastpath.py)."""
 
     @staticmethod
-    def forward(ctx, pre, resid_mid, W_out, b_out, W_U, scale):
-        post = torch.relu(pre)
+    def forward(ctx, resid_mid, W_in, b_in, W_out, b_out, W_U, scale):
+        post = _mm(resid_mid, W_in).add_(b_in[:, None]).clamp_min_(0)
         post_s = post if scale is None else post * scale
         resid = _mm(post_s, W_out).add_(resid_mid).add_(b_out[:, None])
         logits = _mm(resid, W_U)
-        ctx.save_for_backward(W_out, W_U, post, post_s, resid, scale)
+        ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, resid, scale)
         return logits
 
     @staticmethod
     def backward(ctx, g):
-        W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
+        resid_mid, W_in, W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
         g = g.contiguous()
         g_resid = _mm(g, W_U.transpose(1, 2).contiguous())
         gW_U = _mm(resid.transpose(1, 2), g)
@@ -220,4 +221,6 @@ class _MLPUnembed(torch.autograd.Function):
         if scale is not None:
             g_pre.mul_(scale)
         g_pre = torch.ops.aten.threshold_backward(g_pre, post, 0.0)  # ReLU's own backward kernel
-        return g_pre, g_resid, gW_out, g_resid.sum(1), gW_U, None
+        gW_in = _mm(resid_mid.transpose(1, 2), g_pre)
+        g_resid_mid = _mm(g_pre, W_in.transpose(1, 2).contiguous()).add_(g_resid)
+        return g_resid_mid, gW_in, g_pre.sum(1), gW_out, g_resid.sum(1), gW_U, None
