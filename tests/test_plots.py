@@ -12,7 +12,7 @@ from grokscope.runs import train  # noqa: E402
 
 NUMBERS = {"losses": "Fig 2", "progress": "Fig 7", "fourier_norms": "Fig 3", "attention": "Fig 4", "neuron": "Fig 4",
            "logit_fourier": "Fig 4", "ablate_freqs": "Fig 6", "interference": "Fig 8", "restricted_acc": "Fig 13",
-           "excluded_per_key": "Fig 15"}
+           "excluded_per_key": "Fig 15", "logit_coefficients": "Fig 14", "all_heads": "Fig 9"}
 KEYS = [1, 2]
 
 

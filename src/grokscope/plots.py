@@ -12,7 +12,8 @@ extra: ``pip install grokscope[plots]``; imported inside the functions). Each re
 
 Names for :func:`figure` (:data:`FIGURES`): ``losses`` (Fig 2/18), ``progress`` (Fig 7), ``fourier_norms``
 (Fig 3), ``attention``, ``neuron``, ``logit_fourier`` (Fig 4), ``ablate_freqs`` (Fig 6), ``interference``
-(Fig 8), ``restricted_acc`` (Fig 13), ``excluded_per_key`` (Fig 15).
+(Fig 8), ``all_heads`` (Fig 9), ``restricted_acc`` (Fig 13), ``logit_coefficients`` (Fig 14),
+``excluded_per_key`` (Fig 15).
 
 Phase bands and lines come from a phases report (``phases.json``: ``{"models": [{"model", "ends",
 "phases", "claims", ...}]}``) and are those of one model (``phase_model``, default 0) -- the models of a
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
-           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "figure", "report_html",
+           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "figure", "report_html",
            "table1", "table2", "claims_table"]
 
 PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
@@ -231,6 +232,28 @@ def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = 
     return fig
 
 
+def logit_coefficients(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
+    """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k{k}``) over training, one
+    line per key frequency, for one model."""
+    go = _go()
+    fig = go.Figure()
+    df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
+    names = sorted((m for m in df["measure"].unique() if str(m).startswith("logit_coef_k")),
+                   key=lambda s: int(s[len("logit_coef_k"):]))
+    for i, name in enumerate(names):
+        s = _tidy_series(df, name, model)
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
+                                 name=f"k = {name[len('logit_coef_k'):]}"))
+    if not names:
+        fig.add_annotation(text="no key frequencies: no logit coefficients in the progress table",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
+    _add_phases(fig, phases, model)
+    fig.update_xaxes(type="log", title_text="epoch")
+    fig.update_yaxes(title_text="coefficient of cos(w_k(a+b-c))")
+    fig.update_layout(title=f"Fig 14: coefficients of cos(w_k(a+b-c)) in the logits (model {model})")
+    return fig
+
+
 # ---------------------------------------------------------------------- Analysis figures
 def fourier_norms(analysis):
     """Fig 3: norms of the Fourier components of W_E (along the token axis) and W_L (along the logit axis)
@@ -266,6 +289,23 @@ def attention(analysis, head: int = 0):
     """Fig 4 (left): attention of head ``head`` from '=' to 'a' over the ``(a, b)`` grid."""
     z = _np(analysis.periodicity.attn_to_a[head])
     return _grid(z, f"Fig 4: attention of head {head} from '=' to 'a' over (a, b)", zmid=0.5)
+
+
+def all_heads(analysis):
+    """Fig 9: attention from '=' to 'a' over ``(a, b)`` for every head, side by side."""
+    from plotly.subplots import make_subplots
+
+    go = _go()
+    grids = _np(analysis.periodicity.attn_to_a)
+    H = grids.shape[0]
+    fig = make_subplots(rows=1, cols=H, subplot_titles=[f"head {h}" for h in range(H)])
+    for h in range(H):
+        fig.add_trace(go.Heatmap(z=grids[h], colorscale="RdBu", zmid=0.5, showscale=h == H - 1), row=1, col=h + 1)
+        fig.update_yaxes(autorange="reversed", title_text="a" if h == 0 else None, row=1, col=h + 1)
+        fig.update_xaxes(title_text="b", row=1, col=h + 1)
+    fig.update_layout(title="Fig 9: attention from '=' to 'a' over (a, b), every head", height=360,
+                      width=max(560, 300 * H))
+    return fig
 
 
 def neuron(analysis, index: int = 0):
@@ -381,6 +421,8 @@ FIGURES: dict[str, Callable[..., Any]] = {
     "interference": lambda c, **kw: interference(c.analysis.keys, c.analysis.p, **kw),
     "restricted_acc": lambda c, **kw: restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
     "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
+    "logit_coefficients": lambda c, **kw: logit_coefficients(c.progress, c.phases, model=c.model, **kw),
+    "all_heads": lambda c, **kw: all_heads(c.analysis, **kw),
 }
 
 
