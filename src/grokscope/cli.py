@@ -57,7 +57,6 @@ def _add_train(sub) -> None:
 
 
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
-
     if args.preset not in PRESETS:
         raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
     base: dict[str, Any] = dict(PRESETS[args.preset])
