@@ -76,3 +76,15 @@ def test_browser_check_catches_a_script_error(report):
     broken.write_text(Path(html).read_text().replace("</body>", "<script>throw new Error('boom')</script></body>"))
     _, log = _browse(exe, broken, tmp)
     assert _js_errors(log), "the console check would not notice a JavaScript error"
+
+
+def test_png_export(report, tmp_path):
+    _chromium()
+    pytest.importorskip("kaleido")
+    from grokscope.plots import write_pngs
+
+    html, tmp = report
+    paths = write_pngs(tmp / "run", tmp_path / "figs", figures=["losses", "interference"])
+    assert [p.name for p in paths] == ["losses.png", "interference.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000

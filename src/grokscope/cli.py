@@ -255,6 +255,8 @@ def _add_report(sub) -> None:
                                    "and phases.json first if the run has none.")
     p.add_argument("run", help="run directory")
     p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
+    p.add_argument("--png", default=None, metavar="DIR", help="write the figures as PNG images into DIR instead "
+                                                              "(needs `pip install kaleido` and a local Chromium)")
     p.add_argument("--epoch", type=int, default=None, help="checkpoint analysed for the per-model figures (default: last)")
     p.add_argument("--model", type=int, default=0, help="model analysed for the per-model figures (default 0)")
 
@@ -273,6 +275,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         import plotly  # noqa: F401
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    if args.png:
+        try:
+            paths = plots.write_pngs(run, args.png, epoch=args.epoch, model=args.model)
+        except ImportError as e:
+            raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
+        print(f"wrote {len(paths)} PNG files into {args.png}")
+        return 0
     out = Path(args.out) if args.out else run.path / "report.html"
     path = plots.report_html(run, out, epoch=args.epoch, model=args.model)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")

@@ -523,3 +523,23 @@ def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def write_pngs(run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
+               model: int = 0, scale: float = 1.0) -> list[Path]:
+    """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
+    image export (``pip install kaleido``), which drives a local Chrome/Chromium. Returns the paths."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError as e:
+        raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
+    ctx = _Ctx(run, epoch=epoch, model=model)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in (list(FIGURES) if figures is None else list(figures)):
+        fig = figure(ctx, name)
+        path = outdir / f"{name}.png"
+        fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)
+        paths.append(path)
+    return paths
