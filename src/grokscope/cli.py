@@ -143,6 +143,15 @@ def _add_analyze(sub) -> None:
                                                "./<name>.analysis.json for an authors' file)")
 
 
+def _run_with_checkpoints(path: str):
+    from .runs import Run
+
+    run = Run.load(path)
+    if not run.checkpoint_epochs:
+        raise ConfigError(f"run={path!r} is invalid: it has no checkpoints yet")
+    return run
+
+
 def _parse_keys(text: str | None) -> list[int] | None:
     if not text:
         return None
@@ -233,14 +242,11 @@ def _add_progress(sub) -> None:
 def cmd_progress(args: argparse.Namespace) -> int:
     from .phases import summary
     from .progress import run_progress
-    from .runs import Run
 
     keys = _parse_keys(args.keys)
     if args.every is not None and args.every < 1:
         raise ConfigError(f"every={args.every} is invalid: must be an integer >= 1")
-    run = Run.load(args.run)
-    if not run.checkpoint_epochs:
-        raise ConfigError(f"run={args.run!r} is invalid: it has no checkpoints yet")
+    run = _run_with_checkpoints(args.run)
     df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)
     print(summary(rep))
     print(f"wrote {run.path / 'progress.parquet'} ({len(df)} rows) and {run.path / 'phases.json'}")
@@ -264,11 +270,8 @@ def _add_report(sub) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .runs import Run
 
-    run = Run.load(args.run)
-    if not run.checkpoint_epochs:
-        raise ConfigError(f"run={args.run!r} is invalid: it has no checkpoints yet")
+    run = _run_with_checkpoints(args.run)
     run._check_model(args.model)
     try:
         from . import plots
