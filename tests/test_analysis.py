@@ -90,6 +90,47 @@ def test_periodicity(hand):
     assert pe.attn_best_freq[2] == KEYS[0]
 
 
+
+def test_attention_and_ov_circuits_in_fourier_basis(hand):
+    """Figs 10, 11 on the hand-built model: head 2's score to token a is 0.4 cos(w_3 a) (one component,
+    0.4 sqrt(P/2) in the unit basis); heads 0/1 score a constant; heads 0/1 copy T (cos/sin of every key, unit
+    amplitude: norm sqrt(P/2) per component) and head 2 has W_V = 0."""
+    from grokscope import fourier as fr
+
+    _, _, res = hand
+    pe = res.periodicity
+    C, OV = pe.attn_C_fourier, pe.ov_fourier_norms
+    assert C.shape == (3, P) and OV.shape == (3, P)
+    i3 = fr.cos_index(3)
+    assert C[2, i3].abs().item() == pytest.approx(0.4 * math.sqrt(P / 2), rel=1e-5)
+    others = torch.ones(P, dtype=torch.bool)
+    others[i3] = False
+    assert C[2, others].abs().max() < 1e-5
+    assert C[:2, 1:].abs().max() < 1e-9 and C[0, 0].abs() > 100  # heads 0/1: constant scores (+M, 0)
+    key_idx = [fr.cos_index(k) for k in KEYS] + [fr.sin_index(k, P) for k in KEYS]
+    for h in (0, 1):
+        torch.testing.assert_close(OV[h, key_idx], torch.full((6,), math.sqrt(P / 2), dtype=torch.float64),
+                                   rtol=1e-5, atol=1e-6)
+        rest = torch.ones(P, dtype=torch.bool)
+        rest[key_idx] = False
+        assert OV[h, rest].max() < 1e-5
+    assert OV[2].max() == 0.0
+    assert "attn_C_fourier" not in pe.to_dict() and "wl_fourier" not in res.neurons.to_dict()
+
+
+def test_weight_fourier_norms_match_analysis(hand):
+    """grokscope.progress.weight_fourier_norms (stacked, weights only) == the analysis' W_E / W_L norms."""
+    from grokscope.progress import weight_fourier_norms
+
+    model, _, res = hand
+    params = {k: v.detach().unsqueeze(0) for k, v in model.state_dict().items()}
+    norms = weight_fourier_norms(params, P)
+    pe = res.periodicity
+    torch.testing.assert_close(norms["W_E"][0], pe.we_freq_norms[1:], rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(norms["W_L"][0], pe.wl_freq_norms[1:], rtol=1e-6, atol=1e-9)
+    one = weight_fourier_norms({k: v[0] for k, v in params.items()}, P)  # unstacked works too
+    torch.testing.assert_close(one["W_L"], norms["W_L"][0])
+
 def test_composition_table1_and_logit_fit(hand):
     _, _, res = hand
     co = res.composition
@@ -118,6 +159,11 @@ def test_neurons_and_heads(hand):
     assert ne.n_well_fit == ne.n_well_fit_key and ne.frac_well_fit > 0.6
     assert set(ne.clusters) == set(KEYS)
     assert all(share > 0.999 for share in ne.cluster_wl_share.values())  # W_L localised by frequency
+    from grokscope import fourier as fr
+
+    hand_model = hand[0]
+    WL = hand_model.blocks[0].mlp.W_out.detach().double() @ hand_model.W_U[:, :P].detach().double()
+    torch.testing.assert_close(ne.wl_fourier, fr.fft1d(WL, dim=1))
     h0, h1, h2 = ne.heads
     assert math.isnan(h0.fve) and math.isnan(h1.fve) and h0.freq == h1.freq == 0  # constant: nothing to explain
     # head 2: sigmoid(0.4 (cos 3a - cos 3b)) ~ 0.5 + 0.1 (cos 3a - cos 3b)

@@ -12,7 +12,9 @@ from grokscope.runs import train  # noqa: E402
 
 NUMBERS = {"losses": "Fig 2", "progress": "Fig 7", "fourier_norms": "Fig 3", "attention": "Fig 4", "neuron": "Fig 4",
            "logit_fourier": "Fig 4", "ablate_freqs": "Fig 6", "interference": "Fig 8", "restricted_acc": "Fig 13",
-           "excluded_per_key": "Fig 15", "logit_coefficients": "Fig 14", "all_heads": "Fig 9"}
+           "excluded_per_key": "Fig 15", "logit_coefficients": "Fig 14", "all_heads": "Fig 9",
+           "neuron_clusters": "Fig 5", "attention_fourier": "Fig 10", "ov_fourier": "Fig 11", "more_neurons": "Fig 12",
+           "fourier_norms_models": "Figs 16, 17", "seed_losses": "Fig 18", "gini_models": "Fig 19"}
 KEYS = [1, 2]
 
 
@@ -63,9 +65,41 @@ def test_report_html_self_contained(ctx, tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
     text = out.read_text(encoding="utf-8")
     assert text.count("plotly.js v") >= 1 and len(text) > 1_000_000  # the JS itself, embedded
-    assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(plots.FIGURES)
+    assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(plots.FIGURES)  # two models: all of them
     assert not re.search(r'<script[^>]+src=["\']?https?:', text)
     for cls in ("table1", "table2", "claims"):
         assert f'class="{cls}"' in text
     assert (run.path / "phases.json").is_file()  # computed when missing
     assert "Table 1" in text and "Table 2" in text
+
+
+def test_figures_comparing_models(ctx):
+    """Figs 16-19 show every model of a batched run; a one-model report leaves them out."""
+    run, analysis, progress = ctx
+    fig = plots.figure(run, "fourier_norms_models", analysis=analysis, progress=progress)
+    assert len(fig.data) == 2 * run.K  # W_E and W_L bars per model
+    assert len(fig.data[0].y) == 11 // 2
+    fig18 = plots.figure(run, "seed_losses", analysis=analysis, progress=progress)
+    assert {t.name for t in fig18.data} == {"train loss", "test loss", "restricted loss"}
+    assert len(fig18.data) == 3 * run.K
+    fig19 = plots.figure(run, "gini_models", analysis=analysis, progress=progress)
+    assert len({t.line.color for t in fig19.data}) == run.K
+
+
+def test_neuron_cluster_heatmap_is_localised():
+    """Fig 5 right on the hand-built Fourier model: the W_L rows of a cluster have only cos/sin w_k."""
+    import numpy as np
+
+    from grokscope import analysis as an
+    from helpers_fourier import fourier_dataset, fourier_model
+
+    model = fourier_model(31, (3, 7, 10))
+    res = an.analyze(model, fourier_dataset(31))
+    fig = plots.neuron_clusters(res, freq=7)
+    heat = next(t for t in fig.data if t.type == "heatmap")
+    z = np.abs(np.asarray(heat.z))
+    assert z.shape[0] == res.neurons.clusters[7]
+    big = {heat.x[j] for j in np.nonzero(z.max(0) > 1e-6 * z.max())[0]}
+    assert big == {"cos 7", "sin 7"}
+    n_scatter = sum(len(t.x) for t in fig.data if t.type == "scatter")
+    assert n_scatter == res.neurons.n_neurons  # every neuron, key clusters coloured, the rest grey

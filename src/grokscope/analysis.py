@@ -526,9 +526,15 @@ class Periodicity(_Result):
     the logits (centred over ``c``); ``*_top``: the largest components; ``*_key_share``: the share of the
     non-constant energy in key-frequency terms (the 3x3 blocks for attention and neurons, the
     ``{cos,sin} w_k a x {cos,sin} w_k b`` 2x2 blocks for the logits -- the paper's "20 components").
+
+    Appendix C.1.3 (Figs 10, 11): ``attn_C_fourier[h]`` are the Fourier coefficients (along ``a``, basis as
+    :func:`grokscope.fourier.basis_names`) of ``C_h[a]``, head ``h``'s attention score from ``=`` to the token
+    ``a`` at position 0 (so the pattern ``= -> a`` is ``sigmoid(C_h[a] - C_h[b])`` when ``= -> =`` is
+    negligible); ``ov_fourier_norms[h]``: the norm over ``d_model`` of each Fourier component (along ``a``) of
+    the OV output ``W_O^h W_V^h x^(0)`` of position 0.
     """
 
-    _arrays = ("attn_to_a", "attn_spectrum", "neuron_acts", "logit_spectrum")
+    _arrays = ("attn_to_a", "attn_spectrum", "neuron_acts", "logit_spectrum", "attn_C_fourier", "ov_fourier_norms")
 
     keys: list[int]
     we_freq_norms: "Float[Tensor, 'K1']"
@@ -543,6 +549,8 @@ class Periodicity(_Result):
     logit_spectrum: "Float[Tensor, 'p p']"
     logit_top: list[dict[str, Any]]
     logit_key_share: float
+    attn_C_fourier: "Float[Tensor, 'H p']"
+    ov_fourier_norms: "Float[Tensor, 'H p']"
 
 
 def periodicity(acts: Activations, keys: Sequence[int] | None = None, n_top: int = 8) -> Periodicity:
@@ -578,6 +586,10 @@ def periodicity(acts: Activations, keys: Sequence[int] | None = None, n_top: int
     else:
         logit_share = 0.0
     H = A.shape[1]
+    # C_h[a]: the score '=' -> position 0 depends on a only (the query at '=' is one vector): read it at b = 0
+    C = fr.as_grid(acts.scores2[:, :, 0], p)[:, 0, :]  # (p a, H)
+    ov = torch.einsum("ahe,hed->ahd", fr.as_grid(acts.v[:, 0], p)[:, 0], acts.W_O)  # (p a, H, d)
+    ov_norms = fr.fft1d(ov, dim=0).norm(dim=-1)  # (p, H)
     return Periodicity(
         keys=keys, we_freq_norms=we, wl_freq_norms=wl, attn_to_a=A.T.reshape(H, p, p),
         attn_spectrum=attn_spec.abs().permute(2, 0, 1),
@@ -585,7 +597,8 @@ def periodicity(acts: Activations, keys: Sequence[int] | None = None, n_top: int
         attn_key_share=[_num(x) for x in attn_share], attn_best_freq=[int(k) + 1 for k in a_fve.argmax(0)],
         neuron_acts=acts.post2.reshape(p, p, -1), neuron_key_share=neuron_share, logit_spectrum=lnorm,
         logit_top=_top_components(lnorm, names, n_top),
-        logit_key_share=logit_share)
+        logit_key_share=logit_share, attn_C_fourier=fr.fft1d(C, dim=0).T.contiguous(),
+        ov_fourier_norms=ov_norms.T.contiguous())
 
 
 # ====================================================================== evidence 2: composing weights
@@ -737,10 +750,11 @@ class Neurons(_Result):
     ``n_well_fit``/``frac_well_fit``: neurons with FVE > ``threshold`` (paper: 433/512 = 84.6% > 85%);
     ``clusters``: well-fit neurons per best frequency; ``clusters_all``: all live neurons per best frequency;
     ``cluster_wl_share[k]``: share of the cluster's ``||W_L rows||^2`` (over ``c``) in frequency ``k``'s
-    ``cos/sin`` (paper Fig. 5 right: the map to the logits is localised by frequency); ``heads``: Table 2.
+    ``cos/sin`` (paper Fig. 5 right: the map to the logits is localised by frequency); ``heads``: Table 2;
+    ``wl_fourier``: the rows of ``W_L`` (one per neuron) in the Fourier basis along the output ``c``.
     """
 
-    _arrays = ("best_freq", "fve")
+    _arrays = ("best_freq", "fve", "wl_fourier")
 
     keys: list[int]
     threshold: float
@@ -755,6 +769,7 @@ class Neurons(_Result):
     clusters_all: dict[int, int]
     cluster_wl_share: dict[int, float]
     heads: list[HeadFit]
+    wl_fourier: "Float[Tensor, 'm p']"
 
 
 def neurons(acts: Activations, keys: Sequence[int] | None = None, threshold: float = 0.85) -> Neurons:
@@ -782,7 +797,7 @@ def neurons(acts: Activations, keys: Sequence[int] | None = None, threshold: flo
         keys=keys, threshold=threshold, best_freq=ns.best_freq, fve=ns.best_fve, n_neurons=n,
         n_dead=int((~ns.alive).sum()), n_well_fit=int(well.sum()), frac_well_fit=float(well.sum()) / n,
         n_well_fit_key=int((well & keymask[ns.best_freq - 1]).sum()), clusters=clusters,
-        clusters_all=count(ns.alive), cluster_wl_share=share, heads=head_fits(acts))
+        clusters_all=count(ns.alive), cluster_wl_share=share, heads=head_fits(acts), wl_fourier=C)
 
 
 # ====================================================================== evidence 4: ablations

@@ -13,7 +13,9 @@ extra: ``pip install grokscope[plots]``; imported inside the functions). Each re
 Names for :func:`figure` (:data:`FIGURES`): ``losses`` (Fig 2/18), ``progress`` (Fig 7), ``fourier_norms``
 (Fig 3), ``attention``, ``neuron``, ``logit_fourier`` (Fig 4), ``ablate_freqs`` (Fig 6), ``interference``
 (Fig 8), ``all_heads`` (Fig 9), ``restricted_acc`` (Fig 13), ``logit_coefficients`` (Fig 14),
-``excluded_per_key`` (Fig 15).
+``excluded_per_key`` (Fig 15), ``neuron_clusters`` (Fig 5), ``attention_fourier`` (Fig 10), ``ov_fourier``
+(Fig 11), ``more_neurons`` (Fig 12); comparing the models of a batched run (left out of a one-model report,
+:data:`MULTI_MODEL`): ``fourier_norms_models`` (Figs 16, 17), ``seed_losses`` (Fig 18), ``gini_models`` (Fig 19).
 
 Phase bands and lines come from a phases report (``phases.json``: ``{"models": [{"model", "ends",
 "phases", "claims", ...}]}``) and are those of one model (``phase_model``, default 0) -- the models of a
@@ -32,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
-           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "figure", "report_html",
-           "table1", "table2", "claims_table"]
+           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "neuron_clusters",
+           "attention_fourier", "ov_fourier", "more_neurons", "fourier_norms_models", "seed_losses", "gini_models",
+           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "MULTI_MODEL"]
 
 PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
                  "cleanup": "rgba(44,160,44,0.12)"}
@@ -375,6 +378,179 @@ def interference(keys: Sequence[int], p: int):
     return fig
 
 
+def neuron_clusters(analysis, freq: int | None = None):
+    """Fig 5: (left) each live neuron's FVE by a degree-2 polynomial of its best single frequency, sorted, coloured
+    by that frequency, with the threshold; (right) the ``W_L`` rows of the well-fit neurons of one cluster
+    (``freq``, default the largest key-frequency cluster) in the Fourier basis along the output ``c``: the paper
+    finds only ``cos w_k`` and ``sin w_k`` non-trivial."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    from .fourier import basis_names
+
+    ne = analysis.neurons
+    fve, best = _np(ne.fve), _np(ne.best_freq)
+    keys = list(analysis.keys)
+    if freq is None:
+        cand = {k: v for k, v in ne.clusters.items() if k in keys} or ne.clusters
+        freq = max(cand, key=cand.get) if cand else (keys[0] if keys else 1)
+    rows = np.where((best == freq) & (fve > ne.threshold))[0]
+    W = _np(ne.wl_fourier)[rows]
+    names = basis_names(W.shape[1])
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], horizontal_spacing=0.12,
+                        subplot_titles=[f"neuron FVE by one frequency ({ne.n_well_fit}/{ne.n_neurons} > "
+                                        f"{ne.threshold:g})", f"W_L rows of the {len(rows)} neurons of frequency "
+                                        f"{freq}, Fourier basis"])
+    order = np.argsort(-fve)
+    rank = np.empty(len(fve), dtype=int)
+    rank[order] = np.arange(len(fve))
+    groups = [(f"k = {k}", best == k, _colour(i)) for i, k in enumerate(keys)]
+    groups.append(("other k", ~np.isin(best, keys), "lightgray"))
+    for label, sel, colour in groups:
+        if sel.any():
+            fig.add_trace(go.Scatter(x=rank[sel], y=fve[sel], mode="markers", marker=dict(size=4, color=colour),
+                                     name=label), row=1, col=1)
+    fig.add_hline(y=ne.threshold, line=dict(color="black", dash="dash"), row=1, col=1)
+    fig.update_xaxes(title_text="neuron (sorted by FVE)", row=1, col=1)
+    fig.update_yaxes(title_text="fraction of variance explained", range=[0, 1.02], row=1, col=1)
+    fig.add_trace(go.Heatmap(z=W, x=names, y=[f"n{r}" for r in rows], colorscale="RdBu", zmid=0, showscale=True),
+                  row=1, col=2)
+    fig.update_xaxes(title_text="Fourier component of c", row=1, col=2)
+    fig.update_yaxes(title_text="neuron", autorange="reversed", row=1, col=2)
+    fig.update_layout(title=f"Fig 5: neurons are degree-2 polynomials of one frequency; W_L of the k = {freq} "
+                            "cluster is cos/sin w_k only", width=1100, height=540,
+                      legend=dict(x=0.01, y=0.02, xanchor="left", yanchor="bottom", bgcolor="rgba(255,255,255,0.7)"))
+    return fig
+
+
+def _per_head_bars(values: np.ndarray, title: str, ytitle: str, keys: Sequence[int]):
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    from .fourier import basis_names
+
+    H, p = values.shape
+    names = basis_names(p)
+    key_idx = {i for i, n in enumerate(names) for k in keys if n in (f"cos {k}", f"sin {k}")}
+    fig = make_subplots(rows=1, cols=H, subplot_titles=[f"head {h}" for h in range(H)], shared_yaxes=True)
+    for h in range(H):
+        fig.add_trace(go.Bar(x=names, y=values[h], marker_color=["crimson" if i in key_idx else "steelblue"
+                                                                 for i in range(p)], showlegend=False),
+                      row=1, col=h + 1)
+        fig.update_xaxes(title_text="Fourier component of a", showticklabels=False, row=1, col=h + 1)
+    fig.update_yaxes(title_text=ytitle, row=1, col=1)
+    fig.update_layout(title=title, height=380, width=max(700, 320 * H))
+    return fig
+
+
+def attention_fourier(analysis):
+    """Fig 10: each head's attention score weights ``C_h[a]`` ('=' -> token ``a``) in the Fourier basis over
+    ``a`` (the constant dropped); key-frequency components in red."""
+    v = _np(analysis.periodicity.attn_C_fourier).copy()
+    v[:, 0] = 0.0
+    return _per_head_bars(v, "Fig 10: attention score weights C_h in the Fourier basis (constant dropped)",
+                          "coefficient", analysis.keys)
+
+
+def ov_fourier(analysis):
+    """Fig 11: the norm of each Fourier component (over ``a``) of each head's OV output ``W_O W_V x^(0)``."""
+    v = _np(analysis.periodicity.ov_fourier_norms).copy()
+    v[:, 0] = 0.0
+    return _per_head_bars(v, "Fig 11: OV circuit output W_O W_V x(a) per Fourier component (constant dropped)",
+                          "norm over d_model", analysis.keys)
+
+
+def more_neurons(analysis, indices: Sequence[int] = (1, 2, 3, 4)):
+    """Fig 12: activations of MLP neurons ``indices`` over the ``(a, b)`` grid."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    acts = _np(analysis.periodicity.neuron_acts)
+    idx = [i for i in indices if i < acts.shape[-1]]
+    fig = make_subplots(rows=1, cols=len(idx), subplot_titles=[f"neuron {i}" for i in idx])
+    for j, i in enumerate(idx):
+        fig.add_trace(go.Heatmap(z=acts[:, :, i], colorscale="Viridis", showscale=False), row=1, col=j + 1)
+        fig.update_yaxes(autorange="reversed", title_text="a" if j == 0 else None, row=1, col=j + 1)
+        fig.update_xaxes(title_text="b", row=1, col=j + 1)
+    fig.update_layout(title=f"Fig 12: activations of neurons {idx} over (a, b)", height=400,
+                      width=max(560, 330 * len(idx)))
+    return fig
+
+
+# ---------------------------------------------------------------------- every model of a run (Figs 16-19)
+def fourier_norms_models(norms: Mapping[int, Mapping[str, Any]], keys: Mapping[int, Sequence[int]] | None = None):
+    """Figs 16 and 17: the W_E (left) and W_L (right) norms per frequency of every model (one row each).
+    ``norms[model]``: :func:`grokscope.progress.weight_fourier_norms` of its parameters; ``keys[model]``: the
+    frequencies drawn red."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    ms = sorted(norms)
+    fig = make_subplots(rows=len(ms), cols=2, shared_xaxes=True, vertical_spacing=0.04 if len(ms) > 1 else 0.1,
+                        subplot_titles=[f"model {m} {w}" for m in ms for w in ("W_E (Fig 16)", "W_L (Fig 17)")])
+    for r, m in enumerate(ms, start=1):
+        ks = set((keys or {}).get(m, ()))
+        for c, name in enumerate(("W_E", "W_L"), start=1):
+            v = _np(norms[m][name])
+            k = np.arange(1, len(v) + 1)
+            fig.add_trace(go.Bar(x=k, y=v, marker_color=["crimson" if int(x) in ks else _colour(r - 1) for x in k],
+                                 showlegend=False), row=r, col=c)
+    fig.update_xaxes(title_text="frequency k", row=len(ms))
+    fig.update_layout(title="Figs 16, 17: W_E and W_L Fourier norms of every model (key frequencies red)",
+                      height=max(360, 220 * len(ms)))
+    return fig
+
+
+def seed_losses(metrics: pd.DataFrame, progress: pd.DataFrame, phases: Mapping[str, Any] | None = None):
+    """Fig 18: train, test and restricted loss of every model (one panel each, its own phase lines)."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    ms = sorted(int(m) for m in metrics["model"].unique())
+    cols = min(len(ms), 3)
+    nrows = math.ceil(len(ms) / cols)
+    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[f"model {m}" for m in ms],
+                        horizontal_spacing=0.06, vertical_spacing=0.12)
+    for i, m in enumerate(ms):
+        r, c = divmod(i, cols)
+        d = metrics[(metrics["model"] == m) & (metrics["epoch"] > 0)].sort_values("epoch")
+        for name, s, dash, colour in (("train", d[["epoch", "train_loss"]].dropna(), "solid", "#1f77b4"),
+                                      ("test", d[["epoch", "test_loss"]].dropna(), "dash", "#ff7f0e")):
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s.iloc[:, 1], mode="lines", line=dict(color=colour, dash=dash),
+                                     name=f"{name} loss", legendgroup=name, showlegend=i == 0), row=r + 1, col=c + 1)
+        s = _tidy_series(progress[progress["epoch"] > 0], "restricted_loss", m)
+        if not s.empty:
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color="#2ca02c"),
+                                     name="restricted loss", legendgroup="restricted", showlegend=i == 0),
+                          row=r + 1, col=c + 1)
+        _add_phases(fig, phases, m, bands=False, row=r + 1, col=c + 1)
+        fig.update_xaxes(type="log", row=r + 1, col=c + 1)
+        fig.update_yaxes(type="log", row=r + 1, col=c + 1)
+    fig.update_layout(title="Fig 18: train, test and restricted loss of every model (its own phase lines)",
+                      height=360 * nrows)
+    return fig
+
+
+def gini_models(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0):
+    """Fig 19: the Gini coefficients of the W_E (left) and W_L (right) Fourier norms of every model over
+    training."""
+    go = _go()
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["Gini of W_E Fourier norms", "Gini of W_L Fourier norms"])
+    df = progress[progress["epoch"] > 0]
+    for i, m in enumerate(_models(df, None)):
+        for c, name in enumerate(("gini_W_E", "gini_W_L"), start=1):
+            s = _tidy_series(df, name, m)
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
+                                     name=f"model {m}", legendgroup=f"m{m}", showlegend=c == 1), row=1, col=c)
+    for c in (1, 2):
+        _add_phases(fig, phases, phase_model, bands=False, row=1, col=c)
+        fig.update_xaxes(type="log", title_text="epoch", row=1, col=c)
+    fig.update_layout(title="Fig 19: Gini coefficients of the W_E and W_L Fourier norms of every model", height=420)
+    return fig
+
+
 # ---------------------------------------------------------------------- dispatch
 class _Ctx:
     """Lazily computed inputs of the figures of one run (each computed once)."""
@@ -385,12 +561,34 @@ class _Ctx:
         self.run = run if isinstance(run, Run) else Run.load(run)
         self.epoch, self.model = epoch, model
         self._analysis, self._progress, self._phases = analysis, progress, phases
+        self._weight_norms: dict[int, dict[str, Any]] | None = None
+        self._keys: dict[int, list[int]] | None = None
 
     @property
     def analysis(self):
         if self._analysis is None:
             self._analysis = self.run.analyze(self.epoch, self.model)
         return self._analysis
+
+    @property
+    def weight_norms(self) -> dict[int, dict[str, Any]]:
+        """:func:`grokscope.progress.weight_fourier_norms` of every model at ``epoch`` (default: the last)."""
+        if self._weight_norms is None:
+            from .progress import weight_fourier_norms
+
+            cfg = self.run.configs[0]
+            self._weight_norms = {m: weight_fourier_norms(self.run.params(self.epoch, m), cfg.p, cfg.n_layers)
+                                  for m in range(self.run.K)}
+        return self._weight_norms
+
+    @property
+    def keys(self) -> dict[int, list[int]]:
+        """Key frequencies of every model (those of the progress measures: each model's final checkpoint)."""
+        if self._keys is None:
+            from .progress import resolve_keys
+
+            self._keys = resolve_keys(self.run, epoch=self.epoch)
+        return self._keys
 
     @property
     def progress(self) -> pd.DataFrame:
@@ -423,7 +621,17 @@ FIGURES: dict[str, Callable[..., Any]] = {
     "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
     "logit_coefficients": lambda c, **kw: logit_coefficients(c.progress, c.phases, model=c.model, **kw),
     "all_heads": lambda c, **kw: all_heads(c.analysis, **kw),
+    "neuron_clusters": lambda c, **kw: neuron_clusters(c.analysis, **kw),
+    "attention_fourier": lambda c, **kw: attention_fourier(c.analysis, **kw),
+    "ov_fourier": lambda c, **kw: ov_fourier(c.analysis, **kw),
+    "more_neurons": lambda c, **kw: more_neurons(c.analysis, **kw),
+    "fourier_norms_models": lambda c, **kw: fourier_norms_models(c.weight_norms, c.keys, **kw),
+    "seed_losses": lambda c, **kw: seed_losses(c.run.metrics, c.progress, c.phases, **kw),
+    "gini_models": lambda c, **kw: gini_models(c.progress, c.phases, phase_model=c.model, **kw),
 }
+
+#: Figures that compare the models of a run; a one-model report leaves them out (Figs 3, 2 and 7 show it).
+MULTI_MODEL = ("fourier_norms_models", "seed_losses", "gini_models")
 
 
 def figure(run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
@@ -493,6 +701,10 @@ _CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;m
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
 
 
+def _default_names(ctx: _Ctx) -> list[str]:
+    return [n for n in FIGURES if ctx.run.K > 1 or n not in MULTI_MODEL]
+
+
 def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
                 model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
                 phases: Mapping[str, Any] | None = None) -> Path:
@@ -503,7 +715,7 @@ def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, 
     import plotly.io as pio
 
     ctx = _Ctx(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases)
-    names = list(FIGURES) if figures is None else list(figures)
+    names = _default_names(ctx) if figures is None else list(figures)
     parts = []
     for i, name in enumerate(names):
         fig = figure(ctx, name)
@@ -537,7 +749,7 @@ def write_pngs(run, outdir: str | Path, figures: Sequence[str] | None = None, *,
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in (list(FIGURES) if figures is None else list(figures)):
+    for name in (_default_names(ctx) if figures is None else list(figures)):
         fig = figure(ctx, name)
         path = outdir / f"{name}.png"
         fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)

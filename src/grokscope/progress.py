@@ -94,7 +94,7 @@ DTYPE = torch.float64
 PROGRESS_FILE = "progress.parquet"
 ROWS_PER_CHUNK = 8  # checkpoints x models per chunk (~25 MB of float32 per row at p = 113)
 
-__all__ = ["gini", "weight_measures", "final_keys", "resolve_keys", "ProgressData", "grid_logits", "batch_measures",
+__all__ = ["gini", "weight_fourier_norms", "weight_measures", "final_keys", "resolve_keys", "ProgressData", "grid_logits", "batch_measures",
            "compute_progress", "save_progress", "load_progress", "load_or_compute_progress", "run_progress", "wide",
            "PROGRESS_FILE"]
 
@@ -127,15 +127,21 @@ def _wl(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> Tensor:
     return W_out @ params["W_U"][..., :p].to(DTYPE)
 
 
+def weight_fourier_norms(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
+    """Norms per frequency ``k = 1 .. p // 2`` (the constant left out) of ``W_E`` along the token axis and of
+    ``W_L`` along the logit axis, for parameters stacked ``(M, ...)`` (each ``(M, p // 2)``) or of one model
+    (each ``(p // 2,)``): the vectors whose Gini coefficients are ``gini_W_E`` / ``gini_W_L`` (Figs 3, 16, 17)."""
+    B = fr.fourier_basis(p, params["W_E"].device)
+    CE = B @ params["W_E"][..., :p, :].to(DTYPE)  # (M, p basis, d)
+    CL = _wl(params, p, n_layers) @ B.T  # (M, m, p basis): coefficients along the output axis
+    return {"W_E": _freq_norms_batched(CE.pow(2).sum(-1)), "W_L": _freq_norms_batched(CL.pow(2).sum(-2))}
+
+
 def weight_measures(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
     """``gini_W_E``, ``gini_W_L``, ``sum_sq`` and ``sum_sq.<name>`` of stacked parameters ``(M, ...)``, each
     ``(M,)``."""
-    B = fr.fourier_basis(p, params["W_E"].device)
-    CE = B @ params["W_E"][:, :p].to(DTYPE)  # (M, p basis, d)
-    ne = _freq_norms_batched(CE.pow(2).sum(-1))
-    CL = _wl(params, p, n_layers) @ B.T  # (M, m, p basis): coefficients along the output axis
-    nl = _freq_norms_batched(CL.pow(2).sum(-2))
-    out = {"gini_W_E": gini(ne), "gini_W_L": gini(nl)}
+    norms = weight_fourier_norms(params, p, n_layers)
+    out = {"gini_W_E": gini(norms["W_E"]), "gini_W_L": gini(norms["W_L"])}
     sq = {f"sum_sq.{k}": v.to(DTYPE).pow(2).flatten(1).sum(1) for k, v in params.items()}
     out["sum_sq"] = torch.stack(list(sq.values())).sum(0)
     out.update(sq)
