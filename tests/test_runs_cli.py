@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -30,6 +31,13 @@ def test_run_directory(tmp_path):
         loss = cross_entropy_float64(m.answer_logits(ds.tokens[ds.train_idx]), ds.labels[ds.train_idx]).mean()
     final = df[(df.model == 1) & (df.epoch == 40)].train_loss.item()
     assert loss.item() == pytest.approx(final, rel=1e-5)
+    ms = run.milestones()
+    assert list(ms.model) == [0, 1] and list(ms.seed) == [0, 1] and (ms.last_epoch == 40).all()
+    assert ms.final_train_loss[1] == pytest.approx(final)
+    t = df[(df.model == 1)].dropna(subset=["test_loss"])
+    assert ms.min_test_loss[1] == t.test_loss.min() and ms.min_test_loss_epoch[1] in set(t.epoch)
+    full = df[(df.model == 1) & (df.train_acc >= 1.0 - 1e-9)]
+    assert (ms.train_acc_100[1] == full.epoch.min()) or (full.empty and math.isnan(ms.train_acc_100[1]))
     with pytest.raises(Exception, match="epoch=7"):
         run.params(epoch=7)
     with pytest.raises(Exception, match="model=5"):

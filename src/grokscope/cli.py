@@ -106,18 +106,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _summary(run) -> None:
-    df = run.metrics
-    if df.empty:
+    if run.metrics.empty:
         return
-    last = df.sort_values("epoch").groupby("model").tail(1)
     print(f"run: {run.path}  models: {run.K}")
-    for _, r in last.iterrows():
-        m = df[df.model == r.model]
-        tr100 = m[m.train_acc >= 1.0 - 1e-9].epoch.min()
-        te99 = m[m.test_acc > 0.99].epoch.min()
-        print(f"  model {int(r.model)} (seed {run.configs[int(r.model)].seed}): epoch {int(r.epoch)}  "
-              f"train loss {r.train_loss:.3e} acc {r.train_acc:.4f}  test loss {r.test_loss:.3e} acc {r.test_acc:.4f}  "
-              f"train acc 100% at {_fmt(tr100)}  test acc >99% at {_fmt(te99)}")
+    for r in run.milestones().itertuples():
+        print(f"  model {r.model} (seed {r.seed}): epoch {r.last_epoch}  train loss {r.final_train_loss:.3e}  "
+              f"test loss {r.final_test_loss:.3e} acc {r.final_test_acc:.4f}  train acc 100% at "
+              f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}")
 
 
 def _fmt(x) -> str:

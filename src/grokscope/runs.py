@@ -108,6 +108,34 @@ class Run:
             return pd.DataFrame(columns=["model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"])
         return pd.read_parquet(f)
 
+    def milestones(self) -> pd.DataFrame:
+        """One row per model: the first epoch at which train accuracy reaches 100% (to 1e-9: accuracies are
+        means), test accuracy passes 99% and 99.9% and test loss falls below 1e-5 (NaN if never), the lowest
+        test loss and its epoch, and the last logged epoch's losses and test accuracy."""
+        df = self.metrics
+        rows = []
+        for k in range(self.K):
+            m = df[df["model"] == k].sort_values("epoch")
+            t = m.dropna(subset=["test_loss"])
+
+            def first(frame: pd.DataFrame, mask: pd.Series) -> float:
+                e = frame.loc[mask, "epoch"]
+                return float(e.iloc[0]) if len(e) else float("nan")
+
+            last = m.iloc[-1] if len(m) else None
+            lt = t.iloc[-1] if len(t) else None
+            best = t.loc[t["test_loss"].idxmin()] if len(t) else None
+            rows.append({
+                "model": k, "seed": self.configs[k].seed, "last_epoch": float("nan") if last is None else int(last.epoch),
+                "train_acc_100": first(m, m["train_acc"] >= 1.0 - 1e-9), "test_acc_99": first(t, t["test_acc"] > 0.99),
+                "test_acc_999": first(t, t["test_acc"] > 0.999), "test_loss_1e-5": first(t, t["test_loss"] < 1e-5),
+                "min_test_loss": float("nan") if best is None else float(best.test_loss),
+                "min_test_loss_epoch": float("nan") if best is None else int(best.epoch),
+                "final_train_loss": float("nan") if last is None else float(last.train_loss),
+                "final_test_loss": float("nan") if lt is None else float(lt.test_loss),
+                "final_test_acc": float("nan") if lt is None else float(lt.test_acc)})
+        return pd.DataFrame(rows)
+
     def config_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"model": i, **c.to_dict()} for i, c in enumerate(self.configs)])
 
