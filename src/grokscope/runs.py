@@ -128,7 +128,7 @@ class Run:
             rows.append({
                 "model": k, "seed": self.configs[k].seed, "last_epoch": float("nan") if last is None else int(last.epoch),
                 "train_acc_100": first(m, m["train_acc"] >= 1.0 - 1e-9), "test_acc_99": first(t, t["test_acc"] > 0.99),
-                "test_acc_999": first(t, t["test_acc"] > 0.999), "test_loss_1e-5": first(t, t["test_loss"] < 1e-5),
+                "test_acc_999": first(t, t["test_acc"] > 0.999), "test_loss_under_1e5": first(t, t["test_loss"] < 1e-5),
                 "min_test_loss": float("nan") if best is None else float(best.test_loss),
                 "min_test_loss_epoch": float("nan") if best is None else int(best.epoch),
                 "final_train_loss": float("nan") if last is None else float(last.train_loss),
