@@ -265,7 +265,6 @@ def _add_report(sub) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-
     run = _run_with_checkpoints(args.run)
     run._check_model(args.model)
     try:

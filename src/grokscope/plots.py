@@ -608,23 +608,23 @@ class _Ctx:
         return self._phases
 
 
-FIGURES: dict[str, Callable[..., Any]] = {
+FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
     "losses": lambda c, **kw: losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
-    "progress": lambda c, **kw: progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
     "fourier_norms": lambda c, **kw: fourier_norms(c.analysis, **kw),
     "attention": lambda c, **kw: attention(c.analysis, **kw),
     "neuron": lambda c, **kw: neuron(c.analysis, **kw),
     "logit_fourier": lambda c, **kw: logit_fourier(c.analysis, **kw),
-    "ablate_freqs": lambda c, **kw: ablate_freqs(c.analysis, **kw),
-    "interference": lambda c, **kw: interference(c.analysis.keys, c.analysis.p, **kw),
-    "restricted_acc": lambda c, **kw: restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
-    "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
-    "logit_coefficients": lambda c, **kw: logit_coefficients(c.progress, c.phases, model=c.model, **kw),
-    "all_heads": lambda c, **kw: all_heads(c.analysis, **kw),
     "neuron_clusters": lambda c, **kw: neuron_clusters(c.analysis, **kw),
+    "ablate_freqs": lambda c, **kw: ablate_freqs(c.analysis, **kw),
+    "progress": lambda c, **kw: progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
+    "interference": lambda c, **kw: interference(c.analysis.keys, c.analysis.p, **kw),
+    "all_heads": lambda c, **kw: all_heads(c.analysis, **kw),
     "attention_fourier": lambda c, **kw: attention_fourier(c.analysis, **kw),
     "ov_fourier": lambda c, **kw: ov_fourier(c.analysis, **kw),
     "more_neurons": lambda c, **kw: more_neurons(c.analysis, **kw),
+    "restricted_acc": lambda c, **kw: restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
+    "logit_coefficients": lambda c, **kw: logit_coefficients(c.progress, c.phases, model=c.model, **kw),
+    "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
     "fourier_norms_models": lambda c, **kw: fourier_norms_models(c.weight_norms, c.keys, **kw),
     "seed_losses": lambda c, **kw: seed_losses(c.run.metrics, c.progress, c.phases, **kw),
     "gini_models": lambda c, **kw: gini_models(c.progress, c.phases, phase_model=c.model, **kw),
