@@ -67,7 +67,7 @@ def test_report_html_self_contained(ctx, tmp_path):
     assert text.count("plotly.js v") >= 1 and len(text) > 1_000_000  # the JS itself, embedded
     assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(plots.FIGURES)  # two models: all of them
     assert not re.search(r'<script[^>]+src=["\']?https?:', text)
-    for cls in ("table1", "table2", "claims"):
+    for cls in ("table1", "table2", "claims", "milestones", "phases"):
         assert f'class="{cls}"' in text
     assert (run.path / "phases.json").is_file()  # computed when missing
     assert "Table 1" in text and "Table 2" in text
@@ -103,3 +103,18 @@ def test_neuron_cluster_heatmap_is_localised():
     assert big == {"cos 7", "sin 7"}
     n_scatter = sum(len(t.x) for t in fig.data if t.type == "scatter")
     assert n_scatter == res.neurons.n_neurons  # every neuron, key clusters coloured, the rest grey
+
+
+def test_phase_and_milestone_tables(ctx):
+    run, analysis, progress = ctx
+    phases = {"models": [{"model": 0, "keys": [3, 5], "ends": {"memorisation": 20, "circuit_formation": 40,
+                                                                "cleanup": None},
+                          "claims": [{"holds": True}, {"holds": False}, {"holds": None}]}]}
+    assert plots.phases_table(phases) == [{"model": 0, "keys": "3, 5", "memorisation ends": 20,
+                                           "circuit formation ends": 40, "cleanup ends": None,
+                                           "claims holding": "1/2"}]
+    rows = plots.milestones_table(run)
+    ms = run.milestones()
+    assert [r["model"] for r in rows] == [0, 1] and rows[1]["last_epoch"] == 60
+    assert rows[1]["final_test_loss"] == ms.final_test_loss[1]
+    assert all(r["test_acc_999"] == "" or isinstance(r["test_acc_999"], int) for r in rows)

@@ -36,7 +36,7 @@ import pandas as pd
 __all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
            "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "neuron_clusters",
            "attention_fourier", "ov_fourier", "more_neurons", "fourier_norms_models", "seed_losses", "gini_models",
-           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "MULTI_MODEL"]
+           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "phases_table", "milestones_table", "MULTI_MODEL"]
 
 PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
                  "cleanup": "rgba(44,160,44,0.12)"}
@@ -684,6 +684,31 @@ def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
             for h in analysis_dict["neurons"]["heads"]]
 
 
+def phases_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per model: its key frequencies, phase ends and how many of the §5.2 claims hold."""
+    rows = []
+    for m in phases.get("models", []):
+        e, cl = m.get("ends", {}), m.get("claims", [])
+        decided = [c for c in cl if c.get("holds") is not None]
+        rows.append({"model": m["model"], "keys": ", ".join(map(str, m.get("keys", []))),
+                     "memorisation ends": e.get("memorisation"), "circuit formation ends": e.get("circuit_formation"),
+                     "cleanup ends": e.get("cleanup"),
+                     "claims holding": f"{sum(bool(c['holds']) for c in decided)}/{len(decided)}"})
+    return rows
+
+
+def milestones_table(run) -> list[dict[str, Any]]:
+    """:meth:`Run.milestones` as rows (epochs as integers, '' where never reached)."""
+    out = []
+    for r in run.milestones().to_dict("records"):
+        out.append({k: ("" if isinstance(v, float) and v != v else int(v) if k not in _LOSS_COLS else v)
+                    for k, v in r.items()})
+    return out
+
+
+_LOSS_COLS = ("min_test_loss", "final_train_loss", "final_test_loss", "final_test_acc")
+
+
 def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The §5.2 phase ends and claims of every model as rows."""
     rows = []
@@ -723,13 +748,17 @@ def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, 
                      + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
                      + "</section>")
     ad = ctx.analysis.to_dict()
+    head_tables = [_html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
+                               "milestones"),
+                   _html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
     tables = [_html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
               _html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
               _html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
     title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
            f"</head><body><h1>{title}</h1>"
-           f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts) + "".join(tables)
+           + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
+           + "".join(tables)
            + "</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
