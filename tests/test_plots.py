@@ -118,3 +118,20 @@ def test_phase_and_milestone_tables(ctx):
     assert [r["model"] for r in rows] == [0, 1] and rows[1]["last_epoch"] == 60
     assert rows[1]["final_test_loss"] == ms.final_test_loss[1]
     assert all(r["test_acc_999"] == "" or isinstance(r["test_acc_999"], int) for r in rows)
+
+
+def test_thin_log_keeps_spikes_and_small_series():
+    import numpy as np
+    import pandas as pd
+
+    e = np.arange(1, 40001)
+    v = np.exp(-e / 3000.0) + 1e-7
+    v[35166] = 0.84  # a one-epoch slingshot spike
+    v[20000] = 1e-12  # and a dip
+    s = pd.DataFrame({"epoch": e, "train_loss": v})
+    t = plots.thin_log(s, "train_loss", n=500)
+    assert len(t) <= 3 * 500 and t["epoch"].is_monotonic_increasing
+    assert t["train_loss"].max() == v.max() and t["train_loss"].min() == v.min()
+    assert t["epoch"].iloc[0] == 1 and 40000 - t["epoch"].iloc[-1] < 200
+    small = s.iloc[:800]
+    assert plots.thin_log(small, "train_loss", n=500) is small

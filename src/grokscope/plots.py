@@ -36,7 +36,7 @@ import pandas as pd
 __all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
            "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "neuron_clusters",
            "attention_fourier", "ov_fourier", "more_neurons", "fourier_norms_models", "seed_losses", "gini_models",
-           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "phases_table", "milestones_table", "MULTI_MODEL"]
+           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "phases_table", "milestones_table", "MULTI_MODEL", "thin_log"]
 
 PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
                  "cleanup": "rgba(44,160,44,0.12)"}
@@ -102,6 +102,21 @@ def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands:
 
 
 # ---------------------------------------------------------------------- Fig 2 / 18
+def thin_log(s: pd.DataFrame, col: str, n: int = 1500) -> pd.DataFrame:
+    """At most ~``2 n`` rows of ``s`` (columns ``epoch``, ``col``; sorted by epoch) for a log-x plot: the epochs
+    are cut into ``n`` log-spaced buckets and each bucket keeps its first row and the rows of its min and max
+    of ``col`` -- spikes (slingshots) survive, and the file holds thousands of points, not 40,000 per curve."""
+    if len(s) <= 2 * n:
+        return s
+    e = s["epoch"].to_numpy(dtype=float)
+    edges = np.geomspace(max(e.min(), 1.0), e.max() + 1, n + 1)
+    bucket = pd.Series(np.searchsorted(edges, np.maximum(e, 1.0), side="right"), index=s.index)
+    g = s[col].groupby(bucket)
+    keep = pd.Index(g.idxmin().dropna()).union(pd.Index(g.idxmax().dropna())).union(
+        pd.Index(bucket.index.to_series().groupby(bucket).first()))
+    return s.loc[s.index.intersection(keep)]
+
+
 def losses(metrics: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
            models: Sequence[int] | None = None, accuracy: bool = True):
     """Fig 2 (and 18): train and test loss (and accuracy) of every model over training, log-log, phase bands
@@ -118,7 +133,7 @@ def losses(metrics: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, ph
         c = _colour(i)
         for split, dash in (("train", "solid"), ("test", "dash")):
             for r, what in enumerate(["loss", "acc"][:rows], start=1):
-                s = d[["epoch", f"{split}_{what}"]].dropna()
+                s = thin_log(d[["epoch", f"{split}_{what}"]].dropna(), f"{split}_{what}")
                 fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"{split}_{what}"], mode="lines",
                                          line=dict(color=c, dash=dash), legendgroup=f"m{m}",
                                          showlegend=r == 1, name=f"model {m} {split}"), row=r, col=1)
@@ -514,8 +529,10 @@ def seed_losses(metrics: pd.DataFrame, progress: pd.DataFrame, phases: Mapping[s
     for i, m in enumerate(ms):
         r, c = divmod(i, cols)
         d = metrics[(metrics["model"] == m) & (metrics["epoch"] > 0)].sort_values("epoch")
-        for name, s, dash, colour in (("train", d[["epoch", "train_loss"]].dropna(), "solid", "#1f77b4"),
-                                      ("test", d[["epoch", "test_loss"]].dropna(), "dash", "#ff7f0e")):
+        for name, s, dash, colour in (("train", thin_log(d[["epoch", "train_loss"]].dropna(), "train_loss"), "solid",
+                                       "#1f77b4"),
+                                      ("test", thin_log(d[["epoch", "test_loss"]].dropna(), "test_loss"), "dash",
+                                       "#ff7f0e")):
             fig.add_trace(go.Scatter(x=s["epoch"], y=s.iloc[:, 1], mode="lines", line=dict(color=colour, dash=dash),
                                      name=f"{name} loss", legendgroup=name, showlegend=i == 0), row=r + 1, col=c + 1)
         s = _tidy_series(progress[progress["epoch"] > 0], "restricted_loss", m)
