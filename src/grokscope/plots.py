@@ -594,8 +594,8 @@ class _Ctx:
             from .progress import weight_fourier_norms
 
             cfg = self.run.configs[0]
-            self._weight_norms = {m: weight_fourier_norms(self.run.params(self.epoch, m), cfg.p, cfg.n_layers)
-                                  for m in range(self.run.K)}
+            norms = weight_fourier_norms(self.run.stacked_params(self.epoch), cfg.p, cfg.n_layers)  # all models
+            self._weight_norms = {m: {name: v[m] for name, v in norms.items()} for m in range(self.run.K)}
         return self._weight_norms
 
     @property

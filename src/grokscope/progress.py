@@ -163,9 +163,11 @@ def resolve_keys(run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None =
     model's final checkpoint (or ``epoch``)."""
     p = run.configs[0].p
     out: dict[int, list[int]] = {}
+    if keys is None:
+        stacked = run.stacked_params(epoch)  # one read of the checkpoint for all models
     for k in range(run.K):
         if keys is None:
-            ks = final_keys(run.params(epoch, k), p, run.configs[k].n_layers)
+            ks = final_keys({n: v[k] for n, v in stacked.items()}, p, run.configs[k].n_layers)
         elif isinstance(keys, Mapping):
             ks = keys.get(k, keys.get(str(k), []))
         else:

@@ -150,19 +150,24 @@ class Run:
         if not (0 <= model < self.K):
             raise ConfigError(f"model={model} is invalid: this run has models 0..{self.K - 1}")
 
-    def params(self, epoch: int | None = None, model: int = 0) -> dict[str, torch.Tensor]:
-        """Parameters of one model at a checkpoint epoch (default: the last)."""
-        self._check_model(model)
+    def _checkpoint_epoch(self, epoch: int | None) -> int:
+        """``epoch`` (default: the last checkpoint's), checked to have a checkpoint (one-line error if not)."""
+        if epoch is not None and (self.path / CKPT_DIR / ckpt_name(epoch)).is_file():
+            return epoch  # the common case, without listing the directory
         epochs = self.checkpoint_epochs
         if not epochs:
             raise ConfigError(f"run={str(self.path)!r} has no checkpoints yet")
         if epoch is None:
-            epoch = epochs[-1]
+            return epochs[-1]
         if epoch not in epochs:
             raise ConfigError(f"epoch={epoch} is invalid: checkpoints exist for epochs {epochs[0]}..{epochs[-1]} "
                               f"every {self.configs[0].checkpoint_every} (and the last)")
-        stacked = load_file(str(self.path / CKPT_DIR / ckpt_name(epoch)))
-        return {k: v[model] for k, v in stacked.items()}
+        return epoch
+
+    def params(self, epoch: int | None = None, model: int = 0) -> dict[str, torch.Tensor]:
+        """Parameters of one model at a checkpoint epoch (default: the last)."""
+        self._check_model(model)
+        return {k: v[model] for k, v in self.stacked_params(epoch).items()}
 
     def progress(self, **kw) -> pd.DataFrame:
         """The progress measures of every checkpoint of every model, tidy (model, epoch, measure, value):
@@ -184,8 +189,9 @@ class Run:
 
         return figure(self, name, **kw)
 
-    def stacked_params(self, epoch: int) -> dict[str, torch.Tensor]:
-        return load_file(str(self.path / CKPT_DIR / ckpt_name(epoch)))
+    def stacked_params(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
+        """Parameters of every model at a checkpoint epoch (default: the last), stacked ``(K, ...)``."""
+        return load_file(str(self.path / CKPT_DIR / ckpt_name(self._checkpoint_epoch(epoch))))
 
     def model(self, epoch: int | None = None, model: int = 0) -> Transformer:
         """A :class:`Transformer` with the weights of ``model`` at ``epoch`` (default: last), in eval mode."""
