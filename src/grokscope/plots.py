@@ -223,26 +223,34 @@ def restricted_acc(progress: pd.DataFrame, phases: Mapping[str, Any] | None = No
     return fig
 
 
+def _per_key_lines(progress: pd.DataFrame, prefix: str, label: str, model: int):
+    """A figure with one line per measure ``{prefix}{k}`` of ``model`` (``label.format(k=k)``) and the
+    ``(epoch > 0)`` rows of that model; an annotation when the table has no such measure."""
+    go = _go()
+    fig = go.Figure()
+    df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
+    names = sorted((m for m in df["measure"].unique() if str(m).startswith(prefix)),
+                   key=lambda s: int(s[len(prefix):]))
+    for i, name in enumerate(names):
+        s = _tidy_series(df, name, model)
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
+                                 name=label.format(k=name[len(prefix):])))
+    if not names:
+        fig.add_annotation(text=f"no key frequencies: no {prefix}* measures in the progress table",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
+    return fig, df
+
+
 def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
     """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k{k}``), one line per key,
     beside the excluded loss with all keys removed and the train loss, for one model."""
     go = _go()
-    fig = go.Figure()
-    df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
-    per_key = sorted((m for m in df["measure"].unique() if str(m).startswith("excluded_loss_k")),
-                     key=lambda s: int(s[len("excluded_loss_k"):]))
-    for i, name in enumerate(per_key):
-        s = _tidy_series(df, name, model)
-        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
-                                 name=f"k = {name[len('excluded_loss_k'):]} removed"))
+    fig, df = _per_key_lines(progress, "excluded_loss_k", "k = {k} removed", model)
     for name, dash in (("excluded_loss", "dash"), ("train_loss", "dot")):
         s = _tidy_series(df, name, model)
         if not s.empty:
             fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color="black", dash=dash),
                                      name="all keys removed" if name == "excluded_loss" else "train loss"))
-    if not per_key:
-        fig.add_annotation(text="no key frequencies: no per-key excluded loss in the progress table",
-                           showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
     _add_phases(fig, phases, model)
     fig.update_xaxes(type="log", title_text="epoch")
     fig.update_yaxes(type="log", title_text="train excluded loss")
@@ -253,18 +261,7 @@ def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = 
 def logit_coefficients(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
     """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k{k}``) over training, one
     line per key frequency, for one model."""
-    go = _go()
-    fig = go.Figure()
-    df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
-    names = sorted((m for m in df["measure"].unique() if str(m).startswith("logit_coef_k")),
-                   key=lambda s: int(s[len("logit_coef_k"):]))
-    for i, name in enumerate(names):
-        s = _tidy_series(df, name, model)
-        fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
-                                 name=f"k = {name[len('logit_coef_k'):]}"))
-    if not names:
-        fig.add_annotation(text="no key frequencies: no logit coefficients in the progress table",
-                           showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
+    fig, _ = _per_key_lines(progress, "logit_coef_k", "k = {k}", model)
     _add_phases(fig, phases, model)
     fig.update_xaxes(type="log", title_text="epoch")
     fig.update_yaxes(title_text="coefficient of cos(w_k(a+b-c))")
