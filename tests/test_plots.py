@@ -61,6 +61,7 @@ def test_per_key_and_interference(ctx):
 
 def test_report_html_self_contained(ctx, tmp_path):
     run, analysis, progress = ctx
+    (run.path / "phases.json").unlink(missing_ok=True)  # earlier figures may have written it
     out = plots.report_html(run, tmp_path / "rep" / "report.html", analysis=analysis, progress=progress)
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
     text = out.read_text(encoding="utf-8")

@@ -317,8 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("grokscope: interrupted; the run directory holds everything so far: resume with "
-              "`grokscope train --resume DIR`", file=sys.stderr)
+        if args.command == "train":
+            where = args.resume or args.out or f"runs/{args.preset}"
+            print("grokscope: interrupted; the run directory holds everything so far: resume with "
+                  f"`grokscope train --resume {where}`", file=sys.stderr)
+        else:  # analyze/progress/report write their files atomically: nothing half-written is left
+            print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
         return 130
 
 
