@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from grokscope import analysis as an
+from grokscope import fourier as fr
 from grokscope.config import Config, ModelConfig
 from grokscope.model import Transformer
 from grokscope.tasks import make_dataset
@@ -253,7 +254,7 @@ def test_fast_path_equals_hooks(which):
 def test_frequency_ablation_matches_explicit():
     model, ds = _small_random()
     acts = an.collect(model, ds)
-    D = an.fr.sum_directions(13)  # (K, 2, N)
+    D = fr.sum_directions(13)  # (K, 2, N)
     for scale in (1.0, 300.0):  # 300: logits of several hundred, exp() would overflow without the shift
         L0 = acts.logits * scale
         fa = an.frequency_ablation(acts, L0)
