@@ -120,16 +120,14 @@ def test_attention_and_ov_circuits_in_fourier_basis(hand):
 
 
 def test_weight_fourier_norms_match_analysis(hand):
-    """grokscope.progress.weight_fourier_norms (stacked, weights only) == the analysis' W_E / W_L norms."""
-    from grokscope.progress import weight_fourier_norms
-
+    """grokscope.fourier.weight_freq_norms (stacked, weights only) == the analysis' W_E / W_L norms."""
     model, _, res = hand
     params = {k: v.detach().unsqueeze(0) for k, v in model.state_dict().items()}
-    norms = weight_fourier_norms(params, P)
+    norms = fr.weight_freq_norms(params)
     pe = res.periodicity
     torch.testing.assert_close(norms["W_E"][0], pe.we_freq_norms[1:], rtol=1e-6, atol=1e-9)
     torch.testing.assert_close(norms["W_L"][0], pe.wl_freq_norms[1:], rtol=1e-6, atol=1e-9)
-    one = weight_fourier_norms({k: v[0] for k, v in params.items()}, P)  # unstacked works too
+    one = fr.weight_freq_norms({k: v[0] for k, v in params.items()})  # unstacked works too
     torch.testing.assert_close(one["W_L"], norms["W_L"][0])
 
 def test_composition_table1_and_logit_fit(hand):

@@ -19,6 +19,7 @@ from helpers_fourier import fourier_dataset, fourier_model
 
 from grokscope import phases as ph
 from grokscope import progress as pg
+from grokscope import report
 from grokscope.runs import Run
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -44,7 +45,7 @@ def _one_thread():
 def run(tmp_path_factory):
     dst = tmp_path_factory.mktemp("golden") / "run"
     shutil.copytree(DATA / "golden_run", dst)
-    (dst / pg.PROGRESS_FILE).unlink()
+    (dst / report.PROGRESS_FILE).unlink()
     return Run.load(dst)
 
 
@@ -59,7 +60,7 @@ def test_analysis_of_the_hand_built_model():
 
 
 def test_progress_of_the_tiny_run(run):
-    want = pd.read_parquet(DATA / "golden_run" / pg.PROGRESS_FILE)
+    want = pd.read_parquet(DATA / "golden_run" / report.PROGRESS_FILE)
     got = pg.compute_progress(run, keys=RUN_KEYS)
     assert got.attrs["keys"] == want.attrs["keys"] and got.attrs["epochs"] == want.attrs["epochs"]
     g, w = pg.wide(got), pg.wide(want)
@@ -88,8 +89,8 @@ def test_progress_of_the_tiny_run(run):
 
 
 def test_phases_of_the_tiny_run(run):
-    df = pd.read_parquet(DATA / "golden_run" / pg.PROGRESS_FILE)
-    rep = ph.phases_report(run, df, save=False)
+    df = pd.read_parquet(DATA / "golden_run" / report.PROGRESS_FILE)
+    rep = ph.phases_report(run, df)
     assert_close_tree(json.loads(json.dumps(rep)), json.loads((DATA / "phases_run.json").read_text()),
                       rtol=1e-9, atol=1e-12)
 
@@ -106,14 +107,13 @@ def test_phases_of_the_synthetic_run():
 
 def test_report_figure_list(run):
     pytest.importorskip("plotly")
-    from grokscope import plots
     from grokscope.analysis import analyze
 
-    df = pd.read_parquet(DATA / "golden_run" / pg.PROGRESS_FILE)
+    df = pd.read_parquet(DATA / "golden_run" / report.PROGRESS_FILE)
     rep = json.loads((DATA / "phases_run.json").read_text())
     analysis = analyze(run.model(), run.dataset(), keys=[1, 2])
     got = []
-    for name in plots.FIGURES:
-        fig = plots.figure(run, name, analysis=analysis, progress=df, phases=rep)
+    for name in report.FIGURES:
+        fig = report.figure(run, name, analysis=analysis, progress=df, phases=rep)
         got.append({"name": name, "title": fig.layout.title.text, "traces": len(fig.data)})
     assert got == json.loads((DATA / "figures.json").read_text())

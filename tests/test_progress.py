@@ -11,6 +11,9 @@ import torch
 from grokscope import analysis as an
 from grokscope import fourier as fr
 from grokscope import progress as pg
+from grokscope import report
+from grokscope import tables
+from grokscope.keys import wl_keys
 from grokscope.config import Config
 from grokscope.fastpath import forward_fast
 from grokscope.runs import Run, train
@@ -125,7 +128,7 @@ def test_default_keys_are_the_analysis_keys(tiny_run):
         assert keys[k] == an.key_frequencies(acts).keys
     model = fourier_model(31, (3, 7, 10))
     params = {n: v.detach() for n, v in model.state_dict().items()}
-    assert pg.final_keys(params, 31) == [3, 7, 10]
+    assert wl_keys(fr.wl_from_params(params)) == [3, 7, 10]
     assert pg.resolve_keys(tiny_run, [4, 1, 4]) == {0: [1, 4], 1: [1, 4]}
     with pytest.raises(ValueError, match="keys"):
         pg.resolve_keys(tiny_run, [7])
@@ -143,7 +146,7 @@ def test_grid_logits_equal_forward_fast(tiny_run):
         pd_ = {n: v.to(dtype) for n, v in params.items()}
         ref = forward_fast(pd_, a, b, cfg)
         for block in (1, 3, None):
-            got = pg.grid_logits(pd_, cfg, data, block)
+            got = tables.grid_logits(pd_, cfg, data.a, data.b, block)
             assert got.shape == (M, p * p, p)
             assert torch.allclose(got, ref, rtol=tol, atol=tol)
 
@@ -187,7 +190,7 @@ def test_hand_built_fourier_model():
     assert float(v["single_freq_loss"][[k - 1 for k in others]].max()) < 10 * v["train_loss"]
     alphas = v["logit_coef"][[k - 1 for k in keys]]  # logits ~ scale * sum_k cos(w_k(a+b-c)) (up to the ReLU fit)
     assert torch.allclose(alphas, alphas.mean().expand(3), rtol=0.02) and float(alphas.mean()) > 0
-    w = pg.weight_measures(params, P)
+    w = pg.weight_measures(params)
     n = P // 2
     assert float(w["gini_W_L"][0]) == pytest.approx(1 - 2 * 3 * (3 / 2) / (3 * n), abs=0.02)  # 3 equal of 15
     assert float(w["gini_W_E"][0]) == pytest.approx(1 - 2 * 3 * (3 / 2) / (3 * n), abs=1e-6)  # float32 weights
@@ -195,16 +198,16 @@ def test_hand_built_fourier_model():
 
 # ---------------------------------------------------------------------- the run file
 def test_save_load_and_wide(tiny_run):
-    df = pg.save_progress(tiny_run, keys=KEYS, every=2)
+    df = report.save_progress(tiny_run, keys=KEYS, every=2)
     assert sorted(df.epoch.unique()) == [0, 40, 80, 100]  # every 2nd checkpoint, the last always included
-    back = pg.load_progress(tiny_run.path)
+    back = report.load_progress(tiny_run)
     pd.testing.assert_frame_equal(back, df)
     assert back.attrs["keys"] == {"0": [2, 5], "1": [3]} and back.attrs["every"] == 2
-    assert pg.load_or_compute_progress(tiny_run).equals(df)  # up to date: not recomputed
-    assert pg.load_or_compute_progress(tiny_run, keys=KEYS, every=2).equals(df)
-    other = pg.load_or_compute_progress(tiny_run, keys={0: [1], 1: [1]}, every=2)  # other keys: recomputed, saved
-    assert other.attrs["keys"] == {"0": [1], "1": [1]} and pg.load_progress(tiny_run.path).attrs["keys"]["0"] == [1]
-    pg.save_progress(tiny_run, df)
+    assert report.load_or_compute_progress(tiny_run).equals(df)  # up to date: not recomputed
+    assert report.load_or_compute_progress(tiny_run, keys=KEYS, every=2).equals(df)
+    other = report.load_or_compute_progress(tiny_run, keys={0: [1], 1: [1]}, every=2)  # other keys: recomputed, saved
+    assert other.attrs["keys"] == {"0": [1], "1": [1]} and report.load_progress(tiny_run).attrs["keys"]["0"] == [1]
+    report.save_progress(tiny_run, df)
     w = pg.wide(df)
     assert w.index.names == ["model", "epoch"] and w.shape[0] == 8
     assert {"excluded_loss_k2", "excluded_loss_k5", "logit_coef_k3", "sum_sq.W_E"} <= set(w.columns)

@@ -11,6 +11,7 @@ from helpers import tiny_config
 
 from grokscope import Run
 from grokscope.cli import main
+from grokscope.report import figure, load_or_compute_progress
 from grokscope.runs import atomic_write, resume, train
 
 
@@ -182,7 +183,7 @@ def test_cli_progress_and_run_progress(tmp_path, capsys):
     assert main(["progress", str(out)]) == 0
     text = capsys.readouterr().out
     assert "model 0" in text and (out / "progress.parquet").is_file() and (out / "phases.json").is_file()
-    df = Run.load(out).progress()
+    df = load_or_compute_progress(Run.load(out))
     assert set(df.columns) >= {"model", "epoch", "measure", "value"}
     assert sorted(df.epoch.unique()) == [0, 10, 20]
     assert main(["progress", str(tmp_path / "none")]) == 2
@@ -196,6 +197,6 @@ def test_cli_report_and_run_figure(tmp_path, capsys):
     assert main(["report", str(out), "-o", str(tmp_path / "rep.html")]) == 0
     html = (tmp_path / "rep.html").read_text()
     assert "plotly" in html and 'id="plot-losses"' in html
-    fig = Run.load(out).figure("losses")
+    fig = figure(Run.load(out), "losses")
     assert fig.layout.title.text.startswith("Fig 2")
     assert main(["report", str(tmp_path / "nope")]) == 2

@@ -10,11 +10,24 @@ Bad input exits with code 2 and one line ``grokscope: error: ...`` naming the fi
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
+import types
+import typing
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Sequence
 
+from . import __version__, runs
+from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
+from .phases import summary
+from .report import report_html, run_progress, write_pngs
+from .runs import Run, atomic_write
+
+#: each config field's Python type, from its annotation (``int | None`` for data_seed)
+FIELD_TYPES = typing.get_type_hints(Config)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,17 +35,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"grokscope: error: {message}\n")
 
 
-def _conv(typ: str, name: str, text: str) -> Any:
+def _conv(typ: Any, name: str, text: str) -> Any:
+    """``text`` as a value of the field type ``typ`` (``int``, ``float``, ``str`` or ``X | None``, where the text
+    ``none`` is None); one-line ConfigError otherwise."""
+    args = typing.get_args(typ)
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        if type(None) in args and text.lower() == "none":
+            return None
+        typ = next(a for a in args if a is not type(None))
     try:
-        if typ == "int":
-            return int(text)
-        if typ == "float":
-            return float(text)
-        if typ == "int | None":
-            return None if text.lower() == "none" else int(text)
-        return text
+        return typ(text) if typ in (int, float) else text
     except ValueError:
-        raise ConfigError(f"{name}={text!r} is invalid: must be {'an integer' if 'int' in typ else 'a number'}") from None
+        raise ConfigError(f"{name}={text!r} is invalid: must be {'an integer' if typ is int else 'a number'}") from None
 
 
 def _add_train(sub) -> None:
@@ -61,13 +75,12 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
         raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
     base: dict[str, Any] = dict(PRESETS[args.preset])
     lists: dict[str, list[Any]] = {}
-    types = {f.name: str(f.type) for f in fields(Config)}
     for f in fields(Config):
         text = getattr(args, "cfg_" + f.name)
         if text is None:
             continue
         parts = text.split(",") if f.name in PER_MODEL_FIELDS else [text]
-        vals = [_conv(types[f.name], f.name, t.strip()) for t in parts]
+        vals = [_conv(FIELD_TYPES[f.name], f.name, t.strip()) for t in parts]
         if len(vals) == 1:
             base[f.name] = vals[0]
         else:
@@ -75,7 +88,7 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
     if args.seeds is not None:
         if args.cfg_seed is not None:
             raise ConfigError("seed is given twice: use either --seed or --seeds")
-        lists["seed"] = [_conv("int", "seeds", t.strip()) for t in args.seeds.split(",")]
+        lists["seed"] = [_conv(int, "seeds", t.strip()) for t in args.seeds.split(",")]
     K = max([len(v) for v in lists.values()], default=1)
     for name, v in lists.items():
         if len(v) not in (1, K):
@@ -85,13 +98,11 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
         kw = dict(base)
         for name, v in lists.items():
             kw[name] = v[i] if len(v) == K else v[0]
-        configs.append(Config(**kw).validate())
+        configs.append(Config(**kw))
     return configs
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runs
-
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
@@ -138,9 +149,7 @@ def _add_analyze(sub) -> None:
                                                "./<name>.analysis.json for an authors' file)")
 
 
-def _run_with_checkpoints(path: str):
-    from .runs import Run
-
+def _run_with_checkpoints(path: str) -> Run:
     run = Run.load(path)
     if not run.checkpoint_epochs:
         raise ConfigError(f"run={path!r} is invalid: it has no checkpoints yet")
@@ -175,12 +184,6 @@ def _tables(d: dict) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from .analysis import analyze
-    from .runs import Run, atomic_write
-
     path = Path(args.path)
     keys = _parse_keys(args.keys)
     if path.is_file() and path.suffix == ".pth":
@@ -189,7 +192,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                               "--seed S --frac-train F")
         if args.split != "authors":
             raise ConfigError(f"split={args.split!r} is invalid: an authors' checkpoint uses split 'authors'")
-        from .analysis import model_and_dataset_from_authors
         try:
             model, ds = model_and_dataset_from_authors(path, args.seed, args.frac_train, args.op)
         except ValueError as e:
@@ -235,9 +237,6 @@ def _add_progress(sub) -> None:
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    from .phases import summary
-    from .progress import run_progress
-
     keys = _parse_keys(args.keys)
     if args.every is not None and args.every < 1:
         raise ConfigError(f"every={args.every} is invalid: must be an integer >= 1")
@@ -263,24 +262,21 @@ def _add_report(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     run = _run_with_checkpoints(args.run)
     run._check_model(args.model)
     try:
-        from . import plots
-        import plotly  # noqa: F401
+        import plotly  # noqa: F401  (an optional extra)
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
     if args.png:
         try:
-            paths = plots.write_pngs(run, args.png, epoch=args.epoch, model=args.model)
+            paths = write_pngs(run, args.png, epoch=args.epoch, model=args.model)
         except ImportError as e:
             raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
         print(f"wrote {len(paths)} PNG files into {args.png}")
         return 0
     out = Path(args.out) if args.out else run.path / "report.html"
-    path = plots.report_html(run, out, epoch=args.epoch, model=args.model)
+    path = report_html(run, out, epoch=args.epoch, model=args.model)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -288,7 +284,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_train(sub)
@@ -304,7 +299,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    import signal
 
     def _terminate(signum, frame):  # `kill PID` saves the run's state just as Ctrl-C does
         raise KeyboardInterrupt

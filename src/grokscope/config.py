@@ -81,6 +81,9 @@ class Config:
     test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
     checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
 
+    def __post_init__(self) -> None:
+        self.validate()  # a Config is valid once built: ConfigError naming the field otherwise
+
     # ------------------------------------------------------------------ derived
     @property
     def d_vocab(self) -> int:
@@ -100,6 +103,7 @@ class Config:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "Config":
+        """Check every field (done at construction; kept for callers that chain it). Returns ``self``."""
         def bad(name: str, allowed: str) -> None:
             raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
 
@@ -182,7 +186,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset(name: str, **overrides: Any) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], **overrides}).validate()
+    return Config(**{**PRESETS[name], **overrides})
 
 
 def check_batchable(configs: list[Config]) -> None:

@@ -1,4 +1,5 @@
-"""Run directories: create, train, checkpoint atomically, resume, load.
+"""Run directories: create, train, checkpoint atomically, resume, load. The storage layer: it knows nothing of
+the analysis, progress measures, phases or figures, which take a :class:`Run` (:mod:`grokscope.report`).
 
 Layout of a run directory::
 
@@ -169,26 +170,6 @@ class Run:
         self._check_model(model)
         return {k: v[model] for k, v in self.stacked_params(epoch).items()}
 
-    def progress(self, **kw) -> pd.DataFrame:
-        """The progress measures of every checkpoint of every model, tidy (model, epoch, measure, value):
-        ``progress.parquet`` if it is up to date, else computed and saved (:mod:`grokscope.progress`)."""
-        from .progress import load_or_compute_progress
-
-        return load_or_compute_progress(self, **kw)
-
-    def analyze(self, epoch: int | None = None, model: int = 0, **kw):
-        """:func:`grokscope.analysis.analyze` of one checkpoint (default: the last)."""
-        from .analysis import analyze
-
-        return analyze(self.model(epoch, model), self.dataset(model), **kw)
-
-    def figure(self, name: str, **kw):
-        """A plotly figure of the paper's for this run, e.g. ``run.figure("fourier_norms")``
-        (names: :data:`grokscope.plots.FIGURES`)."""
-        from .plots import figure
-
-        return figure(self, name, **kw)
-
     def stacked_params(self, epoch: int | None = None) -> dict[str, torch.Tensor]:
         """Parameters of every model at a checkpoint epoch (default: the last), stacked ``(K, ...)``."""
         return load_file(str(self.path / CKPT_DIR / ckpt_name(self._checkpoint_epoch(epoch))))
@@ -228,7 +209,6 @@ def _meta(configs: list[Config], device: torch.device) -> dict[str, Any]:
 def create_run(path: str | Path, configs: list[Config], overwrite: bool = False) -> None:
     """Validate and write ``config.json``; refuses an existing directory unless ``overwrite``."""
     path = Path(path)
-    configs = [c.validate() for c in configs]
     check_batchable(configs)
     exists = path.exists() and (not path.is_dir() or any(path.iterdir()))
     if exists and not overwrite:

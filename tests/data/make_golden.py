@@ -1,6 +1,7 @@
 """Regenerate the golden outputs in tests/data (run from the repository root: python tests/data/make_golden.py).
 
-They were first written by main at 30841f0, before the structure refactor of issue #9 moved any code;
+They were first written by main at 30841f0, before the structure refactor of issue #9 moved any code (this
+script then used the old API: progress.save_progress, phases_report(..., save=False), plots.figure);
 tests/test_golden.py checks that the current code reproduces them (to float noise). Regenerate only on purpose,
 when a number is meant to change, and say so in the commit.
 
@@ -62,11 +63,10 @@ def main() -> None:
 def write_outputs(run, out: Path) -> None:
     """progress.parquet (into the run), phases_run.json, phases_synthetic.json and figures.json."""
     from grokscope import phases as ph
-    from grokscope import plots
-    from grokscope.progress import save_progress
+    from grokscope import report
 
-    df = save_progress(run, keys=RUN_KEYS)
-    rep = ph.phases_report(run, df, save=False)
+    df = report.save_progress(run, keys=RUN_KEYS)
+    rep = ph.phases_report(run, df)
     (out / "phases_run.json").write_text(json.dumps(rep, indent=1))
     from test_phases import synthetic
 
@@ -76,8 +76,8 @@ def write_outputs(run, out: Path) -> None:
     (out / "phases_synthetic.json").write_text(json.dumps(syn, indent=1))
     analysis = analyze_run(run)
     figs = []
-    for name in plots.FIGURES:
-        fig = plots.figure(run, name, analysis=analysis, progress=df, phases=rep)
+    for name in report.FIGURES:
+        fig = report.figure(run, name, analysis=analysis, progress=df, phases=rep)
         figs.append({"name": name, "title": fig.layout.title.text, "traces": len(fig.data)})
     (out / "figures.json").write_text(json.dumps(figs, indent=1))
 
