@@ -19,12 +19,13 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, runs
+from . import runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .phases import summary
 from .report import report_html, run_progress, write_pngs
 from .runs import Run, atomic_write
+from .version import __version__
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed)
 FIELD_TYPES = typing.get_type_hints(Config)

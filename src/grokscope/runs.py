@@ -26,11 +26,11 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .config import Config, ConfigError, check_batchable
 from .model import Transformer
 from .tasks import Dataset, make_dataset
 from .training import Trainer, resolve_device
+from .version import __version__
 
 CONFIG = "config.json"
 METRICS = "metrics.parquet"
