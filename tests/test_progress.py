@@ -84,8 +84,12 @@ def test_matches_per_checkpoint_analysis(tiny_run, dtype):
     float64 noise. Accuracies may differ by one pair of their own split (a near tie between roundings); the
     argmax frequency is compared by the loss it selects."""
     df = pg.compute_progress(tiny_run, keys=KEYS, rows_per_chunk=3, dtype=dtype)
-    assert list(df.columns) == ["model", "epoch", "measure", "value"]
+    assert list(df.columns) == ["model", "epoch", "measure", "freq", "value"]
     assert df.attrs["keys"] == {"0": [2, 5], "1": [3]}
+    per_key = df[df.measure.isin(pg.PER_FREQUENCY)]
+    assert set(zip(per_key.model, per_key.freq)) == {(0, 2), (0, 5), (1, 3)} and (df[df.freq == 0].measure.isin(
+        pg.PER_FREQUENCY)).sum() == 0
+    assert not df.measure.str.contains(r"_k\d").any()  # frequencies live in the freq column, not in names
     eps32 = torch.finfo(torch.float32).eps
     for k in range(tiny_run.K):
         w = pg.wide(df, model=k)
@@ -207,6 +211,9 @@ def test_save_load_and_wide(tiny_run):
     assert report.load_or_compute_progress(tiny_run, keys=KEYS, every=2).equals(df)
     other = report.load_or_compute_progress(tiny_run, keys={0: [1], 1: [1]}, every=2)  # other keys: recomputed, saved
     assert other.attrs["keys"] == {"0": [1], "1": [1]} and report.load_progress(tiny_run).attrs["keys"]["0"] == [1]
+    report.save_progress(tiny_run, df)
+    report.save_progress(tiny_run, df.drop(columns="freq"))  # a table saved before the freq column existed
+    assert "freq" in report.load_or_compute_progress(tiny_run, keys=KEYS, every=2).columns  # recomputed
     report.save_progress(tiny_run, df)
     w = pg.wide(df)
     assert w.index.names == ["model", "epoch"] and w.shape[0] == 8

@@ -216,26 +216,26 @@ def restricted_acc(progress: pd.DataFrame, phases: Mapping[str, Any] | None = No
     return fig
 
 
-def _per_key_lines(progress: pd.DataFrame, prefix: str, label: str, model: int):
-    """A figure with one line per measure ``{prefix}{k}`` of ``model`` (``label.format(k=k)``) and the
-    ``(epoch > 0)`` rows of that model; an annotation when the table has no such measure."""
+def _per_key_lines(progress: pd.DataFrame, measure: str, label: str, model: int):
+    """A figure with one line per frequency (the ``freq`` column) of the per-frequency ``measure`` of ``model``
+    (``label.format(k=k)``) and the ``(epoch > 0)`` rows of that model; an annotation when there are none."""
     go = _go()
     fig = go.Figure()
     df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
-    names = sorted((m for m in df["measure"].unique() if str(m).startswith(prefix)),
-                   key=lambda s: int(s[len(prefix):]))
-    for i, name in enumerate(names):
-        s = _tidy_series(df, name, model)
+    rows = df[df["measure"] == measure]
+    freqs = sorted(int(k) for k in rows["freq"].unique())
+    for i, k in enumerate(freqs):
+        s = rows[rows["freq"] == k][["epoch", "value"]].sort_values("epoch")
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
-                                 name=label.format(k=name[len(prefix):])))
-    if not names:
-        fig.add_annotation(text=f"no key frequencies: no {prefix}* measures in the progress table",
+                                 name=label.format(k=k)))
+    if not freqs:
+        fig.add_annotation(text=f"no key frequencies: no {measure} rows in the progress table",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
     return fig, df
 
 
 def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
-    """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k{k}``), one line per key,
+    """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k``), one line per key,
     beside the excluded loss with all keys removed and the train loss, for one model."""
     go = _go()
     fig, df = _per_key_lines(progress, "excluded_loss_k", "k = {k} removed", model)
@@ -252,7 +252,7 @@ def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = 
 
 
 def logit_coefficients(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
-    """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k{k}``) over training, one
+    """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k``) over training, one
     line per key frequency, for one model."""
     fig, _ = _per_key_lines(progress, "logit_coef_k", "k = {k}", model)
     _add_phases(fig, phases, model)

@@ -3,7 +3,7 @@
 Entry points::
 
     from grokscope.progress import compute_progress, wide
-    df = compute_progress(Run.load("runs/x"))  # tidy DataFrame: model, epoch, measure, value
+    df = compute_progress(Run.load("runs/x"))  # tidy DataFrame: model, epoch, measure, freq, value
     wide(df, model=0)                          # one row per epoch, one column per measure
 
 (``progress.parquet``, the saved table, is :mod:`grokscope.report`'s: ``load_or_compute_progress(run)``.)
@@ -47,7 +47,8 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
   ``restricted_loss_all``, ``restricted_acc_all``: the same on all pairs (the authors' logged ``trig_loss``).
 * ``excluded_loss``, ``excluded_acc``: those key components removed from the logits (everything else kept;
   :func:`grokscope.analysis.excluded_logits`), on the **train** pairs.
-* ``excluded_loss_k{k}``, ``excluded_acc_k{k}``: only key frequency ``k`` removed (Fig. 15), train pairs.
+* ``excluded_loss_k``, ``excluded_acc_k`` (one row per key, its frequency in the ``freq`` column): only that key
+  frequency removed (Fig. 15), train pairs.
 * ``excluded_loss_max``: the model-independent variant (footnote 3): the largest train excluded loss over
   the ``p // 2`` single-frequency removals ``k = 1 .. p // 2``; ``excluded_loss_max_freq``: that ``k``.
 * ``gini_W_E``, ``gini_W_L``: the Gini coefficient (below) of the vector of per-frequency Fourier norms
@@ -57,7 +58,7 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
   (logit) axis, norms over the neurons. (:func:`grokscope.fourier.freq_norms` entries ``1..p//2``.)
 * ``sum_sq``: the sum of squares of all parameters (biases included, as the authors' ``sum_sq_weights``);
   ``sum_sq.<name>``: per parameter tensor (``W_E``, ``blocks.0.attn.W_Q``, ...).
-* ``logit_coef_k{k}``: the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
+* ``logit_coef_k`` (per key, ``freq``): the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
   pairs and outputs (Fig. 14; the regressors of different ``k`` are orthogonal, so it is a projection),
   ``logits ~ sum_k alpha_k cos(w_k(a+b-c))`` -- the same number as
   :func:`grokscope.analysis.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
@@ -94,7 +95,8 @@ from .tables import block_size, logit_blocks
 DTYPE = torch.float64
 ROWS_PER_CHUNK = 8  # checkpoints x models per chunk (~25 MB of float32 per row at p = 113)
 
-__all__ = ["gini", "weight_measures", "resolve_keys", "ProgressData", "batch_measures", "compute_progress", "wide"]
+__all__ = ["gini", "weight_measures", "resolve_keys", "ProgressData", "batch_measures", "compute_progress", "wide",
+           "label", "PER_FREQUENCY"]
 
 
 # ====================================================================== small pieces
@@ -405,7 +407,8 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                      block: int | None = None, workers: int | None = None, timings: dict | None = None
                      ) -> pd.DataFrame:
-    """The tidy progress table (columns ``model, epoch, measure, value``) of a :class:`grokscope.runs.Run`.
+    """The tidy progress table (columns ``model, epoch, measure, freq, value``; ``freq`` is the key frequency of
+    the per-frequency measures, 0 for the others) of a :class:`grokscope.runs.Run`.
 
     ``keys``: see :func:`resolve_keys` (default: each model's final checkpoint). ``every``: every n-th
     checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass
@@ -426,7 +429,7 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
     key_map = resolve_keys(run, keys)
     data = ProgressData.build([run.dataset(k) for k in range(K)], key_map, dev)
     per_chunk = max(1, rows_per_chunk // K)
-    cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "value": []}
+    cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "freq": [], "value": []}
     t_load = t_comp = 0.0
 
     def chunk(eps: list[int]) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray, float, float]:
@@ -461,6 +464,7 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
     df = pd.DataFrame({"model": np.concatenate(cols["model"]).astype("int32"),
                        "epoch": np.concatenate(cols["epoch"]).astype("int64"),
                        "measure": np.concatenate(cols["measure"]).astype(object),
+                       "freq": np.concatenate(cols["freq"]).astype("int32"),
                        "value": np.concatenate(cols["value"]).astype("float64")})
     df = df.sort_values(["model", "epoch"], kind="stable", ignore_index=True)
     df.attrs = {"keys": {str(k): v for k, v in key_map.items()}, "every": int(every), "epochs": [int(e) for e in sel],
@@ -480,11 +484,12 @@ def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: n
     """Move one chunk's results into the tidy column lists (one block per measure)."""
     M = len(mk)
 
-    def put(name: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+    def put(name: str, values: np.ndarray, rows: np.ndarray | None = None, freq: int = 0) -> None:
         r = np.arange(M) if rows is None else rows
         cols["model"].append(mk[r])
         cols["epoch"].append(ep[r])
         cols["measure"].append(np.full(len(r), name, dtype=object))
+        cols["freq"].append(np.full(len(r), freq, dtype=np.int32))
         cols["value"].append(values[r])
 
     for name in _SCALARS:
@@ -496,18 +501,30 @@ def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: n
     for k in sorted(set(mk.tolist())):
         rows = np.nonzero(mk == k)[0]
         for j, f in enumerate(data.keys.get(k, [])):
-            put(f"excluded_loss_k{f}", pkl[:, j], rows)
-            put(f"excluded_acc_k{f}", pka[:, j], rows)
+            put("excluded_loss_k", pkl[:, j], rows, f)
+            put("excluded_acc_k", pka[:, j], rows, f)
         for f in data.keys.get(k, []):
-            put(f"logit_coef_k{f}", coef[:, f - 1], rows)
+            put("logit_coef_k", coef[:, f - 1], rows, f)
 
+
+
+PER_FREQUENCY = ("excluded_loss_k", "excluded_acc_k", "logit_coef_k")
+
+
+def label(measure: str, freq: int) -> str:
+    """Column name of a measure in :func:`wide`: the measure, with its frequency appended when it has one
+    (``excluded_loss_k`` of ``freq`` 3 -> ``excluded_loss_k3``)."""
+    return f"{measure}{int(freq)}" if freq else measure
 
 
 def wide(df: pd.DataFrame, model: int | None = None) -> pd.DataFrame:
-    """Pivot the tidy table: index ``epoch`` (one model) or ``(model, epoch)``; one column per measure, in
-    the order they first appear."""
+    """Pivot the tidy table: index ``epoch`` (one model) or ``(model, epoch)``; one column per measure and
+    frequency (:func:`label`), in the order they first appear. (Tables saved before the ``freq`` column
+    existed had the frequency in the measure name already.)"""
     if model is not None:
         df = df[df["model"] == model]
+    if "freq" in df.columns:
+        df = df.assign(measure=[label(m, f) for m, f in zip(df["measure"], df["freq"])])
     order = list(dict.fromkeys(df["measure"]))
     index = "epoch" if model is not None else ["model", "epoch"]
     out = df.pivot(index=index, columns="measure", values="value").sort_index()

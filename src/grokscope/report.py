@@ -8,7 +8,7 @@
 * the tables and the self-contained HTML file (:func:`report_html`), and the PNG export (:func:`write_pngs`).
 
     from grokscope.report import figure, load_or_compute_progress, report_html
-    df = load_or_compute_progress(run)             # tidy: model, epoch, measure, value
+    df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
     figure(run, "losses")                          # a plotly Figure; names in FIGURES
     report_html(run, "report.html")                # every figure + Tables 1, 2 and the §5.2 claims, one file
 
@@ -55,8 +55,9 @@ def load_progress(run: Run) -> pd.DataFrame:
 
 
 def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
-    """Whether a saved table covers the run's checkpoints with the requested keys and spacing."""
-    if not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
+    """Whether a saved table covers the run's checkpoints with the requested keys and spacing (and has the
+    ``freq`` column: one saved before it existed is recomputed)."""
+    if "freq" not in df.columns or not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
         return False
     if every is not None and int(df.attrs.get("every", -1)) != int(every):
         return False
