@@ -165,5 +165,8 @@ def test_phases_report_on_a_run(tmp_path):
     assert list(df.model) == [0] * 6 + [1] * 6 and (df.memorisation_end == 60).all()
     assert df.set_index(["model", "claim"]).loc[(1, "no_wd_excluded_does_not_rise"), "holds"] is not None
     assert "landmark rule" in rep["rule"]
+    pf = ph.phases_frame(rep)
+    assert list(pf.model) == [0, 1] and list(pf.weight_decay) == [1.0, 0.0] and pf["keys"][0] == [2]
+    assert list(pf.claims_decided) == [sum(c["holds"] is not None for c in m["claims"]) for m in rep["models"]]
     text = ph.summary(rep)
     assert text.startswith("model 0 ") and "\nmodel 1 " in text and "Fig. 26" in text

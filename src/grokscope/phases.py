@@ -124,7 +124,7 @@ WINDOW3 = {"v1": "up to the last checkpoint",
                  "post-grokking loss spikes; see the module docstring)"}
 
 __all__ = ["THETA", "WINDOW", "GENERALISED_ACC", "RULE", "smooth", "descent_rate", "fall", "detect_phases",
-           "check_claims", "phases_report", "claims_frame", "summary"]
+           "check_claims", "phases_report", "phases_of", "phases_frame", "claims_frame", "summary"]
 
 
 # ---------------------------------------------------------------------- series helpers
@@ -405,6 +405,25 @@ def phases_of(progress: pd.DataFrame, weight_decays: Sequence[float | None] = ()
             "params": {"theta": theta, "window": window, "generalised_acc": kw.get("generalised_acc", GENERALISED_ACC),
                        "rise": RISE, "flat": FLAT, "sharp": SHARP, "gini_rise": GINI_RISE, "monotone": MONOTONE},
             "models": models}
+
+
+def phases_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """The phases table: one row per model, columns ``model``, ``weight_decay``, ``keys`` (a list),
+    ``generalised``, ``memorisation_end``, ``circuit_formation_end``, ``cleanup_end`` (epochs, None where
+    undefined), ``cleanup_complete``, ``claims_holding`` and ``claims_decided`` (claims whose ``holds`` is not
+    None)."""
+    rows = []
+    for m in report.get("models", []):
+        e = m.get("ends", {})
+        decided = [c for c in m.get("claims", []) if c.get("holds") is not None]
+        rows.append({"model": m["model"], "weight_decay": m.get("weight_decay"), "keys": list(m.get("keys", [])),
+                     "generalised": m.get("generalised"), "memorisation_end": e.get("memorisation"),
+                     "circuit_formation_end": e.get("circuit_formation"), "cleanup_end": e.get("cleanup"),
+                     "cleanup_complete": m.get("cleanup_complete"),
+                     "claims_holding": sum(bool(c["holds"]) for c in decided), "claims_decided": len(decided)})
+    return pd.DataFrame(rows, columns=["model", "weight_decay", "keys", "generalised", "memorisation_end",
+                                       "circuit_formation_end", "cleanup_end", "cleanup_complete", "claims_holding",
+                                       "claims_decided"])
 
 
 def claims_frame(report: dict[str, Any]) -> pd.DataFrame:

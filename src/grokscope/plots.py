@@ -161,7 +161,7 @@ PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True),
 def progress_panels(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
                     models: Sequence[int] | None = None, with_losses: bool = True):
     """Fig 7: excluded loss, restricted loss, Gini of the W_E / W_L Fourier norms and the sum of squared
-    weights over training (``progress``: the tidy :meth:`Run.progress` table), phase lines of
+    weights over training (``progress``: the tidy progress table), phase lines of
     ``phase_model``. With ``with_losses`` the loss panels also show train (dotted) and test (dash) loss."""
     go = _go()
     from plotly.subplots import make_subplots

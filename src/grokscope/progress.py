@@ -43,10 +43,10 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
   training, cross-entropy in float64), on the model's train / test pairs.
 * ``restricted_loss``, ``restricted_acc``: logits restricted to the constant plus the ``cos/sin(w_k(a+b))``
   components of the key frequencies, with the authors' bias correction (the constant is the mean logit over
-  all pairs; :func:`grokscope.analysis.restricted_logits`), on the **test** pairs;
+  all pairs; :func:`grokscope.interp.ablations.restricted_logits`), on the **test** pairs;
   ``restricted_loss_all``, ``restricted_acc_all``: the same on all pairs (the authors' logged ``trig_loss``).
 * ``excluded_loss``, ``excluded_acc``: those key components removed from the logits (everything else kept;
-  :func:`grokscope.analysis.excluded_logits`), on the **train** pairs.
+  :func:`grokscope.interp.ablations.excluded_logits`), on the **train** pairs.
 * ``excluded_loss_k``, ``excluded_acc_k`` (one row per key, its frequency in the ``freq`` column): only that key
   frequency removed (Fig. 15), train pairs.
 * ``excluded_loss_max``: the model-independent variant (footnote 3): the largest train excluded loss over
@@ -61,7 +61,7 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
 * ``logit_coef_k`` (per key, ``freq``): the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
   pairs and outputs (Fig. 14; the regressors of different ``k`` are orthogonal, so it is a projection),
   ``logits ~ sum_k alpha_k cos(w_k(a+b-c))`` -- the same number as
-  :func:`grokscope.analysis.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
+  :func:`grokscope.interp.composition.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
   to unit norm; their coefficient is ``alpha_k * sqrt(p**3 / 2)``.
 
 Gini coefficient (Hurley & Rickard 2009): for ``x >= 0`` of length ``n`` sorted ascending,

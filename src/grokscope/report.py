@@ -226,19 +226,15 @@ def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def phases_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per model: its key frequencies, phase ends and how many of the §5.2 claims hold."""
-    rows = []
-    for m in phases.get("models", []):
-        e, cl = m.get("ends", {}), m.get("claims", [])
-        decided = [c for c in cl if c.get("holds") is not None]
-        rows.append({"model": m["model"], "keys": ", ".join(map(str, m.get("keys", []))),
-                     "memorisation ends": e.get("memorisation"), "circuit formation ends": e.get("circuit_formation"),
-                     "cleanup ends": e.get("cleanup"),
-                     "claims holding": f"{sum(bool(c['holds']) for c in decided)}/{len(decided)}"})
-    return rows
+    """One row per model: its key frequencies, phase ends and how many of the §5.2 claims hold
+    (:func:`grokscope.phases.phases_frame`)."""
+    return [{"model": r["model"], "keys": ", ".join(map(str, r["keys"])), "memorisation ends": r["memorisation_end"],
+             "circuit formation ends": r["circuit_formation_end"], "cleanup ends": r["cleanup_end"],
+             "claims holding": f"{r['claims_holding']}/{r['claims_decided']}"}
+            for r in ph.phases_frame(phases).to_dict("records")]
 
 
-def milestones_table(run) -> list[dict[str, Any]]:
+def milestones_table(run: Run) -> list[dict[str, Any]]:
     """:meth:`Run.milestones` as rows (epochs as integers, '' where never reached)."""
     out = []
     for r in run.milestones().to_dict("records"):
