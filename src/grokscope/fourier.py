@@ -179,10 +179,11 @@ def freq_shares(norms: Tensor) -> "Float[Tensor, 'K']":
 
 
 # ---------------------------------------------------------------------- the weights' spectra
-def wl(W_out: Tensor, W_U: Tensor, dtype: torch.dtype = DTYPE) -> "Float[Tensor, '... m p']":
-    """``W_L = W_out @ W_U[:, :p]``, the map from MLP neurons to the ``p`` answer logits (``p = d_vocab - 1``:
-    the ``=`` token's logit is dropped); stacked ``(..., d_mlp, d_model)`` and ``(..., d_model, d_vocab)`` work."""
-    p = W_U.shape[-1] - 1
+def wl(W_out: Tensor, W_U: Tensor, dtype: torch.dtype = DTYPE, p: int | None = None) -> "Float[Tensor, '... m p']":
+    """``W_L = W_out @ W_U[:, :p]``, the map from MLP neurons to the ``p`` answer logits (default
+    ``p = d_vocab - 1``: the ``=`` token's logit is dropped); stacked ``(..., d_mlp, d_model)`` and
+    ``(..., d_model, d_vocab)`` work."""
+    p = W_U.shape[-1] - 1 if p is None else p
     return W_out.to(dtype) @ W_U[..., :p].to(dtype)
 
 

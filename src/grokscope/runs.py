@@ -207,7 +207,8 @@ def _meta(configs: list[Config], device: torch.device) -> dict[str, Any]:
 
 
 def create_run(path: str | Path, configs: list[Config], overwrite: bool = False) -> None:
-    """Validate and write ``config.json``; refuses an existing directory unless ``overwrite``."""
+    """Check that the configs can share one batched run and that ``path`` may be written (an existing directory
+    only with ``overwrite``); writes nothing."""
     path = Path(path)
     check_batchable(configs)
     exists = path.exists() and (not path.is_dir() or any(path.iterdir()))

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import fourier as fr
 from ..hooks import hooks, run_with_cache
 from ..jsonutil import clean
 from ..training import cross_entropy_float64
@@ -83,7 +84,7 @@ class Activations:
     @property
     def W_L(self) -> "Float[Tensor, 'm p']":
         if "W_L" not in self._cache:
-            self._cache["W_L"] = self.W_out @ self.W_Up
+            self._cache["W_L"] = fr.wl(self.W_out, self.W_Up, p=self.p)
         return self._cache["W_L"]
 
     @property
