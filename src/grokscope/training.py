@@ -102,6 +102,8 @@ class Batch:
 class Trainer:
     """Trains ``len(configs)`` models of one shape together. ``fast=False`` uses the plain forward."""
 
+    interrupted = False  # set by a signal handler (grokscope.runs): fit stops between two steps, never inside one
+
     def __init__(self, configs: list[Config], device: str | torch.device = "cpu", fast: bool | None = None):
         configs = [c.validate() for c in configs]
         check_batchable(configs)
@@ -134,7 +136,7 @@ class Trainer:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.epoch = 0  # optimiser steps taken
-        self.generator = torch.Generator(device=dev).manual_seed(int(self.cfg.seed) * 1_000_003 + 17)
+        self.generator = torch.Generator(device=dev).manual_seed((int(self.cfg.seed) * 1_000_003 + 17) % 2**64)
         E = self.cfg.epochs
         nan = float("nan")
         self.metrics = {k: torch.full((E + 1, self.K), nan, dtype=torch.float64, device=dev)
@@ -223,6 +225,8 @@ class Trainer:
         ce = self.cfg.checkpoint_every
         try:
             while self.epoch < until:
+                if self.interrupted:
+                    raise KeyboardInterrupt
                 if self.epoch % ce == 0 and on_checkpoint is not None:
                     on_checkpoint(self, self.epoch)
                 self.step()
