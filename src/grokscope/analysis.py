@@ -31,9 +31,11 @@ def model_and_dataset_from_run(run_path: str | Path, epoch: int | None = None, m
     return run.model(epoch, model), run.dataset(model)
 
 
-def model_and_dataset_from_authors(path: str | Path, seed: int, frac_train: float, op: str = "add"):
-    """``(Transformer, Dataset)`` of an authors' checkpoint with their split for ``seed`` and ``frac_train``."""
-    m, _ = load_authors_model(path)
+def model_and_dataset_from_authors(path: str | Path, seed: int, frac_train: float, op: str = "add",
+                                   trust_pickle: bool = False):
+    """``(Transformer, Dataset)`` of an authors' checkpoint with their split for ``seed`` and ``frac_train``
+    (``trust_pickle``: see :mod:`grokscope.authors`)."""
+    m, _ = load_authors_model(path, trust_pickle=trust_pickle)
     return m.eval(), make_dataset(authors_task_config(m, seed, frac_train, op))
 
 

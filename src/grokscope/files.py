@@ -43,7 +43,7 @@ class NoSpace(ConfigError):
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
@@ -158,7 +158,7 @@ def check_output(name: str, path: str | Path, kind: str = "file") -> Path:
         raise ConfigError(f"{name}={str(path)!r} is invalid: it is a directory; give a file name")
     if kind == "dir" and p.exists() and not p.is_dir():
         raise ConfigError(f"{name}={str(path)!r} is invalid: it is a file, not a directory")
-    anc = p.absolute()
+    anc = p.absolute() if kind == "dir" else p.absolute().parent
     while not anc.exists():
         anc = anc.parent
     if not anc.is_dir():

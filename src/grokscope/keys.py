@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from . import fourier as fr
+from .checks import ConfigError
 
 DTYPE = torch.float64
 MIN_GAP = 3.0
@@ -94,11 +95,12 @@ def wl_keys(W_L: Tensor, *, min_gap: float = MIN_GAP, floor_ratio: float = FLOOR
 
 
 def check_keys(keys: Iterable[int], p: int, what: str = "") -> list[int]:
-    """``keys`` as sorted distinct ints, each in ``1 .. p // 2`` (ValueError naming the bad ones otherwise)."""
+    """``keys`` as sorted distinct ints, each in ``1 .. p // 2`` (ConfigError, a ValueError, naming the bad ones
+    otherwise)."""
     ks = sorted({int(k) for k in keys})
     bad = [k for k in ks if not 1 <= k <= p // 2]
     if bad:
-        raise ValueError(f"keys={bad} are invalid{what}: must be in 1..{p // 2}")
+        raise ConfigError(f"keys={bad} are invalid{what}: must be in 1..{p // 2}")
     return ks
 
 

@@ -29,7 +29,8 @@ from . import plots
 from .fourier import weight_freq_norms
 from .interp import analyze
 from .progress import compute_progress, resolve_keys
-from .runs import Run, atomic_write
+from .files import atomic_write, clean_stale_tmp, load
+from .runs import Run
 
 PROGRESS_FILE = "progress.parquet"
 PHASES_FILE = "phases.json"
@@ -45,13 +46,17 @@ def save_progress(run: Run, df: pd.DataFrame | None = None, **kw) -> pd.DataFram
     into the run directory, atomically. Returns the frame."""
     if df is None:
         df = compute_progress(run, **kw)
+    clean_stale_tmp(run.path)
     atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
     return df
 
 
 def load_progress(run: Run) -> pd.DataFrame:
-    """The saved ``progress.parquet`` of a run (``attrs`` restored)."""
-    return pd.read_parquet(run.path / PROGRESS_FILE)
+    """The saved ``progress.parquet`` of a run (``attrs`` restored); a damaged one is one line (DamagedFile)."""
+    cols = {"model", "epoch", "measure", "value"}
+    return load(run.path / PROGRESS_FILE, pd.read_parquet,
+                lambda df: None if cols <= set(df.columns) else f"columns {list(df.columns)}, expected {sorted(cols)}",
+                hint=f"it is a cache: delete it, or `grokscope progress {run.path} --recompute`")
 
 
 def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
@@ -96,8 +101,10 @@ def write_phases(run: Run, report: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_phases(run: Run) -> dict[str, Any]:
-    """The saved ``phases.json`` of a run."""
-    return json.loads((run.path / PHASES_FILE).read_text())
+    """The saved ``phases.json`` of a run; a damaged one is one line (DamagedFile)."""
+    return load(run.path / PHASES_FILE, lambda f: json.loads(f.read_text()),
+                lambda d: None if isinstance(d, dict) and isinstance(d.get("models"), (list, dict)) else
+                "not a phases report (no 'models')", hint=f"delete it, or `grokscope progress {run.path}`")
 
 
 # ---------------------------------------------------------------------- dispatch
@@ -293,8 +300,7 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
            + "".join(tables)
            + "</body></html>")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
+    atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
     return path
 
 
