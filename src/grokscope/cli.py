@@ -28,7 +28,7 @@ from . import checks as ck
 from . import runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
-from .files import atomic_write, check_output
+from .files import DamagedFile, atomic_write, check_output
 from .keys import check_keys
 from .phases import summary
 from . import report as report_mod
@@ -184,9 +184,12 @@ def _add_analyze(sub) -> None:
 
 
 def _run_with_checkpoints(path: str) -> Run:
+    """The run at ``path`` with at least one checkpoint; its config and metrics read (a damaged file is one line
+    before anything is computed)."""
     run = Run.load(path)
     if not run.checkpoint_epochs:
         raise ConfigError(f"run={path!r} is invalid: it has no checkpoints yet")
+    run.metrics  # noqa: B018 - read to check it
     return run
 
 
@@ -207,6 +210,8 @@ def _final_finite(run: Run, command: str, instead: str) -> None:
     for k in range(run.K):
         try:
             run.require_finite(None, k)
+        except DamagedFile:
+            raise
         except ConfigError:
             e = run.nonfinite().get(k)
             raise ConfigError(f"run={str(run.path)!r} is invalid for {command}: model {k} diverged"

@@ -381,10 +381,10 @@ def resume(path: str | Path, device: str = "auto", progress: bool = True, until:
         raise ConfigError(f"run={str(run.path)!r} is invalid: it has checkpoints but no {STATE} to resume from")
     check_memory(run.configs, dev)
     trainer = Trainer(run.configs, dev)
+    if has_state:
+        _load_state(run.path / STATE, trainer)  # a damaged state.pt: one line, before anything is written
     lock = _acquire_lock(run.path)
     try:
-        if has_state:
-            _load_state(run.path / STATE, trainer)
         _fit_locked(run.path, trainer, progress, until)
     finally:
         _release_lock(lock)
