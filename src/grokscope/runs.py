@@ -465,6 +465,7 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None)
     for d in (path, path / CKPT_DIR):
         clean_stale_tmp(d)
     warned: set[int] = set()
+    trainer.interrupted = False
 
     def on_checkpoint(tr: Trainer, e: int) -> None:
         _save_checkpoint(path, tr, e)
