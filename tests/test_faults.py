@@ -259,3 +259,21 @@ def test_memory_a_config_needs_is_checked_before_allocating():
     with pytest.raises(ConfigError, match=r"epochs=10000000000000"):
         runs.check_memory([tiny_config(epochs=10**13)], torch.device("cpu"))
     runs.check_memory([tiny_config()], torch.device("cpu"))
+
+
+def test_a_writer_that_hides_the_errno_on_a_full_disk_is_named(tmp_path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError("... unexpected pos ..."): named as no space when the disk has
+    less room than the file needs; any other error passes through unchanged."""
+    def torch_save_on_full_disk(tmp):
+        open(tmp, "wb").write(b"x" * 1000)
+        raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed, unexpected pos 174400 vs 174296")
+
+    import grokscope.files as files
+    monkeypatch.setattr(files, "_free", lambda d: 10)
+    with pytest.raises(NoSpace, match="needed ~"):
+        atomic_write(tmp_path / "state.pt", torch_save_on_full_disk)
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="unexpected pos"):
+        atomic_write(tmp_path / "state.pt", torch_save_on_full_disk)
+    assert os.listdir(tmp_path) == []
