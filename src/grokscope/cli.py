@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import checks as ck
+from . import export as export_mod
 from . import runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
@@ -357,6 +358,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="write a checkpoint as a TransformerLens model file",
+                       description="Write one model of a run at a checkpoint as a TransformerLens HookedTransformer "
+                                   "state dict and config (torch.save of {'cfg', 'state_dict'}); load it with "
+                                   "grokscope.export.load_transformer_lens(FILE).")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint epoch (default: the last)")
+    p.add_argument("--model", type=MODEL, default=0, help="model index in a batched run (default 0)")
+    p.add_argument("--to", required=True, help="format: transformer-lens")
+    p.add_argument("--out", required=True, help="output file (e.g. model.pt)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    ck.choice("to", args.to, ("transformer-lens",))
+    run = _run_with_checkpoints(args.run)
+    epoch = _run_checkpoint(run, args.epoch, args.model)
+    out = check_output("out", Path(args.out))
+    export_mod.save(run.model(epoch, args.model), out)
+    print(f"wrote {out} (model {args.model} epoch {epoch}, TransformerLens HookedTransformer format)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
@@ -366,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_progress(sub)
     _add_report(sub)
+    _add_export(sub)
     return parser
 
 
@@ -410,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                    "progress": cmd_progress, "report": cmd_report}[args.command](args)
+                    "progress": cmd_progress, "report": cmd_report, "export": cmd_export}[args.command](args)
         except ConfigError as e:
             print(f"grokscope: error: {e}", file=sys.stderr)
             return 2

@@ -35,6 +35,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import checks as ck
+from . import export
 from .config import Config, ConfigError, check_batchable, memory_needed
 from .files import NoSpace, atomic_write, check_output, clean_stale_tmp, load, pid_alive
 from .model import Transformer, param_shapes
@@ -213,6 +214,10 @@ class Run:
         m = Transformer(self.configs[model].model_config, seed=None)
         m.load_state_dict(params)
         return m.eval()
+
+    def to_transformer_lens(self, epoch: int | None = None, model: int = 0, device: str = "cpu"):
+        """Model ``model`` at ``epoch`` as a TransformerLens model (:func:`grokscope.export.to_transformer_lens`)."""
+        return export.to_transformer_lens(self.model(epoch, model), device=device)
 
     def dataset(self, model: int = 0) -> Dataset:
         self._check_model(model)
