@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from . import checks as ck
 from . import export as export_mod
-from . import runs
+from . import runs, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -93,6 +93,9 @@ def _add_train(sub) -> None:
     p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
+    p.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb (offline); needs "
+                   "grokscope[tensorboard] or grokscope[wandb]")
+    p.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -137,14 +140,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
-        run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until)
+        log = _logger(args, args.resume, runs.Run.load(args.resume).meta["models"])
+        try:
+            run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
+                              log=log)
+        finally:
+            log.close() if log else None
     else:
         configs = configs_from_args(args)
         out = args.out or f"runs/{args.preset}"
-        run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
-                         progress=not args.no_progress, until=args.until)
+        runs.create_run(out, configs, args.overwrite)  # checked before a logger is opened
+        log = _logger(args, out, [c.to_dict() for c in configs])
+        try:
+            run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
+                             progress=not args.no_progress, until=args.until, log=log)
+        finally:
+            log.close() if log else None
     _summary(run)
     return 0
+
+
+def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":
+    if args.log is None:
+        if args.log_dir is not None:
+            raise ConfigError("log_dir is invalid without --log tensorboard|wandb")
+        return None
+    return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
+                                  {"models": models})
 
 
 def _summary(run) -> None:

@@ -341,8 +341,9 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
 
 
 def train(configs: list[Config], out: str | Path, device: str = "auto", overwrite: bool = False,
-          progress: bool = True, until: int | None = None) -> Run:
-    """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). Everything is
+          progress: bool = True, until: int | None = None, log=None) -> Run:
+    """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). ``log``: called
+    with the metrics frame at each checkpoint and at the end (:class:`grokscope.tracking.MetricsLogger`). Everything is
     checked before anything is written; ``overwrite`` deletes only a run's files (:data:`RUN_FILES`,
     checkpoints), and only in a run directory (:func:`create_run`)."""
     out = Path(out)
@@ -365,7 +366,7 @@ def train(configs: list[Config], out: str | Path, device: str = "auto", overwrit
             raise ConfigError(f"out={str(out)!r} is invalid: another process wrote into it meanwhile")
         meta = _meta(trainer.configs, dev)
         atomic_write(out / CONFIG, lambda t: Path(t).write_text(json.dumps(meta, indent=2)))
-        _fit_locked(out, trainer, progress, until)
+        _fit_locked(out, trainer, progress, until, log)
     finally:
         _release_lock(lock)
     return Run.load(out)
@@ -375,7 +376,8 @@ def _check_until(until: int | None) -> int | None:
     return None if until is None else ck.integer("until", until, lo=1)
 
 
-def resume(path: str | Path, device: str = "auto", progress: bool = True, until: int | None = None) -> Run:
+def resume(path: str | Path, device: str = "auto", progress: bool = True, until: int | None = None,
+           log=None) -> Run:
     """Continue a run from its ``state.pt``, bit-exactly on the same machine and device. A run that stopped before
     its first checkpoint (e.g. the disk was full) starts again from its config."""
     until = _check_until(until)
@@ -390,7 +392,7 @@ def resume(path: str | Path, device: str = "auto", progress: bool = True, until:
         _load_state(run.path / STATE, trainer)  # a damaged state.pt: one line, before anything is written
     lock = _acquire_lock(run.path)
     try:
-        _fit_locked(run.path, trainer, progress, until)
+        _fit_locked(run.path, trainer, progress, until, log)
     finally:
         _release_lock(lock)
     return Run.load(run.path)
@@ -466,7 +468,7 @@ def _warn_nonfinite(trainer: Trainer, warned: set[int]) -> None:
                           NonFiniteLoss, stacklevel=2)
 
 
-def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None) -> None:
+def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None, log=None) -> None:
     for d in (path, path / CKPT_DIR):
         clean_stale_tmp(d)
     warned: set[int] = set()
@@ -475,6 +477,8 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None)
     def on_checkpoint(tr: Trainer, e: int) -> None:
         _save_checkpoint(path, tr, e)
         _warn_nonfinite(tr, warned)
+        if log is not None:
+            log(metrics_frame(tr, e))
 
     with _signals_deferred(trainer):
         try:
@@ -489,3 +493,6 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None)
             raise
         except NoSpace as e:
             raise NoSpace(f"{e}; free some space, then continue with `grokscope train --resume {path}`") from None
+        finally:
+            if log is not None:
+                log(metrics_frame(trainer, trainer.epoch))
