@@ -18,6 +18,7 @@ TransformerLens is imported only inside the functions that need it.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,9 @@ def build(cfg: dict[str, Any], sd: dict[str, torch.Tensor], device: str | torch.
     if _tl_major() < 4:
         from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-        tl = HookedTransformer(HookedTransformerConfig(**cfg, device=str(device), dtype=torch.float32))
+        with warnings.catch_warnings():  # 3.x warns that HookedTransformer goes in 4.0: we use the bridge there
+            warnings.simplefilter("ignore", DeprecationWarning)
+            tl = HookedTransformer(HookedTransformerConfig(**cfg, device=str(device), dtype=torch.float32))
         res = tl.load_state_dict({k: v.to(device) for k, v in sd.items()}, strict=False)
         bad = [k for k in res.missing_keys if not k.endswith((".mask", ".IGNORE"))] + list(res.unexpected_keys)
     else:
