@@ -94,3 +94,33 @@ def test_the_reader_sees_a_missing_epoch(tmp_path):
     log(df[df["epoch"] != 1])
     log.close()
     assert [e for e, _ in _scalars(tmp_path / "tb" / "model_0")["train/loss"]] != df["epoch"].tolist()
+
+
+def test_progress_measures_at_every_nth_checkpoint(tmp_path):
+    """--progress-every 2: the progress measures of checkpoints 0, 20 (of 0, 10, 20) equal those of
+    `grokscope progress` with the same keys."""
+    need("tensorboard", "tensorboard")
+    from grokscope.progress import compute_progress
+
+    out, logs = tmp_path / "r", tmp_path / "tb"
+    assert main(["train", "--out", str(out), "--no-progress", "--log", "tensorboard", "--log-dir", str(logs),
+                 "--progress-every", "2", "--progress-keys", "1,2"] + TINY) == 0
+    s = _scalars(logs / "model_0")
+    assert [e for e, _ in s["progress/excluded_loss"]] == [0, 20]
+    assert {"progress/restricted_loss", "progress/gini_W_L", "progress/sum_sq", "progress/excluded_loss_k2",
+            "progress/logit_coef_k1"} <= set(s)
+    want = compute_progress(Run.load(out), keys=[1, 2], epochs=[20], workers=1)
+    got = dict(s["progress/excluded_loss"])[20]
+    assert got == pytest.approx(float(want[want["measure"] == "excluded_loss"]["value"].iloc[0]), rel=1e-6)
+
+
+def test_progress_options_need_log(tmp_path, capsys):
+    out = tmp_path / "r"
+    for args, field in ((["--progress-every", "2"], "progress_every"),
+                        (["--log", "tensorboard", "--progress-keys", "1"], "progress_keys"),
+                        (["--log", "tensorboard", "--progress-every", "0"], "every="),
+                        (["--log", "tensorboard", "--progress-every", "1", "--progress-keys", "9"], "keys=")):
+        assert main(["train", "--out", str(out), "--no-progress", *args] + TINY) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and field in err, err
+    assert not out.exists() and not (tmp_path / "r.logs").exists()

@@ -96,6 +96,9 @@ def _add_train(sub) -> None:
     p.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb (offline); needs "
                    "grokscope[tensorboard] or grokscope[wandb]")
     p.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
+    p.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures of "
+                   "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
+    p.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -162,11 +165,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":
     if args.log is None:
-        if args.log_dir is not None:
-            raise ConfigError("log_dir is invalid without --log tensorboard|wandb")
+        for name in ("log_dir", "progress_every", "progress_keys"):
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{name} is invalid without --log tensorboard|wandb")
         return None
+    if args.progress_keys is not None and args.progress_every is None:
+        raise ConfigError("progress_keys is invalid without --progress-every")
+    keys = _parse_keys(args.progress_keys, models[0]["p"])
     return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
-                                  {"models": models})
+                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys)
 
 
 def _summary(run) -> None:

@@ -343,7 +343,7 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
 def train(configs: list[Config], out: str | Path, device: str = "auto", overwrite: bool = False,
           progress: bool = True, until: int | None = None, log=None) -> Run:
     """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). ``log``: called
-    with the metrics frame at each checkpoint and at the end (:class:`grokscope.tracking.MetricsLogger`). Everything is
+    with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.tracking.MetricsLogger`). Everything is
     checked before anything is written; ``overwrite`` deletes only a run's files (:data:`RUN_FILES`,
     checkpoints), and only in a run directory (:func:`create_run`)."""
     out = Path(out)
@@ -478,7 +478,7 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None,
         _save_checkpoint(path, tr, e)
         _warn_nonfinite(tr, warned)
         if log is not None:
-            log(metrics_frame(tr, e))
+            log(metrics_frame(tr, e), e)
 
     with _signals_deferred(trainer):
         try:
