@@ -114,6 +114,9 @@ def test_bad_transformer_lens_models_are_one_line():
         export.from_transformer_lens({**sd, "blocks.0.attn.b_Q": torch.ones(2, 4)})
     with pytest.raises(ConfigError, match="d_vocab_out=3 is invalid"):
         export.from_transformer_lens({**sd, "unembed.W_U": sd["unembed.W_U"][:, :3]})
+    for name in ("ln_final.w", "blocks.0.ln2.weight"):
+        with pytest.raises(ConfigError, match=f"LayerNorm weights \\({name}\\)"):
+            export.from_transformer_lens({**sd, name: torch.ones(8)})
     with pytest.raises(ConfigError, match="no unembed.W_U"):
         export.from_transformer_lens({k: v for k, v in sd.items() if k != "unembed.W_U"})
 

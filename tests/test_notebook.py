@@ -11,7 +11,7 @@ import pytest
 TOUR = Path(__file__).resolve().parents[1] / "examples" / "tour.ipynb"
 
 
-def test_tour_notebook_runs(tmp_path):
+def test_tour_notebook_runs(tmp_path, monkeypatch):
     missing = []
     for mod in ("nbclient", "nbformat", "ipykernel", "plotly", "transformer_lens"):
         try:
@@ -28,11 +28,8 @@ def test_tour_notebook_runs(tmp_path):
 
     nb = nbformat.read(TOUR, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the tour without outputs"
-    os.environ["GROKSCOPE_TOUR_RUN"] = str(tmp_path / "tour")
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        del os.environ["GROKSCOPE_TOUR_RUN"]
+    monkeypatch.setenv("GROKSCOPE_TOUR_RUN", str(tmp_path / "tour"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "round trip equal: True" in text
     assert (tmp_path / "tour" / "config.json").is_file() and (tmp_path / "tour_tl.pt").is_file()

@@ -18,6 +18,7 @@ TransformerLens is imported only inside the functions that need it.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,13 @@ def from_transformer_lens(source, act: str | None = None, n_heads: int | None = 
             raise ConfigError(f"normalization_type={cfg.normalization_type!r} is invalid: grokscope's model has "
                               "no LayerNorm (it must be None)")
     sd = {k: v.detach().to("cpu", torch.float32) for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    ln = [k for k in sd if re.search(r"(^|\.)ln(\d|_final)?\.", k)]
+    if ln:
+        raise ConfigError(f"state_dict is invalid: it has LayerNorm weights ({ln[0]}); grokscope's model has none")
     if "embed.weight" in sd:
         if n_heads is None:
             raise ConfigError("n_heads is required for a TransformerLens 4.x state dict (it is not in its shapes)")
         sd = _native_to_hooked(sd, n_heads)
-    if any(k.startswith(("ln", "blocks.0.ln")) and not k.endswith(("hook_in", "hook_out")) for k in sd):
-        raise ConfigError("state_dict is invalid: it has LayerNorm weights; grokscope's model has no LayerNorm")
     needed = ("embed.W_E", "pos_embed.W_pos", "blocks.0.attn.W_Q", "blocks.0.mlp.W_in", "unembed.W_U")
     missing = [k for k in needed if k not in sd]
     if missing:
