@@ -122,3 +122,46 @@ def test_the_checker_sees_cycles_and_function_level_imports():
     assert _cycles(mods, [("a", "b", False, 1), ("b", "c", True, 1), ("c", "a", True, 1)]) == [["a", "b", "c"]]
     _, edges = imports()
     assert any(s == "grokscope.training" and t == "grokscope.config" and func for s, t, func, _ in edges)
+
+
+EXTRAS = ("transformer_lens", "tensorboard", "torch.utils.tensorboard", "wandb", "nbclient", "nbformat", "plotly",
+          "kaleido")
+
+
+def _extras_outside_functions(source: str) -> list[tuple[str, int]]:
+    """``(extra, line)`` for every import of an optional extra outside a function in ``source``."""
+    out = []
+
+    def visit(node, in_func):
+        for child in ast.iter_child_nodes(node):
+            func = in_func or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            names = ([a.name for a in child.names] if isinstance(child, ast.Import) else
+                     [child.module or ""] if isinstance(child, ast.ImportFrom) and not child.level else [])
+            out.extend((n, child.lineno) for n in names
+                       if not in_func and any(n == e or n.startswith(e + ".") for e in EXTRAS))
+            visit(child, func)
+
+    visit(ast.parse(source), False)
+    return out
+
+
+def _module_level_extras() -> list[tuple[str, str, int]]:
+    return [(mod, n, line) for mod, f in _modules().items() for n, line in _extras_outside_functions(f.read_text())]
+
+
+def test_the_extras_checker_can_fail():
+    src = "import wandb\nfrom torch.utils.tensorboard import SummaryWriter\ndef f():\n    import transformer_lens\n"
+    assert _extras_outside_functions(src) == [("wandb", 1), ("torch.utils.tensorboard", 2)]
+
+
+def test_optional_extras_are_imported_only_inside_functions():
+    """TransformerLens, TensorBoard, W&B, the notebook runner and plotly are extras (issue #16): `import grokscope`
+    and every subcommand's module work without them. (Imports of other packages are not counted by the limit on
+    function-level imports above, which counts grokscope's own modules.)"""
+    assert _module_level_extras() == []
+    import subprocess
+    import sys
+    code = ("import sys, grokscope, grokscope.cli, grokscope.export, grokscope.tracking; "
+            f"print([m for m in sys.modules if any(m == e or m.startswith(e + '.') for e in {EXTRAS!r})])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
