@@ -148,3 +148,20 @@ def test_cli_export_and_run_method(tmp_path, capsys):
     assert not (tmp_path / "x.pt").exists()
     need_tl()
     check_equal(run.model(), run.to_transformer_lens(), tokens)
+
+
+def test_an_ablation_by_hook_name_is_the_same_in_transformer_lens():
+    """Zero-ablating blocks.0.mlp.hook_post through TransformerLens's run_with_hooks gives our ablated logits."""
+    need_tl()
+    from grokscope.hooks import hooks
+
+    ours, tokens = _tiny()
+    tl = export.to_transformer_lens(ours)
+    zero = lambda act, hook: torch.zeros_like(act)  # noqa: E731
+    with torch.no_grad():
+        with hooks(ours, [("blocks.0.mlp.hook_post", zero)]):
+            want = ours(tokens)
+        got = tl.run_with_hooks(tokens, fwd_hooks=[("blocks.0.mlp.hook_post", zero)])
+        plain = ours(tokens)
+    assert _max_scaled_diff(got, want) <= 10
+    assert _max_scaled_diff(plain, want) > 1e3  # the ablation changed something
