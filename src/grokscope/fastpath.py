@@ -231,7 +231,7 @@ def _addmm_(acc: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
 
 #: route the MLP output to the logits through ``W_L = W_out W_U`` (True) or through the residual stream
-W_L_PATH = True
+W_L_PATH = False  # measured: no faster per epoch on a 2-core Xeon (5% fewer FLOPs), so off by default
 
 
 class _MLPUnembed(torch.autograd.Function):
@@ -271,26 +271,26 @@ class _MLPUnembed(torch.autograd.Function):
         WUt = W_U.transpose(1, 2)
         if W_L_PATH:
             W_L = X
-            gW_L = torch.bmm(post_s.transpose(1, 2), g)  # (K, d_mlp, p)
+            gW_L = _mm(post_s.transpose(1, 2), g)  # (K, d_mlp, p)
             g_pre = _mm(g, W_L.transpose(1, 2), _out(ws, "g_pre", (K, N, M), g))
             gW_out = torch.bmm(gW_L, WUt)
             gsum = g.sum(1)  # (K, p)
-            gW_U = torch.bmm(resid_mid.transpose(1, 2), g).add_(torch.bmm(W_out.transpose(1, 2), gW_L))
+            gW_U = _mm(resid_mid.transpose(1, 2), g).add_(torch.bmm(W_out.transpose(1, 2), gW_L))
             gW_U.add_(b_out[:, :, None] * gsum[:, None])
             gb_out = torch.bmm(gsum[:, None], WUt)[:, 0]
             g_skip = g  # the residual's gradient is g @ W_U^T, added below
         else:
             resid = X
             g_resid = _mm(g, WUt)
-            gW_U = torch.bmm(resid.transpose(1, 2), g)
-            gW_out = torch.bmm(post_s.transpose(1, 2), g_resid)
+            gW_U = _mm(resid.transpose(1, 2), g)
+            gW_out = _mm(post_s.transpose(1, 2), g_resid)
             g_pre = _mm(g_resid, W_out.transpose(1, 2), _out(ws, "g_pre", (K, N, M), g))
             gb_out = g_resid.sum(1)
             g_skip = None
         if scale is not None:
             g_pre.mul_(scale)
         torch.ops.aten.threshold_backward.grad_input(g_pre, post, 0.0, grad_input=g_pre)  # ReLU mask, in place
-        gW_in = torch.bmm(resid_mid.transpose(1, 2), g_pre)
+        gW_in = _mm(resid_mid.transpose(1, 2), g_pre)
         g_resid_mid = _mm(g_pre, W_in.transpose(1, 2))
         if g_skip is not None:
             _addmm_(g_resid_mid, g_skip, WUt)
