@@ -48,6 +48,7 @@ def _add_train(sub) -> None:
     p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--until", type=int, help="stop after this many epochs (the run stays resumable)")
+    p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -90,7 +91,9 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import runs
+    from . import numerics, runs
+
+    numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
 
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
