@@ -15,8 +15,12 @@ Conventions (documented choices):
 * Learning rate of step ``e`` (0-based): ``lr * min(e / warmup, 1)``, as the authors'
   ``LambdaLR(lambda step: min(step/10, 1))``: their first step has learning rate 0 (it only fills Adam's
   moments), which we keep. Adam's bias correction counts steps from 1.
-* Loss: cross-entropy of the last position over the p number tokens, computed in **float64** from the
-  float32 logits (:func:`cross_entropy_float64`; the authors' helper says float64 but casts to float32).
+* Loss: cross-entropy of the last position over the p number tokens, with float32 *relative* accuracy at
+  every loss (:func:`cross_entropy_accurate`: ``log1p`` of the wrong classes' summed ``exp(L_j - L_c)``,
+  exact differences), per-example losses summed in float64. It replaces the float64 log-softmax
+  (:func:`cross_entropy_float64`, kept for analysis), which is only accurate to ~1e-16 absolute: the
+  guarantee kept is the tiny losses' accuracy, not the dtype. (The authors' helper says float64 but casts
+  to float32, which rounds losses below ~1e-7 to 0.)
 * L1 (Appendix D.1): ``l1 * sum(|w|)`` over all parameters, added to the loss (not decoupled).
 * Dropout (Appendix D.1): on the MLP neurons of the answer position, with the usual 1/(1-p) scaling.
 * Denormals are flushed to zero in every thread by default (:mod:`grokscope.numerics`; ``flush_denormal=False``
