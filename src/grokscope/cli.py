@@ -19,7 +19,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import runs
+from . import experiment_report, runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .phases import summary
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_progress(sub)
     _add_report(sub)
+    experiment_report.add_parser(sub)
     return parser
 
 
@@ -307,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                "progress": cmd_progress, "report": cmd_report}[args.command](args)
+                "progress": cmd_progress, "report": cmd_report, "experiment": experiment_report.command}[args.command](args)
     except ConfigError as e:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2
@@ -316,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = args.resume or args.out or f"runs/{args.preset}"
             print("grokscope: interrupted; the run directory holds everything so far: resume with "
                   f"`grokscope train --resume {where}`", file=sys.stderr)
+        elif args.command == "experiment":
+            print("grokscope: interrupted; every group keeps its last checkpoint: rerun the same command to resume",
+                  file=sys.stderr)
         else:  # analyze/progress/report write their files atomically: nothing half-written is left
             print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
         return 130
