@@ -276,3 +276,21 @@ def test_ray_runs_a_two_group_experiment(tmp_path, monkeypatch):
     np.testing.assert_allclose(b.final_test_loss, a.final_test_loss, rtol=1e-4)
     meta = json.loads((exp.groups[1].path / "config.json").read_text())
     assert meta["models"][0]["p"] == 11
+
+
+def test_report_renders_in_chromium(tiny, tmp_path):
+    pytest.importorskip("plotly")
+    import re
+
+    from test_report_browser import _browse, _chromium, _js_errors
+
+    from grokscope.experiment_report import figures, report_html
+
+    exe = _chromium()
+    exp = tiny("frac")
+    path = report_html(exp, tmp_path / "r.html")
+    dom, log = _browse(exe, path, tmp_path)
+    assert _js_errors(log) == []
+    plotted = set(re.findall(r'<div[^>]*id="plot-([^"]+)"[^>]*class="[^"]*js-plotly-plot', dom)) | \
+        set(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot[^"]*"[^>]*id="plot-([^"]+)"', dom))
+    assert plotted == {n for n, _ in figures(exp, exp.summary)} and len(plotted) >= 2

@@ -194,7 +194,7 @@ SUMMARY_COLUMNS = ("group", "model", "final_train_loss", "final_test_loss", "fin
 
 
 def summary_rows(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
-    return [{"model": _label(r, exp), **{c: _f(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
+    return [{"config": _label(r, exp), **{c: _f(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
             for _, r in summary.iterrows()]
 
 

@@ -436,7 +436,12 @@ def _run_ray(exp: Experiment, todo: list[str], device: str, progress: bool, addr
         raise ConfigError("executor='ray' needs Ray: pip install 'grokscope[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=progress)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=progress)
+        except Exception as e:  # ConnectionError, an authentication error, ...: one line naming the address
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConfigError(f"address={address!r} is invalid: Ray could not "
+                              f"{'start' if address is None else 'connect'}: {msg}") from None
     try:
         gpu = device == "cuda" or (device == "auto" and ray.cluster_resources().get("GPU", 0) > 0)
         task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=2)(run_group)
