@@ -301,3 +301,17 @@ def test_report_renders_in_chromium(tiny, tmp_path):
     plotted = set(re.findall(r'<div[^>]*id="plot-([^"]+)"[^>]*class="[^"]*js-plotly-plot', dom)) | \
         set(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot[^"]*"[^>]*id="plot-([^"]+)"', dom))
     assert plotted == {n for n, _ in figures(exp, exp.summary)} and len(plotted) >= 2
+
+
+def test_reference_curves_of_the_width_scan_and_low_precision():
+    need_reference("no_wd_width_scan.pth")
+    need_reference("low_precision_mod_addition.pth")
+    from grokscope.experiment_report import REFERENCE, reference_curves
+
+    w = reference_curves("width-no-wd", REFERENCE)
+    assert sorted(w) == [8, 16, 32, 64, 128, 256, 512, 1024]
+    assert all(len(tr) == len(te) == 3000 and every == 1 for tr, te, every in w.values())
+    assert w[128][0][-1] < 1e-8 < w[128][1][-1]  # train loss far below test loss, as saved
+    (key, (tr, te, every)), = reference_curves("low-precision", REFERENCE).items()
+    assert key is None and len(tr) == 50_000 and len(te) == 5_000 and every == 10
+    assert reference_curves("seeds", REFERENCE) == {}
