@@ -20,14 +20,14 @@ import html
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from .config import ConfigError
-from .experiments import EXECUTORS, EXPERIMENTS, Experiment, listing, run_experiment
+from .experiments import EXPERIMENTS, Experiment, listing, run_experiment
 from .plots import _colour, thin_log
 from .report import _CSS, _html_table, figure
 from .runs import atomic_write
@@ -383,5 +383,4 @@ def command(args: argparse.Namespace) -> int:
 
 
 __all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "PAPER_WORDS", "VARIED", "table5", "table6", "summary_rows",
-           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "add_parser", "command",
-           "EXECUTORS"]
+           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "add_parser", "command"]
