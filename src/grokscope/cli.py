@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import checks as ck
-from . import runs
+from . import experiment_report, runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -366,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_progress(sub)
     _add_report(sub)
+    experiment_report.add_parser(sub)
     return parser
 
 
@@ -388,6 +389,9 @@ def _interrupted(args: argparse.Namespace) -> None:
                   f"`grokscope train --resume {where}`", file=sys.stderr)
         else:
             print("grokscope: interrupted before training started; nothing was written", file=sys.stderr)
+    elif args.command == "experiment":
+        print("grokscope: interrupted; every group keeps its last checkpoint: rerun the same command to resume",
+              file=sys.stderr)
     else:  # analyze/progress/report write their files atomically: nothing half-written is left
         print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
 
@@ -410,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                    "progress": cmd_progress, "report": cmd_report}[args.command](args)
+                    "progress": cmd_progress, "report": cmd_report,
+                    "experiment": experiment_report.command}[args.command](args)
         except ConfigError as e:
             print(f"grokscope: error: {e}", file=sys.stderr)
             return 2
