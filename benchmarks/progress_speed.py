@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from grokscope.progress import ROWS_PER_CHUNK, compute_progress, save_progress
+    from grokscope.progress import ROWS_PER_CHUNK, compute_progress
+    from grokscope.report import save_progress
     from grokscope.runs import Run
 
     run = Run.load(args.run)

@@ -2,22 +2,15 @@
 
 import pytest
 import torch
-from helpers import REFERENCE
+from helpers import need_reference
 
 from grokscope.authors import authors_task_config, load_authors_model
 from grokscope.tasks import make_dataset
 from grokscope.training import cross_entropy_float64
 
 
-def _need(name):
-    f = REFERENCE / name
-    if not f.is_file():
-        pytest.skip(f"authors' reference run {f} not present (../shared/reference beside the checkout)")
-    return f
-
-
 def _train_loss(name, seed, frac):
-    model, extra = load_authors_model(_need(name))
+    model, extra = load_authors_model(need_reference(name))
     ds = make_dataset(authors_task_config(model, seed, frac))
     with torch.no_grad():
         ce = cross_entropy_float64(model.answer_logits(ds.tokens), ds.labels)

@@ -83,3 +83,27 @@ def test_dataset_tokens():
     ds = make_dataset(Config(p=5, frac_train=1.0))
     assert ds.tokens.shape == (25, 3) and bool((ds.tokens[:, 2] == 5).all())
     assert ds.tokens[7].tolist() == [1, 2, 5] and len(ds.test_idx) == 0
+
+
+def test_config_is_validated_at_construction():
+    with pytest.raises(ConfigError, match="^p=2 is invalid"):
+        Config(p=2)
+    with pytest.raises(ConfigError, match="^lr=-1"):
+        Config().replace(lr=-1.0)
+    with pytest.raises(ConfigError, match="^frac_train="):
+        Config.from_dict({**Config().to_dict(), "frac_train": 0.0})
+    with pytest.raises(ConfigError, match="^seed="):
+        Config(seed="3")  # a string is not an integer
+
+
+def test_cli_types_come_from_the_field_types():
+    from grokscope.cli import FIELD_TYPES, _conv
+
+    assert FIELD_TYPES["p"] is int and FIELD_TYPES["lr"] is float and FIELD_TYPES["op"] is str
+    assert _conv(FIELD_TYPES["data_seed"], "data_seed", "none") is None
+    assert _conv(FIELD_TYPES["data_seed"], "data_seed", "7") == 7
+    assert _conv(FIELD_TYPES["lr"], "lr", "1e-3") == 1e-3 and _conv(FIELD_TYPES["op"], "op", "add") == "add"
+    with pytest.raises(ConfigError, match="^data_seed='x' is invalid: must be an integer"):
+        _conv(FIELD_TYPES["data_seed"], "data_seed", "x")
+    with pytest.raises(ConfigError, match="^lr='fast' is invalid: must be a number"):
+        _conv(FIELD_TYPES["lr"], "lr", "fast")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grokscope import phases as ph
-from grokscope import progress as pg
+from grokscope import report
 from grokscope.config import Config
 from grokscope.runs import train
 
@@ -152,15 +152,21 @@ def test_phases_report_on_a_run(tmp_path):
     kw = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_every=20, test_every=10)
     run = train([Config(seed=0, frac_train=0.5, **kw), Config(seed=1, frac_train=0.5, weight_decay=0.0, **kw)],
                 tmp_path / "r", device="cpu", progress=False)
-    df, rep = pg.run_progress(run, keys={0: [2], 1: []})
-    assert (tmp_path / "r" / pg.PROGRESS_FILE).is_file() and df.attrs["keys"] == {"0": [2], "1": []}
-    assert (tmp_path / "r" / ph.PHASES_FILE).is_file()
-    back = ph.load_phases(tmp_path / "r")
+    df, rep = report.run_progress(run, keys={0: [2], 1: []})
+    assert (tmp_path / "r" / report.PROGRESS_FILE).is_file() and df.attrs["keys"] == {"0": [2], "1": []}
+    assert (tmp_path / "r" / report.PHASES_FILE).is_file()
+    back = report.load_phases(run)
     assert back == json.loads(json.dumps(rep))
     assert [m["model"] for m in rep["models"]] == [0, 1] and rep["models"][0]["keys"] == [2]
     assert rep["models"][1]["weight_decay"] == 0.0
     df = ph.claims_frame(rep)
-    assert len(df) == 2 * 6 and set(df.columns) == {"model", "claim", "holds", "reason", "numbers"}
+    assert len(df) == 2 * 6 and list(df.columns) == ["model", "memorisation_end", "circuit_formation_end",
+                                                     "cleanup_end", "claim", "text", "holds", "numbers", "reason"]
+    assert list(df.model) == [0] * 6 + [1] * 6 and (df.memorisation_end == 60).all()
+    assert df.set_index(["model", "claim"]).loc[(1, "no_wd_excluded_does_not_rise"), "holds"] is not None
     assert "landmark rule" in rep["rule"]
+    pf = ph.phases_frame(rep)
+    assert list(pf.model) == [0, 1] and list(pf.weight_decay) == [1.0, 0.0] and pf["keys"][0] == [2]
+    assert list(pf.claims_decided) == [sum(c["holds"] is not None for c in m["claims"]) for m in rep["models"]]
     text = ph.summary(rep)
     assert text.startswith("model 0 ") and "\nmodel 1 " in text and "Fig. 26" in text

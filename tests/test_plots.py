@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from grokscope import plots  # noqa: E402
+from grokscope import plots, report  # noqa: E402
+from grokscope.interp import analyze  # noqa: E402
 from grokscope.config import Config  # noqa: E402
 from grokscope.runs import train  # noqa: E402
 
@@ -24,14 +25,14 @@ def ctx(tmp_path_factory):
     cfgs = [Config(p=11, d_model=16, n_heads=2, d_mlp=32, frac_train=0.5, epochs=60, checkpoint_every=20, seed=s)
             for s in (0, 1)]
     run = train(cfgs, path, device="cpu", progress=False)
-    return run, run.analyze(keys=KEYS), run.progress(keys=KEYS)
+    return run, analyze(run.model(), run.dataset(), keys=KEYS), report.load_or_compute_progress(run, keys=KEYS)
 
 
 def test_every_figure_has_traces_and_number(ctx):
     run, analysis, progress = ctx
-    assert set(plots.FIGURES) == set(NUMBERS)
+    assert set(report.FIGURES) == set(NUMBERS)
     for name, num in NUMBERS.items():
-        fig = plots.figure(run, name, analysis=analysis, progress=progress)
+        fig = report.figure(run, name, analysis=analysis, progress=progress)
         assert fig.layout.title.text.startswith(num + ":"), (name, fig.layout.title.text)
         assert len(fig.data) > 0, name
 
@@ -56,16 +57,17 @@ def test_per_key_and_interference(ctx):
     fig8 = plots.interference(KEYS, 11)
     assert fig8.data[-1].y[0] == pytest.approx(len(KEYS))  # constructive at x = 0
     with pytest.raises(KeyError):
-        plots.figure(run, "nope", analysis=analysis, progress=progress)
+        report.figure(run, "nope", analysis=analysis, progress=progress)
 
 
 def test_report_html_self_contained(ctx, tmp_path):
     run, analysis, progress = ctx
-    out = plots.report_html(run, tmp_path / "rep" / "report.html", analysis=analysis, progress=progress)
+    (run.path / "phases.json").unlink(missing_ok=True)  # earlier figures may have written it
+    out = report.report_html(run, tmp_path / "rep" / "report.html", analysis=analysis, progress=progress)
     assert [p.name for p in out.parent.iterdir()] == ["report.html"]
     text = out.read_text(encoding="utf-8")
     assert text.count("plotly.js v") >= 1 and len(text) > 1_000_000  # the JS itself, embedded
-    assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(plots.FIGURES)  # two models: all of them
+    assert len(re.findall(r'<div id="plot-[a-z_]+"', text)) == len(report.FIGURES)  # two models: all of them
     assert not re.search(r'<script[^>]+src=["\']?https?:', text)
     for cls in ("table1", "table2", "claims", "milestones", "phases"):
         assert f'class="{cls}"' in text
@@ -76,13 +78,13 @@ def test_report_html_self_contained(ctx, tmp_path):
 def test_figures_comparing_models(ctx):
     """Figs 16-19 show every model of a batched run; a one-model report leaves them out."""
     run, analysis, progress = ctx
-    fig = plots.figure(run, "fourier_norms_models", analysis=analysis, progress=progress)
+    fig = report.figure(run, "fourier_norms_models", analysis=analysis, progress=progress)
     assert len(fig.data) == 2 * run.K  # W_E and W_L bars per model
     assert len(fig.data[0].y) == 11 // 2
-    fig18 = plots.figure(run, "seed_losses", analysis=analysis, progress=progress)
+    fig18 = report.figure(run, "seed_losses", analysis=analysis, progress=progress)
     assert {t.name for t in fig18.data} == {"train loss", "test loss", "restricted loss"}
     assert len(fig18.data) == 3 * run.K
-    fig19 = plots.figure(run, "gini_models", analysis=analysis, progress=progress)
+    fig19 = report.figure(run, "gini_models", analysis=analysis, progress=progress)
     assert len({t.line.color for t in fig19.data}) == run.K
 
 
@@ -110,10 +112,10 @@ def test_phase_and_milestone_tables(ctx):
     phases = {"models": [{"model": 0, "keys": [3, 5], "ends": {"memorisation": 20, "circuit_formation": 40,
                                                                 "cleanup": None},
                           "claims": [{"holds": True}, {"holds": False}, {"holds": None}]}]}
-    assert plots.phases_table(phases) == [{"model": 0, "keys": "3, 5", "memorisation ends": 20,
+    assert report.phases_table(phases) == [{"model": 0, "keys": "3, 5", "memorisation ends": 20,
                                            "circuit formation ends": 40, "cleanup ends": None,
                                            "claims holding": "1/2"}]
-    rows = plots.milestones_table(run)
+    rows = report.milestones_table(run)
     ms = run.milestones()
     assert [r["model"] for r in rows] == [0, 1] and rows[1]["last_epoch"] == 60
     assert rows[1]["final_test_loss"] == ms.final_test_loss[1]

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("plotly")
 
 from grokscope.config import Config  # noqa: E402
-from grokscope.plots import FIGURES, report_html  # noqa: E402
-from grokscope.runs import train  # noqa: E402
+from grokscope.report import FIGURES, report_html  # noqa: E402
+from grokscope.runs import Run, train  # noqa: E402
 
 
 def _chromium() -> str:
@@ -81,10 +81,10 @@ def test_browser_check_catches_a_script_error(report):
 def test_png_export(report, tmp_path):
     _chromium()
     pytest.importorskip("kaleido")
-    from grokscope.plots import write_pngs
+    from grokscope.report import write_pngs
 
     html, tmp = report
-    paths = write_pngs(tmp / "run", tmp_path / "figs", figures=["losses", "interference"])
+    paths = write_pngs(Run.load(tmp / "run"), tmp_path / "figs", figures=["losses", "interference"])
     assert [p.name for p in paths] == ["losses.png", "interference.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5_000

@@ -1,7 +1,6 @@
 """grokscope: train the grokking transformers of Nanda et al. (ICLR 2023) and reverse-engineer them."""
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .config import Config, ConfigError, ModelConfig, preset  # noqa: E402
 from .model import Transformer  # noqa: E402
 from .runs import Run, resume, train  # noqa: E402

@@ -4,17 +4,40 @@
     grokscope train --preset mainline --seeds 0,1,2,3,4 --out runs/seeds
     grokscope train --resume runs/mainline
 
-Bad input exits with code 2 and one line ``grokscope: error: ...`` naming the field; nothing is written.
+Bad input exits with code 2 and one line ``grokscope: error: ...`` naming the field; nothing is written: every
+value goes through :mod:`grokscope.checks` (config fields in :class:`Config`, options here) and every output path
+is checked (:func:`grokscope.files.check_output`) before anything is computed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
 import sys
+import traceback
+import types
+import typing
+import warnings
 from dataclasses import fields
+from pathlib import Path
 from typing import Any, Sequence
 
+from . import checks as ck
+from . import experiment_report, runs
+from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
+from .files import DamagedFile, atomic_write, check_output
+from .keys import check_keys
+from .phases import summary
+from . import report as report_mod
+from .report import report_html, run_progress, write_pngs
+from .runs import NonFiniteLoss, Run
+from .version import __version__
+
+#: each config field's Python type, from its annotation (``int | None`` for data_seed)
+FIELD_TYPES = typing.get_type_hints(Config)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,17 +45,37 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"grokscope: error: {message}\n")
 
 
-def _conv(typ: str, name: str, text: str) -> Any:
-    try:
-        if typ == "int":
-            return int(text)
-        if typ == "float":
-            return float(text)
-        if typ == "int | None":
-            return None if text.lower() == "none" else int(text)
-        return text
-    except ValueError:
-        raise ConfigError(f"{name}={text!r} is invalid: must be {'an integer' if 'int' in typ else 'a number'}") from None
+def _conv(typ: Any, name: str, text: str) -> Any:
+    """``text`` as a value of the field type ``typ`` (``int``, ``float``, ``str`` or ``X | None``, where the text
+    ``none`` is None); one-line ConfigError otherwise."""
+    args = typing.get_args(typ)
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
+        if type(None) in args and text.lower() == "none":
+            return None
+        typ = next(a for a in args if a is not type(None))
+    return ck.parse(name, text, typ) if typ in (int, float) else text
+
+
+def _opt(name: str, check: Any) -> Any:
+    """An argparse ``type`` for option ``name``: ``check(text)`` through :mod:`grokscope.checks`; its one-line
+    message is what argparse prints."""
+    def conv(text: str) -> Any:
+        try:
+            return check(text)
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    conv.__name__ = name
+    return conv
+
+
+EPOCH = _opt("epoch", lambda t: ck.integer("epoch", ck.parse("epoch", t, int), lo=0))
+MODEL = _opt("model", lambda t: ck.integer("model", ck.parse("model", t, int), lo=0))
+UNTIL = _opt("until", lambda t: ck.integer("until", ck.parse("until", t, int), lo=1))
+EVERY = _opt("every", lambda t: ck.integer("every", ck.parse("every", t, int), lo=1))
+SEED = _opt("seed", lambda t: ck.seed("seed", ck.parse("seed", t, int)))
+FRAC = _opt("frac_train", lambda t: ck.number("frac_train", ck.parse("frac_train", t, float), lo=0, hi=1, lo_open=True))
+THRESHOLD = _opt("threshold", lambda t: ck.number("threshold", ck.parse("threshold", t, float), lo=0, hi=1,
+                                                  lo_open=True))
 
 
 def _add_train(sub) -> None:
@@ -43,11 +86,12 @@ def _add_train(sub) -> None:
     p.add_argument("--preset", default="mainline", help="one of: " + ", ".join(PRESETS) + " (default mainline)")
     p.add_argument("--out", help="output run directory (default runs/<preset>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
+                   "run that no trainer holds; only its run files are deleted)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--until", type=int, help="stop after this many epochs (the run stays resumable)")
+    p.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
     p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
     helps = field_help()
     for f in fields(Config):
@@ -62,13 +106,12 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
         raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
     base: dict[str, Any] = dict(PRESETS[args.preset])
     lists: dict[str, list[Any]] = {}
-    types = {f.name: str(f.type) for f in fields(Config)}
     for f in fields(Config):
         text = getattr(args, "cfg_" + f.name)
         if text is None:
             continue
         parts = text.split(",") if f.name in PER_MODEL_FIELDS else [text]
-        vals = [_conv(types[f.name], f.name, t.strip()) for t in parts]
+        vals = [_conv(FIELD_TYPES[f.name], f.name, t.strip()) for t in parts]
         if len(vals) == 1:
             base[f.name] = vals[0]
         else:
@@ -76,7 +119,7 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
     if args.seeds is not None:
         if args.cfg_seed is not None:
             raise ConfigError("seed is given twice: use either --seed or --seeds")
-        lists["seed"] = [_conv("int", "seeds", t.strip()) for t in args.seeds.split(",")]
+        lists["seed"] = [ck.seed("seeds", _conv(int, "seeds", t.strip())) for t in args.seeds.split(",")]
     K = max([len(v) for v in lists.values()], default=1)
     for name, v in lists.items():
         if len(v) not in (1, K):
@@ -86,15 +129,14 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
         kw = dict(base)
         for name, v in lists.items():
             kw[name] = v[i] if len(v) == K else v[0]
-        configs.append(Config(**kw).validate())
+        configs.append(Config(**kw))
     return configs
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import numerics, runs
+    from . import numerics
 
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
-
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
@@ -112,10 +154,12 @@ def _summary(run) -> None:
     if run.metrics.empty:
         return
     print(f"run: {run.path}  models: {run.K}")
+    diverged = run.nonfinite()
     for r in run.milestones().itertuples():
         print(f"  model {r.model} (seed {r.seed}): epoch {r.last_epoch}  train loss {r.final_train_loss:.3e}  "
               f"test loss {r.final_test_loss:.3e} acc {r.final_test_acc:.4f}  train acc 100% at "
-              f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}")
+              f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}"
+              + (f"  DIVERGED: train loss non-finite from epoch {diverged[r.model]}" if r.model in diverged else ""))
 
 
 def _fmt(x) -> str:
@@ -129,34 +173,63 @@ def _add_analyze(sub) -> None:
                                    ".pth file (give --seed and --frac-train of its split). Prints the tables and "
                                    "writes every number to JSON.")
     p.add_argument("path", help="run directory, run checkpoint file, or authors' .pth checkpoint")
-    p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch of a run (default: the last)")
-    p.add_argument("--model", type=int, default=0, help="model index in a batched run (default 0)")
-    p.add_argument("--seed", type=int, default=None, help="authors' checkpoint: seed of their split")
-    p.add_argument("--frac-train", type=float, default=None, help="authors' checkpoint: train fraction of their split")
+    p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint epoch of a run (default: the last)")
+    p.add_argument("--model", type=MODEL, default=0, help="model index in a batched run (default 0)")
+    p.add_argument("--seed", type=SEED, default=None, help="authors' checkpoint: seed of their split")
+    p.add_argument("--frac-train", type=FRAC, default=None, help="authors' checkpoint: train fraction of their split")
     p.add_argument("--split", default="authors", help="authors' checkpoint: split (only 'authors')")
     p.add_argument("--op", default="add", help="authors' checkpoint: operation (default add)")
     p.add_argument("--keys", default=None, help="comma-separated key frequencies (default: found automatically)")
-    p.add_argument("--threshold", type=float, default=0.85, help="neuron FVE threshold (paper: 0.85)")
+    p.add_argument("--threshold", type=THRESHOLD, default=0.85, help="neuron FVE threshold in (0, 1] (paper: 0.85)")
+    p.add_argument("--trust-pickle", action="store_true", help="authors' checkpoint: unpickle it fully (runs code "
+                   "from the file: only for a file you trust); default: weights only")
     p.add_argument("--out", default=None, help="JSON output (default: RUN/analysis[_epoch_N][_model_i].json, or "
                                                "./<name>.analysis.json for an authors' file)")
 
 
-def _run_with_checkpoints(path: str):
-    from .runs import Run
-
+def _run_with_checkpoints(path: str) -> Run:
+    """The run at ``path`` with at least one checkpoint; its config and metrics read (a damaged file is one line
+    before anything is computed)."""
     run = Run.load(path)
     if not run.checkpoint_epochs:
         raise ConfigError(f"run={path!r} is invalid: it has no checkpoints yet")
+    run.metrics  # noqa: B018 - read to check it
     return run
 
 
-def _parse_keys(text: str | None) -> list[int] | None:
-    if not text:
+def _parse_keys(text: str | None, p: int) -> list[int] | None:
+    """``--keys`` as distinct frequencies in 1..p // 2 (checked before anything is computed)."""
+    if text is None:
         return None
     try:
-        return [int(k) for k in text.split(",")]
+        keys = [int(k) for k in text.split(",")]
     except ValueError:
-        raise ConfigError(f"keys={text!r} is invalid: must be comma-separated integers") from None
+        raise ConfigError(f"keys={text!r} is invalid: must be comma-separated integers in 1..{p // 2}") from None
+    return check_keys(keys, p)
+
+
+def _final_finite(run: Run, command: str, instead: str) -> None:
+    """The key frequencies of the progress measures come from each model's final checkpoint: refuse a run whose
+    final weights are not finite, saying so."""
+    for k in range(run.K):
+        try:
+            run.require_finite(None, k)
+        except DamagedFile:
+            raise
+        except ConfigError:
+            e = run.nonfinite().get(k)
+            raise ConfigError(f"run={str(run.path)!r} is invalid for {command}: model {k} diverged"
+                              + (f" (train loss non-finite from epoch {e})" if e is not None else "")
+                              + f" and its final weights are not finite, so its key frequencies are undefined; "
+                              + instead) from None
+
+
+def _run_checkpoint(run: Run, epoch: int | None, model: int) -> int:
+    """The checkpoint epoch to analyse (default: the last), checked to exist and to hold finite weights."""
+    run._check_model(model)
+    epoch = run._checkpoint_epoch(epoch)
+    run.require_finite(epoch, model)
+    return epoch
 
 
 def _tables(d: dict) -> str:
@@ -178,42 +251,38 @@ def _tables(d: dict) -> str:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from .analysis import analyze
-    from .runs import Run, atomic_write
-
     path = Path(args.path)
-    keys = _parse_keys(args.keys)
     if path.is_file() and path.suffix == ".pth":
         if args.seed is None or args.frac_train is None:
             raise ConfigError("seed and frac_train are required for an authors' checkpoint (its split): "
                               "--seed S --frac-train F")
-        if args.split != "authors":
-            raise ConfigError(f"split={args.split!r} is invalid: an authors' checkpoint uses split 'authors'")
-        from .analysis import model_and_dataset_from_authors
-        try:
-            model, ds = model_and_dataset_from_authors(path, args.seed, args.frac_train, args.op)
-        except ValueError as e:
-            raise ConfigError(f"path={str(path)!r} is invalid: {e}") from None
-        out = Path(args.out or f"{path.stem}.analysis.json")
+        ck.choice("split", args.split, ("authors",))
+        ck.choice("op", args.op, ("add", "subtract", "multiply", "x2xyy2"))
+        out = check_output("out", Path(args.out or f"{path.stem}.analysis.json"))
+        model, ds = model_and_dataset_from_authors(path, args.seed, args.frac_train, args.op, args.trust_pickle)
+        keys = _parse_keys(args.keys, model.cfg.p)
+        if not all(bool(v.isfinite().all()) for v in model.state_dict().values()):
+            raise ConfigError(f"path={str(path)!r} is invalid: its weights are not finite")
         label = f"{path.name} (authors' split, seed {args.seed}, frac {args.frac_train})"
     else:
         epoch = args.epoch
         if path.is_file() and path.suffix == ".safetensors":
-            if not path.name.startswith("epoch_"):
-                raise ConfigError(f"path={str(path)!r} is invalid: not a run checkpoint (checkpoints/epoch_N.safetensors)")
-            epoch = int(path.stem[6:])
+            m = runs._CKPT_RE.match(path.name)
+            if not m or not (path.parent.parent / runs.CONFIG).is_file():
+                raise ConfigError(f"path={str(path)!r} is invalid: not a run checkpoint (RUN/checkpoints/epoch_N.safetensors)")
+            if epoch is not None and epoch != int(m.group(1)):
+                raise ConfigError(f"epoch={epoch} is invalid: the checkpoint file is epoch {int(m.group(1))}")
+            epoch = int(m.group(1))
             path = path.parent.parent
-        elif not path.exists():
-            raise ConfigError(f"path={str(path)!r} is invalid: no such run directory or checkpoint file")
+        elif not path.is_dir():
+            raise ConfigError(f"path={str(path)!r} is invalid: no such run directory, run checkpoint or .pth file")
         run = Run.load(path)
-        model, ds = run.model(epoch, args.model), run.dataset(args.model)
-        epoch = run.checkpoint_epochs[-1] if epoch is None else epoch
+        keys = _parse_keys(args.keys, run.configs[0].p)
+        epoch = _run_checkpoint(run, epoch, args.model)
         suffix = ("" if args.epoch is None and not str(args.path).endswith(".safetensors") else f"_epoch_{epoch}") + \
             ("" if args.model == 0 else f"_model_{args.model}")
-        out = Path(args.out or run.path / f"analysis{suffix}.json")
+        out = check_output("out", Path(args.out or run.path / f"analysis{suffix}.json"))
+        model, ds = run.model(epoch, args.model), run.dataset(args.model)
         label = f"{run.path} model {args.model} epoch {epoch}"
     res = analyze(model, ds, keys=keys, threshold=args.threshold)
     print(label)
@@ -233,19 +302,21 @@ def _add_progress(sub) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--keys", default=None, help="comma-separated key frequencies for every model "
                                                 "(default: found on each model's final checkpoint)")
-    p.add_argument("--every", type=int, default=None, help="use every N-th checkpoint (default: all)")
+    p.add_argument("--every", type=EVERY, default=None, help="use every N-th checkpoint (default: all)")
     p.add_argument("--recompute", action="store_true", help="ignore a saved progress.parquet")
 
 
 def cmd_progress(args: argparse.Namespace) -> int:
-    from .phases import summary
-    from .progress import run_progress
-
-    keys = _parse_keys(args.keys)
-    if args.every is not None and args.every < 1:
-        raise ConfigError(f"every={args.every} is invalid: must be an integer >= 1")
     run = _run_with_checkpoints(args.run)
+    keys = _parse_keys(args.keys, run.configs[0].p)
+    for name in (report_mod.PROGRESS_FILE, report_mod.PHASES_FILE):
+        check_output("run", run.path / name)
+    if keys is None:
+        _final_finite(run, "progress", "give the key frequencies with --keys")
     df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)
+    for k, e in run.nonfinite().items():
+        print(f"grokscope: warning: model {k} diverged (train loss non-finite from epoch {e}): its progress "
+              "measures from then on are NaN", file=sys.stderr)
     print(summary(rep))
     print(f"wrote {run.path / 'progress.parquet'} ({len(df)} rows) and {run.path / 'phases.json'}")
     return 0
@@ -261,29 +332,31 @@ def _add_report(sub) -> None:
     p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
     p.add_argument("--png", default=None, metavar="DIR", help="write the figures as PNG images into DIR instead "
                                                               "(needs `pip install kaleido` and a local Chromium)")
-    p.add_argument("--epoch", type=int, default=None, help="checkpoint analysed for the per-model figures (default: last)")
-    p.add_argument("--model", type=int, default=0, help="model analysed for the per-model figures (default 0)")
+    p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint analysed for the per-model figures (default: last)")
+    p.add_argument("--model", type=MODEL, default=0, help="model analysed for the per-model figures (default 0)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    """Everything is checked first (run, model, epoch, finite weights, output paths); nothing is written before."""
     run = _run_with_checkpoints(args.run)
-    run._check_model(args.model)
+    _run_checkpoint(run, args.epoch, args.model)
+    _final_finite(run, "report", "analyse an earlier checkpoint with `grokscope analyze RUN --epoch E`")
     try:
-        from . import plots
-        import plotly  # noqa: F401
+        import plotly  # noqa: F401  (an optional extra)
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    for name in (report_mod.PROGRESS_FILE, report_mod.PHASES_FILE):
+        check_output("run", run.path / name)
     if args.png:
+        check_output("png", args.png, kind="dir")
         try:
-            paths = plots.write_pngs(run, args.png, epoch=args.epoch, model=args.model)
+            paths = write_pngs(run, args.png, epoch=args.epoch, model=args.model)
         except ImportError as e:
             raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
         print(f"wrote {len(paths)} PNG files into {args.png}")
         return 0
-    out = Path(args.out) if args.out else run.path / "report.html"
-    path = plots.report_html(run, out, epoch=args.epoch, model=args.model)
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    path = report_html(run, out, epoch=args.epoch, model=args.model)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -291,38 +364,77 @@ def cmd_report(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="grokscope", description="Train and reverse-engineer grokking transformers "
                                                    "(Nanda et al., ICLR 2023).")
-    from . import __version__
     parser.add_argument("--version", action="version", version=f"grokscope {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
     _add_train(sub)
     _add_analyze(sub)
     _add_progress(sub)
     _add_report(sub)
+    experiment_report.add_parser(sub)
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our warnings (a diverging run) as one line; others as Python shows them."""
+    if issubclass(category, NonFiniteLoss):
+        print(f"grokscope: warning: {message}", file=sys.stderr)
+    else:
+        _PY_SHOWWARNING(message, category, filename, lineno, file, line)
+
+
+_PY_SHOWWARNING = warnings.showwarning
+
+
+def _interrupted(args: argparse.Namespace) -> None:
+    if args.command == "train":
+        where = Path(args.resume or args.out or f"runs/{args.preset}")
+        if (where / runs.CONFIG).is_file():
+            print("grokscope: interrupted; the run directory holds everything so far: resume with "
+                  f"`grokscope train --resume {where}`", file=sys.stderr)
+        else:
+            print("grokscope: interrupted before training started; nothing was written", file=sys.stderr)
+    elif args.command == "experiment":
+        print("grokscope: interrupted; every group keeps its last checkpoint: rerun the same command to resume",
+              file=sys.stderr)
+    else:  # analyze/progress/report write their files atomically: nothing half-written is left
+        print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a bad option (one line printed, code 2), or --help / --version (0)
+        return int(e.code or 0)
     if args.command is None:
         parser.print_help()
         return 2
-    import signal
 
-    def _terminate(signum, frame):  # `kill PID` saves the run's state just as Ctrl-C does
+    def _terminate(signum, frame):  # `kill PID` stops like Ctrl-C (training: between steps, state saved)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _terminate)
-    try:
-        return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                "progress": cmd_progress, "report": cmd_report}[args.command](args)
-    except ConfigError as e:
-        print(f"grokscope: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("grokscope: interrupted; the run directory holds everything so far: resume with "
-              "`grokscope train --resume DIR`", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
+                    "progress": cmd_progress, "report": cmd_report,
+                    "experiment": experiment_report.command}[args.command](args)
+        except ConfigError as e:
+            print(f"grokscope: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            _interrupted(args)
+            return 130
+        except OSError as e:  # the file system refused (permissions, a vanished directory, ...)
+            print(f"grokscope: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback on request
+            if os.environ.get("GROKSCOPE_TRACEBACK") == "1":
+                traceback.print_exc()
+            print(f"grokscope: internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                  "(please report it; GROKSCOPE_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+            return 1
 
 
 if __name__ == "__main__":

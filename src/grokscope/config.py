@@ -13,16 +13,15 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import checks as ck
+from .checks import ConfigError
+
 OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
 SPLITS = ("authors", "random")
 ACTS = ("relu", "gelu")
 
 #: Fields that may differ between the models of one batched run.
 PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the field."""
 
 
 def _f(default: Any, help: str) -> Any:
@@ -81,6 +80,9 @@ class Config:
     test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
     checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
 
+    def __post_init__(self) -> None:
+        self.validate()  # a Config is valid once built: ConfigError naming the field otherwise
+
     # ------------------------------------------------------------------ derived
     @property
     def d_vocab(self) -> int:
@@ -100,47 +102,31 @@ class Config:
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "Config":
-        def bad(name: str, allowed: str) -> None:
-            raise ConfigError(f"{name}={getattr(self, name)!r} is invalid: must be {allowed}")
-
-        for name in ("p", "n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every", "seed", "warmup"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                bad(name, "an integer")
-        if self.p < 3:
-            bad("p", "an integer >= 3")
-        if self.op not in OPS:
-            bad("op", "one of " + ", ".join(OPS))
-        if self.split not in SPLITS:
-            bad("split", "one of " + ", ".join(SPLITS))
-        if self.act not in ACTS:
-            bad("act", "one of " + ", ".join(ACTS))
-        if not (0.0 < self.frac_train <= 1.0):
-            bad("frac_train", "in (0, 1]")
-        if int(self.frac_train * self.p * self.p) < 1:
-            bad("frac_train", f"large enough that at least one of the {self.p * self.p} pairs is in the train set")
+        """Check every field (done at construction; kept for callers that chain it) through
+        :mod:`grokscope.checks`: finite numbers, bounds, 64-bit integers and seeds. Returns ``self``."""
+        ck.integer("p", self.p, lo=3)
+        ck.choice("op", self.op, OPS)
+        ck.number("frac_train", self.frac_train, lo=0, hi=1, lo_open=True)
+        ck.choice("split", self.split, SPLITS)
+        if self.data_seed is not None:
+            ck.seed("data_seed", self.data_seed)
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                bad(name, "an integer >= 1")
+            ck.integer(name, getattr(self, name), lo=1)
+        ck.choice("act", self.act, ACTS)
+        ck.seed("seed", self.seed)
+        ck.integer("warmup", self.warmup, lo=0)
+        if int(self.frac_train * self.p * self.p) < 1:
+            raise ck.bad("frac_train", self.frac_train,
+                          f"large enough that at least one of the {self.p * self.p} pairs is in the train set")
         if self.d_model % self.n_heads != 0:
             raise ConfigError(f"d_model={self.d_model} is invalid: must be divisible by n_heads={self.n_heads}")
-        if self.lr <= 0:
-            bad("lr", "> 0")
-        if self.weight_decay < 0:
-            bad("weight_decay", ">= 0")
-        if not (0.0 <= self.dropout < 1.0):
-            bad("dropout", "in [0, 1)")
-        if self.l1 < 0:
-            bad("l1", ">= 0")
-        if not (0.0 <= self.beta1 < 1.0):
-            bad("beta1", "in [0, 1)")
-        if not (0.0 <= self.beta2 < 1.0):
-            bad("beta2", "in [0, 1)")
-        if self.eps <= 0:
-            bad("eps", "> 0")
-        if self.warmup < 0:
-            bad("warmup", ">= 0")
-        if self.seed < 0:
-            bad("seed", ">= 0")
+        ck.number("lr", self.lr, lo=0, lo_open=True)
+        ck.number("weight_decay", self.weight_decay, lo=0)
+        ck.number("dropout", self.dropout, lo=0, hi=1, hi_open=True)
+        ck.number("l1", self.l1, lo=0)
+        ck.number("beta1", self.beta1, lo=0, hi=1, hi_open=True)
+        ck.number("beta2", self.beta2, lo=0, hi=1, hi_open=True)
+        ck.number("eps", self.eps, lo=0, lo_open=True)
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -179,10 +165,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def memory_needed(configs: list[Config]) -> tuple[int, int]:
+    """A lower estimate of the bytes training ``configs`` as one run holds at once: ``(host, device)``. Host: the
+    K datasets (the p*p table, labels, the split; the authors' split shuffles a Python list of p*p ints).
+    Device: the padded batches, 4 metric buffers of ``epochs + 1`` rows (twice: a copy goes into ``state.pt``),
+    parameters with Adam's moments and gradient, and one step's MLP activations and logits."""
+    c, K = configs[0], len(configs)
+    pairs = c.p * c.p
+    n_train = max(int(x.frac_train * pairs) for x in configs)
+    host = K * 40 * pairs + (36 * pairs if any(x.split == "authors" for x in configs) else 0)
+    n_params = (2 * c.d_vocab * c.d_model + 3 * c.d_model
+                + c.n_layers * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_mlp + c.d_mlp + c.d_model))
+    device = (K * 25 * pairs + 2 * 4 * 8 * (c.epochs + 1) * K + 6 * 4 * n_params * K
+              + 3 * 4 * K * n_train * c.d_mlp + 12 * K * n_train * c.p)
+    return host, device
+
+
 def preset(name: str, **overrides: Any) -> Config:
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], **overrides}).validate()
+    return Config(**{**PRESETS[name], **overrides})
 
 
 def check_batchable(configs: list[Config]) -> None:

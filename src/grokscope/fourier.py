@@ -33,8 +33,9 @@ DTYPE = torch.float64
 
 __all__ = [
     "n_freqs", "cos_index", "sin_index", "basis_names", "fourier_basis", "wave", "fft1d", "ifft1d", "fft2d",
-    "ifft2d", "as_grid", "component_norms", "freq_norms", "freq_shares", "block_index", "freq_blocks",
-    "freq_block", "sum_direction_table", "sum_directions", "sum_waves", "fve",
+    "ifft2d", "as_grid", "component_norms", "freq_norms", "freq_norms_from_sq", "freq_shares", "wl",
+    "wl_from_params", "embed_freq_norms", "wl_freq_norms", "weight_freq_norms", "block_index", "freq_blocks",
+    "freq_block", "sum_direction_table", "sum_directions", "sum_waves", "diff_cos_table", "diff_cos_sq_norm", "fve",
 ]
 
 
@@ -152,18 +153,21 @@ def component_norms(c: Tensor, dim: int = 0) -> "Float[Tensor, 'p']":
     return c.reshape(c.shape[0], -1).norm(dim=1)
 
 
+def freq_norms_from_sq(sq: Tensor) -> "Float[Tensor, '... K1']":
+    """Squared norms per basis row along the last axis ``(..., p)`` -> norms per frequency ``(..., p // 2 + 1)``:
+    index 0 the constant, index ``k`` the joint norm of ``cos k`` and ``sin k``."""
+    p = sq.shape[-1]
+    K = p // 2
+    out = torch.cat([sq[..., :1], sq[..., 1::2][..., :K]], -1)  # const, then cos k at 2k - 1
+    sins = sq[..., 2::2]  # sin k at 2k (K of them for odd p, K - 1 for even p)
+    out[..., 1:1 + sins.shape[-1]] += sins
+    return out.sqrt()
+
+
 def freq_norms(c: Tensor, dim: int = 0) -> "Float[Tensor, 'K1']":
     """L2 norm per frequency, shape ``(p // 2 + 1,)``: index 0 the constant, index k the joint norm of the
     ``cos k`` and ``sin k`` components, over every other axis. ``c`` holds coefficients along ``dim``."""
-    sq = component_norms(c, dim).pow(2)
-    p = sq.shape[0]
-    K = p // 2
-    out = torch.zeros(K + 1, dtype=DTYPE, device=sq.device)
-    out[0] = sq[0]
-    out[1:] += sq[1::2][:K]  # cos k at 2k-1
-    sins = sq[2::2]  # sin k at 2k (K of them for odd p, K-1 for even p)
-    out[1:1 + sins.shape[0]] += sins
-    return out.sqrt()
+    return freq_norms_from_sq(component_norms(c, dim).pow(2))
 
 
 def freq_shares(norms: Tensor) -> "Float[Tensor, 'K']":
@@ -172,6 +176,42 @@ def freq_shares(norms: Tensor) -> "Float[Tensor, 'K']":
     sq = norms[1:].to(DTYPE).pow(2)
     tot = sq.sum()
     return sq / tot if tot > 0 else torch.zeros_like(sq)
+
+
+# ---------------------------------------------------------------------- the weights' spectra
+def wl(W_out: Tensor, W_U: Tensor, dtype: torch.dtype = DTYPE, p: int | None = None) -> "Float[Tensor, '... m p']":
+    """``W_L = W_out @ W_U[:, :p]``, the map from MLP neurons to the ``p`` answer logits (default
+    ``p = d_vocab - 1``: the ``=`` token's logit is dropped); stacked ``(..., d_mlp, d_model)`` and
+    ``(..., d_model, d_vocab)`` work."""
+    p = W_U.shape[-1] - 1 if p is None else p
+    return W_out.to(dtype) @ W_U[..., :p].to(dtype)
+
+
+def wl_from_params(params: dict[str, Tensor], n_layers: int = 1, dtype: torch.dtype = DTYPE) -> Tensor:
+    """:func:`wl` of a parameter dict (the last block's ``W_out``), stacked or not."""
+    return wl(params[f"blocks.{n_layers - 1}.mlp.W_out"], params["W_U"], dtype)
+
+
+def embed_freq_norms(W_E: Tensor) -> "Float[Tensor, '... K1']":
+    """Norms per frequency (:func:`freq_norms_from_sq`) of the number tokens' embeddings ``W_E[:p]`` along the
+    token axis, norms over ``d_model``; ``W_E (..., d_vocab, d_model)``."""
+    p = W_E.shape[-2] - 1
+    C = fourier_basis(p, W_E.device) @ W_E[..., :p, :].to(DTYPE)  # (..., p basis, d)
+    return freq_norms_from_sq(C.pow(2).sum(-1))
+
+
+def wl_freq_norms(W_L: Tensor) -> "Float[Tensor, '... K1']":
+    """Norms per frequency of ``W_L (..., d_mlp, p)`` along the logit axis, norms over the neurons."""
+    C = W_L.to(DTYPE) @ fourier_basis(W_L.shape[-1], W_L.device).T  # (..., m, p basis)
+    return freq_norms_from_sq(C.pow(2).sum(-2))
+
+
+def weight_freq_norms(params: dict[str, Tensor], n_layers: int = 1) -> dict[str, Tensor]:
+    """``{"W_E": ..., "W_L": ...}``: :func:`embed_freq_norms` and :func:`wl_freq_norms` of a parameter dict
+    without the constant: entries ``k = 1 .. p // 2``, ``(M, p // 2)`` for stacked parameters (Figs 3, 16, 17;
+    the vectors whose Gini coefficients are the progress measures ``gini_W_E`` / ``gini_W_L``)."""
+    return {"W_E": embed_freq_norms(params["W_E"])[..., 1:],
+            "W_L": wl_freq_norms(wl_from_params(params, n_layers))[..., 1:]}
 
 
 # ---------------------------------------------------------------------- 2-D blocks and (a+b) directions
@@ -234,6 +274,20 @@ def sum_directions(p: int, freqs: Sequence[int] | Tensor | None = None, device=N
     (the authors' ``get_component_cos_xpy`` / ``sin_xpy``). The sine of ``k = p/2`` (even ``p``) is zero."""
     s = (torch.arange(p, device=device)[:, None] + torch.arange(p, device=device)[None, :]).remainder(p).reshape(-1)
     return sum_direction_table(p, freqs, device)[:, :, s]
+
+
+def diff_cos_table(p: int, freqs: Sequence[int] | Tensor, device=None) -> "Float[Tensor, 'n p p']":
+    """``cos(w_k (s - c))`` over ``s, c = 0 .. p-1``, shape ``(len(freqs), p, p)``: the regressor of the logits'
+    ``cos(w_k(a+b-c))`` term as a function of ``s = (a + b) mod p`` and the output ``c``."""
+    k = torch.as_tensor(list(freqs) if not isinstance(freqs, Tensor) else freqs, dtype=DTYPE, device=device)
+    x = torch.arange(p, dtype=DTYPE, device=device)
+    return torch.cos(2 * math.pi * k[:, None, None] * (x[:, None] - x[None, :]) / p)
+
+
+def diff_cos_sq_norm(p: int, freqs: Sequence[int] | Tensor, device=None) -> "Float[Tensor, 'n']":
+    """Squared norm of ``cos(w_k(a+b-c))`` over all ``p * p`` pairs and ``p`` outputs (each ``s`` occurs ``p``
+    times on the grid): the denominator of its least-squares coefficient in the logits."""
+    return diff_cos_table(p, freqs, device).pow(2).sum((1, 2)) * p
 
 
 # ---------------------------------------------------------------------- fraction of variance explained

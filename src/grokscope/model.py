@@ -61,12 +61,9 @@ class MLP(nn.Module):
         self.act = cfg.act
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, dropout: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = self.hook_pre(x @ self.W_in + self.b_in)
         post = self.hook_post(F.relu(pre) if self.act == "relu" else F.gelu(pre))
-        if dropout > 0:
-            keep = torch.rand(post.shape, generator=generator, device=post.device, dtype=post.dtype) >= dropout
-            post = post * keep / (1 - dropout)
         return post @ self.W_out + self.b_out
 
 
@@ -78,10 +75,10 @@ class Block(nn.Module):
         self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
         self.hook_resid_mid, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
 
-    def forward(self, x: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.hook_resid_pre(x)
         x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(x)))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(x, dropout)))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(x)))
 
 
 class Transformer(nn.Module):
@@ -100,10 +97,11 @@ class Transformer(nn.Module):
         if seed is not None:
             self.load_state_dict(init_params(cfg, seed))
 
-    def forward(self, tokens: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """No dropout: this model is for analysis; training's dropout (Appendix D.1) is in :mod:`grokscope.fastpath`."""
         x = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(self.W_pos[: tokens.shape[1]])
         for block in self.blocks:
-            x = block(x, dropout)
+            x = block(x)
         return x @ self.W_U
 
     def answer_logits(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,11 @@
 Entry points::
 
     from grokscope.phases import phases_report, detect_phases, check_claims
-    rep = phases_report("runs/x")           # reads (or computes) progress.parquet, writes phases.json
+    rep = phases_report(run, progress)      # progress: the tidy table of grokscope.progress
     rep["models"][0]["ends"]                 # {"memorisation": ..., "circuit_formation": ..., "cleanup": ...}
     claims_frame(rep)                        # one row per model x claim: holds + the deciding numbers
+
+(``phases.json``, the saved report, is :mod:`grokscope.report`'s.)
 
 The paper draws the phase boundaries by eye (mainline: memorisation 0-1.4k, circuit formation 1.4k-9.4k,
 cleanup 9.4k-14k epochs). Here they come from one fixed rule, written down before it was run on any real
@@ -92,13 +94,14 @@ A claim whose phases are undefined (model did not generalise, or an empty phase)
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .jsonutil import clean
+from .progress import wide as to_wide
 
 THETA = 0.1
 WINDOW = 5
@@ -108,7 +111,6 @@ FLAT = 1.0
 SHARP = 3.0
 GINI_RISE = 0.1
 MONOTONE = 0.9
-PHASES_FILE = "phases.json"
 PHASE_NAMES = ("memorisation", "circuit_formation", "cleanup", "stable")
 
 RULE = ("landmark rule {version}: log10 losses and log10 sum of squared weights, running median over {window} "
@@ -122,7 +124,7 @@ WINDOW3 = {"v1": "up to the last checkpoint",
                  "post-grokking loss spikes; see the module docstring)"}
 
 __all__ = ["THETA", "WINDOW", "GENERALISED_ACC", "RULE", "smooth", "descent_rate", "fall", "detect_phases",
-           "check_claims", "phases_report", "claims_frame", "load_phases", "summary"]
+           "check_claims", "phases_report", "phases_of", "phases_frame", "claims_frame", "summary"]
 
 
 # ---------------------------------------------------------------------- series helpers
@@ -254,21 +256,7 @@ def _sorted(wide: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------- claims
 def _claim(cid: str, text: str, holds: bool | None, numbers: dict[str, Any], reason: str | None = None
            ) -> dict[str, Any]:
-    return {"claim": cid, "text": text, "holds": holds, "numbers": {k: _clean(v) for k, v in numbers.items()},
-            "reason": reason}
-
-
-def _clean(v: Any) -> Any:
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return v if math.isfinite(v) else None
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
+    return {"claim": cid, "text": text, "holds": holds, "numbers": clean(numbers), "reason": reason}
 
 
 def check_claims(wide: pd.DataFrame, ph: dict[str, Any], *, weight_decay: float | None = None,
@@ -390,54 +378,68 @@ def check_claims(wide: pd.DataFrame, ph: dict[str, Any], *, weight_decay: float 
 
 
 # ---------------------------------------------------------------------- a run
-def phases_report(run: Any, progress: pd.DataFrame | None = None, *, save: bool = True, **kw) -> dict[str, Any]:
-    """Phases and claims for every model of a run (a :class:`grokscope.runs.Run` or its path). ``progress``:
-    the tidy progress table (default: the run's ``progress.parquet``, computed and saved if missing).
-    Writes ``phases.json`` in the run directory if ``save``. ``kw`` go to :func:`detect_phases` (``theta``,
-    ``window``, ``generalised_acc``, ``rule``)."""
-    from .progress import load_or_compute_progress, wide as to_wide
-    from .runs import Run
+def phases_report(run: Any, progress: pd.DataFrame, **kw) -> dict[str, Any]:
+    """Phases and claims for every model of a run (a :class:`grokscope.runs.Run`: its configs give each
+    model's weight decay) from its tidy progress table (:mod:`grokscope.progress`). ``kw`` go to
+    :func:`detect_phases` (``theta``, ``window``, ``generalised_acc``, ``rule``). Writes nothing
+    (:func:`grokscope.report.write_phases` saves it)."""
+    return phases_of(progress, [c.weight_decay for c in run.configs], **kw)
 
-    run = run if isinstance(run, Run) else Run.load(run)
-    df = load_or_compute_progress(run) if progress is None else progress
+
+def phases_of(progress: pd.DataFrame, weight_decays: Sequence[float | None] = (), **kw) -> dict[str, Any]:
+    """:func:`phases_report` from the progress table and the models' weight decays alone."""
+    df = progress
     keys = df.attrs.get("keys", {})
     models = []
     for k in sorted(int(m) for m in df["model"].unique()):
         wk = to_wide(df, model=k)
         ph = detect_phases(wk, **kw)
-        cfg = run.configs[k] if k < len(run.configs) else None
         mk = [int(x) for x in keys.get(k, keys.get(str(k), []))]
-        ph = {"model": k, "weight_decay": None if cfg is None else cfg.weight_decay, "keys": mk, **ph}
+        ph = {"model": k, "weight_decay": weight_decays[k] if k < len(weight_decays) else None, "keys": mk, **ph}
         ph["claims"] = check_claims(wk, ph, weight_decay=ph["weight_decay"], keys=mk,
                                     window=kw.get("window", WINDOW), theta=kw.get("theta", THETA))
         models.append(ph)
     theta, window, version = kw.get("theta", THETA), kw.get("window", WINDOW), kw.get("rule", "v2")
-    rep = {"rule": RULE.format(version=version, window=window, theta=theta, window3=WINDOW3[version],
-                               acc=kw.get("generalised_acc", GENERALISED_ACC)), "rule_version": version,
-           "params": {"theta": theta, "window": window, "generalised_acc": kw.get("generalised_acc", GENERALISED_ACC),
-                      "rise": RISE, "flat": FLAT, "sharp": SHARP, "gini_rise": GINI_RISE, "monotone": MONOTONE},
-           "models": models}
-    if save:
-        from .runs import atomic_write
-
-        text = json.dumps(rep, indent=2)
-        atomic_write(run.path / PHASES_FILE, lambda tmp: Path(tmp).write_text(text))
-    return rep
+    return {"rule": RULE.format(version=version, window=window, theta=theta, window3=WINDOW3[version],
+                                acc=kw.get("generalised_acc", GENERALISED_ACC)), "rule_version": version,
+            "params": {"theta": theta, "window": window, "generalised_acc": kw.get("generalised_acc", GENERALISED_ACC),
+                       "rise": RISE, "flat": FLAT, "sharp": SHARP, "gini_rise": GINI_RISE, "monotone": MONOTONE},
+            "models": models}
 
 
-def load_phases(run_path: str | Path) -> dict[str, Any]:
-    """The saved ``phases.json`` of a run."""
-    return json.loads((Path(run_path) / PHASES_FILE).read_text())
+def phases_frame(report: dict[str, Any]) -> pd.DataFrame:
+    """The phases table: one row per model, columns ``model``, ``weight_decay``, ``keys`` (a list),
+    ``generalised``, ``memorisation_end``, ``circuit_formation_end``, ``cleanup_end`` (epochs, None where
+    undefined), ``cleanup_complete``, ``claims_holding`` and ``claims_decided`` (claims whose ``holds`` is not
+    None)."""
+    rows = []
+    for m in report.get("models", []):
+        e = m.get("ends", {})
+        decided = [c for c in m.get("claims", []) if c.get("holds") is not None]
+        rows.append({"model": m["model"], "weight_decay": m.get("weight_decay"), "keys": list(m.get("keys", [])),
+                     "generalised": m.get("generalised"), "memorisation_end": e.get("memorisation"),
+                     "circuit_formation_end": e.get("circuit_formation"), "cleanup_end": e.get("cleanup"),
+                     "cleanup_complete": m.get("cleanup_complete"),
+                     "claims_holding": sum(bool(c["holds"]) for c in decided), "claims_decided": len(decided)})
+    return pd.DataFrame(rows, columns=["model", "weight_decay", "keys", "generalised", "memorisation_end",
+                                       "circuit_formation_end", "cleanup_end", "cleanup_complete", "claims_holding",
+                                       "claims_decided"])
 
 
 def claims_frame(report: dict[str, Any]) -> pd.DataFrame:
-    """One row per model x claim: ``model, claim, holds, reason, numbers`` (numbers as compact JSON)."""
+    """The claims table: one row per model x claim, columns ``model``, ``memorisation_end``,
+    ``circuit_formation_end``, ``cleanup_end``, ``claim``, ``text``, ``holds``, ``numbers`` (a dict of the
+    deciding numbers), ``reason``."""
     rows = []
-    for m in report["models"]:
-        for c in m["claims"]:
-            rows.append({"model": m["model"], "claim": c["claim"], "holds": c["holds"], "reason": c["reason"],
-                         "numbers": json.dumps(c["numbers"], separators=(",", ":"))})
-    return pd.DataFrame(rows, columns=["model", "claim", "holds", "reason", "numbers"])
+    for m in report.get("models", []):
+        e = m.get("ends", {})
+        for c in m.get("claims", []):
+            rows.append({"model": m["model"], "memorisation_end": e.get("memorisation"),
+                         "circuit_formation_end": e.get("circuit_formation"), "cleanup_end": e.get("cleanup"),
+                         "claim": c["claim"], "text": c["text"], "holds": c["holds"], "numbers": c["numbers"],
+                         "reason": c.get("reason")})
+    return pd.DataFrame(rows, columns=["model", "memorisation_end", "circuit_formation_end", "cleanup_end", "claim",
+                                       "text", "holds", "numbers", "reason"])
 
 
 def summary(report: dict[str, Any]) -> str:

@@ -1,21 +1,15 @@
-"""Figures of the paper drawn from the tidy tables and :class:`grokscope.analysis.Analysis` results.
+"""Figures of the paper drawn from the tidy tables and :class:`grokscope.interp.Analysis` results.
 
-No training or analysis logic lives here: every function takes what :meth:`Run.metrics`, :meth:`Run.progress`,
-:func:`grokscope.phases.phases_report` and :meth:`Run.analyze` return and draws it with plotly (an optional
-extra: ``pip install grokscope[plots]``; imported inside the functions). Each returns a
-``plotly.graph_objects.Figure`` whose title starts with the paper's figure number ("Fig 2: ...").
+No training, analysis or file logic lives here: every function takes what :attr:`Run.metrics`, the progress
+table (:mod:`grokscope.progress`), a phases report (:func:`grokscope.phases.phases_report`) and
+:func:`grokscope.interp.analyze` return and draws it with plotly (an optional extra: ``pip install
+grokscope[plots]``; imported inside the functions). Each returns a ``plotly.graph_objects.Figure`` whose title
+starts with the paper's figure number ("Fig 2: ..."). Figures by name, for a run, and the HTML report are
+:mod:`grokscope.report`'s.
 
     from grokscope import plots
-    plots.figure(run, "losses")                    # by name, from a Run (or its path)
-    plots.losses(run.metrics, phases=load_phases(run.path))
-    plots.report_html(run, "report.html")          # every figure + Tables 1, 2 and the §5.2 claims, one file
-
-Names for :func:`figure` (:data:`FIGURES`): ``losses`` (Fig 2/18), ``progress`` (Fig 7), ``fourier_norms``
-(Fig 3), ``attention``, ``neuron``, ``logit_fourier`` (Fig 4), ``ablate_freqs`` (Fig 6), ``interference``
-(Fig 8), ``all_heads`` (Fig 9), ``restricted_acc`` (Fig 13), ``logit_coefficients`` (Fig 14),
-``excluded_per_key`` (Fig 15), ``neuron_clusters`` (Fig 5), ``attention_fourier`` (Fig 10), ``ov_fourier``
-(Fig 11), ``more_neurons`` (Fig 12); comparing the models of a batched run (left out of a one-model report,
-:data:`MULTI_MODEL`): ``fourier_norms_models`` (Figs 16, 17), ``seed_losses`` (Fig 18), ``gini_models`` (Fig 19).
+    plots.losses(run.metrics, phases=load_phases(run))
+    plots.fourier_norms(analyze(run.model(), run.dataset()))
 
 Phase bands and lines come from a phases report (``phases.json``: ``{"models": [{"model", "ends",
 "phases", "claims", ...}]}``) and are those of one model (``phase_model``, default 0) -- the models of a
@@ -24,19 +18,18 @@ batched run have their own phases, but one set of bands keeps the figure readabl
 
 from __future__ import annotations
 
-import html
-import json
 import math
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FIGURES", "losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier",
-           "ablate_freqs", "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "neuron_clusters",
+from .fourier import basis_names
+
+__all__ = ["losses", "progress_panels", "fourier_norms", "attention", "neuron", "logit_fourier", "ablate_freqs",
+           "excluded_per_key", "restricted_acc", "interference", "logit_coefficients", "all_heads", "neuron_clusters",
            "attention_fourier", "ov_fourier", "more_neurons", "fourier_norms_models", "seed_losses", "gini_models",
-           "figure", "report_html", "write_pngs", "table1", "table2", "claims_table", "phases_table", "milestones_table", "MULTI_MODEL", "thin_log"]
+           "thin_log"]
 
 PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
                  "cleanup": "rgba(44,160,44,0.12)"}
@@ -168,7 +161,7 @@ PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True),
 def progress_panels(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
                     models: Sequence[int] | None = None, with_losses: bool = True):
     """Fig 7: excluded loss, restricted loss, Gini of the W_E / W_L Fourier norms and the sum of squared
-    weights over training (``progress``: the tidy :meth:`Run.progress` table), phase lines of
+    weights over training (``progress``: the tidy progress table), phase lines of
     ``phase_model``. With ``with_losses`` the loss panels also show train (dotted) and test (dash) loss."""
     go = _go()
     from plotly.subplots import make_subplots
@@ -223,26 +216,26 @@ def restricted_acc(progress: pd.DataFrame, phases: Mapping[str, Any] | None = No
     return fig
 
 
-def _per_key_lines(progress: pd.DataFrame, prefix: str, label: str, model: int):
-    """A figure with one line per measure ``{prefix}{k}`` of ``model`` (``label.format(k=k)``) and the
-    ``(epoch > 0)`` rows of that model; an annotation when the table has no such measure."""
+def _per_key_lines(progress: pd.DataFrame, measure: str, label: str, model: int):
+    """A figure with one line per frequency (the ``freq`` column) of the per-frequency ``measure`` of ``model``
+    (``label.format(k=k)``) and the ``(epoch > 0)`` rows of that model; an annotation when there are none."""
     go = _go()
     fig = go.Figure()
     df = progress[(progress["epoch"] > 0) & (progress["model"] == model)]
-    names = sorted((m for m in df["measure"].unique() if str(m).startswith(prefix)),
-                   key=lambda s: int(s[len(prefix):]))
-    for i, name in enumerate(names):
-        s = _tidy_series(df, name, model)
+    rows = df[df["measure"] == measure]
+    freqs = sorted(int(k) for k in rows["freq"].unique())
+    for i, k in enumerate(freqs):
+        s = rows[rows["freq"] == k][["epoch", "value"]].sort_values("epoch")
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=_colour(i)),
-                                 name=label.format(k=name[len(prefix):])))
-    if not names:
-        fig.add_annotation(text=f"no key frequencies: no {prefix}* measures in the progress table",
+                                 name=label.format(k=k)))
+    if not freqs:
+        fig.add_annotation(text=f"no key frequencies: no {measure} rows in the progress table",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=1.05)
     return fig, df
 
 
 def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
-    """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k{k}``), one line per key,
+    """Fig 15: train excluded loss with one key frequency removed (``excluded_loss_k``), one line per key,
     beside the excluded loss with all keys removed and the train loss, for one model."""
     go = _go()
     fig, df = _per_key_lines(progress, "excluded_loss_k", "k = {k} removed", model)
@@ -259,7 +252,7 @@ def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = 
 
 
 def logit_coefficients(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, model: int = 0):
-    """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k{k}``) over training, one
+    """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k``) over training, one
     line per key frequency, for one model."""
     fig, _ = _per_key_lines(progress, "logit_coef_k", "k = {k}", model)
     _add_phases(fig, phases, model)
@@ -333,8 +326,6 @@ def logit_fourier(analysis):
     """Fig 4 (right): norms (over the output ``c``) of the 2-D Fourier components of the logits over
     ``(a, b)``; rows: component of ``a``, columns: component of ``b`` (basis names as
     :func:`grokscope.fourier.basis_names`)."""
-    from .fourier import basis_names
-
     z = _np(analysis.periodicity.logit_spectrum)
     names = basis_names(z.shape[0])
     fig = _grid(z, "Fig 4: norms of the logits' 2-D Fourier components", colorscale="Blues",
@@ -398,8 +389,6 @@ def neuron_clusters(analysis, freq: int | None = None):
     go = _go()
     from plotly.subplots import make_subplots
 
-    from .fourier import basis_names
-
     ne = analysis.neurons
     fve, best = _np(ne.fve), _np(ne.best_freq)
     keys = list(analysis.keys)
@@ -438,8 +427,6 @@ def neuron_clusters(analysis, freq: int | None = None):
 def _per_head_bars(values: np.ndarray, title: str, ytitle: str, keys: Sequence[int]):
     go = _go()
     from plotly.subplots import make_subplots
-
-    from .fourier import basis_names
 
     H, p = values.shape
     names = basis_names(p)
@@ -492,7 +479,7 @@ def more_neurons(analysis, indices: Sequence[int] = (1, 2, 3, 4)):
 # ---------------------------------------------------------------------- every model of a run (Figs 16-19)
 def fourier_norms_models(norms: Mapping[int, Mapping[str, Any]], keys: Mapping[int, Sequence[int]] | None = None):
     """Figs 16 and 17: the W_E (left) and W_L (right) norms per frequency of every model (one row each).
-    ``norms[model]``: :func:`grokscope.progress.weight_fourier_norms` of its parameters; ``keys[model]``: the
+    ``norms[model]``: :func:`grokscope.fourier.weight_freq_norms` of its parameters; ``keys[model]``: the
     frequencies drawn red."""
     go = _go()
     from plotly.subplots import make_subplots
@@ -563,238 +550,3 @@ def gini_models(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None,
         fig.update_xaxes(type="log", title_text="epoch", row=1, col=c)
     fig.update_layout(title="Fig 19: Gini coefficients of the W_E and W_L Fourier norms of every model", height=420)
     return fig
-
-
-# ---------------------------------------------------------------------- dispatch
-class _Ctx:
-    """Lazily computed inputs of the figures of one run (each computed once)."""
-
-    def __init__(self, run, *, epoch=None, model=0, analysis=None, progress=None, phases=None):
-        from .runs import Run
-
-        self.run = run if isinstance(run, Run) else Run.load(run)
-        self.epoch, self.model = epoch, model
-        self._analysis, self._progress, self._phases = analysis, progress, phases
-        self._weight_norms: dict[int, dict[str, Any]] | None = None
-        self._keys: dict[int, list[int]] | None = None
-
-    @property
-    def analysis(self):
-        if self._analysis is None:
-            self._analysis = self.run.analyze(self.epoch, self.model)
-        return self._analysis
-
-    @property
-    def weight_norms(self) -> dict[int, dict[str, Any]]:
-        """:func:`grokscope.progress.weight_fourier_norms` of every model at ``epoch`` (default: the last)."""
-        if self._weight_norms is None:
-            from .progress import weight_fourier_norms
-
-            cfg = self.run.configs[0]
-            norms = weight_fourier_norms(self.run.stacked_params(self.epoch), cfg.p, cfg.n_layers)  # all models
-            self._weight_norms = {m: {name: v[m] for name, v in norms.items()} for m in range(self.run.K)}
-        return self._weight_norms
-
-    @property
-    def keys(self) -> dict[int, list[int]]:
-        """Key frequencies of every model (those of the progress measures: each model's final checkpoint)."""
-        if self._keys is None:
-            from .progress import resolve_keys
-
-            self._keys = resolve_keys(self.run, epoch=self.epoch)
-        return self._keys
-
-    @property
-    def progress(self) -> pd.DataFrame:
-        if self._progress is None:
-            self._progress = self.run.progress()
-        return self._progress
-
-    @property
-    def phases(self) -> dict[str, Any]:
-        if self._phases is None:
-            from .phases import PHASES_FILE, load_phases, phases_report
-
-            if (self.run.path / PHASES_FILE).is_file():
-                self._phases = load_phases(self.run.path)
-            else:
-                self._phases = phases_report(self.run, self.progress)
-        return self._phases
-
-
-FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
-    "losses": lambda c, **kw: losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
-    "fourier_norms": lambda c, **kw: fourier_norms(c.analysis, **kw),
-    "attention": lambda c, **kw: attention(c.analysis, **kw),
-    "neuron": lambda c, **kw: neuron(c.analysis, **kw),
-    "logit_fourier": lambda c, **kw: logit_fourier(c.analysis, **kw),
-    "neuron_clusters": lambda c, **kw: neuron_clusters(c.analysis, **kw),
-    "ablate_freqs": lambda c, **kw: ablate_freqs(c.analysis, **kw),
-    "progress": lambda c, **kw: progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
-    "interference": lambda c, **kw: interference(c.analysis.keys, c.analysis.p, **kw),
-    "all_heads": lambda c, **kw: all_heads(c.analysis, **kw),
-    "attention_fourier": lambda c, **kw: attention_fourier(c.analysis, **kw),
-    "ov_fourier": lambda c, **kw: ov_fourier(c.analysis, **kw),
-    "more_neurons": lambda c, **kw: more_neurons(c.analysis, **kw),
-    "restricted_acc": lambda c, **kw: restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
-    "logit_coefficients": lambda c, **kw: logit_coefficients(c.progress, c.phases, model=c.model, **kw),
-    "excluded_per_key": lambda c, **kw: excluded_per_key(c.progress, c.phases, model=c.model, **kw),
-    "fourier_norms_models": lambda c, **kw: fourier_norms_models(c.weight_norms, c.keys, **kw),
-    "seed_losses": lambda c, **kw: seed_losses(c.run.metrics, c.progress, c.phases, **kw),
-    "gini_models": lambda c, **kw: gini_models(c.progress, c.phases, phase_model=c.model, **kw),
-}
-
-#: Figures that compare the models of a run; a one-model report leaves them out (Figs 3, 2 and 7 show it).
-MULTI_MODEL = ("fourier_norms_models", "seed_losses", "gini_models")
-
-
-def figure(run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
-           progress: pd.DataFrame | None = None, phases: Mapping[str, Any] | None = None, **kw):
-    """The figure ``name`` (a key of :data:`FIGURES`) of ``run`` (a :class:`Run` or its path), for ``model``
-    (phase bands; the analysis of checkpoint ``epoch``, default the last). ``analysis`` / ``progress`` /
-    ``phases`` skip computing / loading those; ``kw`` go to the figure function (e.g. ``head=1``)."""
-    if name not in FIGURES:
-        raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
-    ctx = run if isinstance(run, _Ctx) else _Ctx(run, epoch=epoch, model=model, analysis=analysis,
-                                                 progress=progress, phases=phases)
-    return FIGURES[name](ctx, **kw)
-
-
-# ---------------------------------------------------------------------- tables and the HTML report
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(", ", ": "), default=str)
-    return "" if v is None else str(v)
-
-
-def _html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
-    if not rows:
-        return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr><td>(none)</td></tr></table>'
-    cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>'
-
-
-def table1(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Table 1 rows from ``Analysis.to_dict()``: per W_L direction (u_k: cos, v_k: sin), its two largest 2-D
-    Fourier terms and the FVE by the single ``cos/sin(w_k(a+b))`` term."""
-    rows = []
-    for d in analysis_dict["composition"]["directions"]:
-        terms = "; ".join(f"{_fmt(t.get('value'))} {t.get('a')}(a) {t.get('b')}(b)" if isinstance(t, dict)
-                          else str(t) for t in d.get("top_terms", []))
-        rows.append({"W_L component": f"{d['kind']} w_{d['freq']}", "top Fourier terms": terms,
-                     "coef on sum term": d["sum_coef"], "FVE": d["fve"]})
-    return rows
-
-
-def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Table 2 rows from ``Analysis.to_dict()``: per head, the fit ``0.5 + alpha (cos w_k a - cos w_k b) +
-    beta (sin w_k a - sin w_k b)`` of its attention from '=' to 'a'."""
-    return [{"head": h["head"], "k": h["freq"], "alpha": h["alpha"], "beta": h["beta"], "FVE": h["fve"]}
-            for h in analysis_dict["neurons"]["heads"]]
-
-
-def phases_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per model: its key frequencies, phase ends and how many of the §5.2 claims hold."""
-    rows = []
-    for m in phases.get("models", []):
-        e, cl = m.get("ends", {}), m.get("claims", [])
-        decided = [c for c in cl if c.get("holds") is not None]
-        rows.append({"model": m["model"], "keys": ", ".join(map(str, m.get("keys", []))),
-                     "memorisation ends": e.get("memorisation"), "circuit formation ends": e.get("circuit_formation"),
-                     "cleanup ends": e.get("cleanup"),
-                     "claims holding": f"{sum(bool(c['holds']) for c in decided)}/{len(decided)}"})
-    return rows
-
-
-def milestones_table(run) -> list[dict[str, Any]]:
-    """:meth:`Run.milestones` as rows (epochs as integers, '' where never reached)."""
-    out = []
-    for r in run.milestones().to_dict("records"):
-        out.append({k: ("" if isinstance(v, float) and v != v else int(v) if k not in _LOSS_COLS else v)
-                    for k, v in r.items()})
-    return out
-
-
-_LOSS_COLS = ("min_test_loss", "final_train_loss", "final_test_loss", "final_test_acc")
-
-
-def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The §5.2 phase ends and claims of every model as rows."""
-    rows = []
-    for m in phases.get("models", []):
-        e = m.get("ends", {})
-        for c in m.get("claims", []):
-            rows.append({"model": m["model"], "memorisation ends": e.get("memorisation"),
-                         "circuit formation ends": e.get("circuit_formation"), "cleanup ends": e.get("cleanup"),
-                         "claim": c["claim"], "text": c["text"], "holds": c["holds"], "numbers": c["numbers"],
-                         "reason": c.get("reason")})
-    return rows
-
-
-_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
-
-
-def _default_names(ctx: _Ctx) -> list[str]:
-    return [n for n in FIGURES if ctx.run.K > 1 or n not in MULTI_MODEL]
-
-
-def report_html(run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
-                model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
-                phases: Mapping[str, Any] | None = None) -> Path:
-    """Write ONE self-contained HTML file at ``path``: the figures (``figures``: names of :data:`FIGURES`,
-    default all), Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims
-    (``phases.json``, computed by :func:`grokscope.phases.phases_report` if missing). The plotly JS is
-    embedded once (viewing needs no network). Returns the path."""
-    import plotly.io as pio
-
-    ctx = _Ctx(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases)
-    names = _default_names(ctx) if figures is None else list(figures)
-    parts = []
-    for i, name in enumerate(names):
-        fig = figure(ctx, name)
-        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
-                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
-                     + "</section>")
-    ad = ctx.analysis.to_dict()
-    head_tables = [_html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
-                               "milestones"),
-                   _html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
-    tables = [_html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
-              _html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
-              _html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
-    title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
-           f"</head><body><h1>{title}</h1>"
-           + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
-           + "".join(tables)
-           + "</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(doc, encoding="utf-8")
-    return path
-
-
-def write_pngs(run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
-               model: int = 0, scale: float = 1.0) -> list[Path]:
-    """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
-    image export (``pip install kaleido``), which drives a local Chrome/Chromium. Returns the paths."""
-    try:
-        import kaleido  # noqa: F401
-    except ImportError as e:
-        raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
-    ctx = _Ctx(run, epoch=epoch, model=model)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in (_default_names(ctx) if figures is None else list(figures)):
-        fig = figure(ctx, name)
-        path = outdir / f"{name}.png"
-        fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)
-        paths.append(path)
-    return paths

@@ -2,10 +2,11 @@
 
 Entry points::
 
-    from grokscope.progress import compute_progress, save_progress, load_progress, wide
-    df = compute_progress("runs/x")          # tidy DataFrame: model, epoch, measure, value
-    save_progress("runs/x")                  # computes and writes runs/x/progress.parquet (returns the frame)
-    wide(df, model=0)                        # one row per epoch, one column per measure
+    from grokscope.progress import compute_progress, wide
+    df = compute_progress(Run.load("runs/x"))  # tidy DataFrame: model, epoch, measure, freq, value
+    wide(df, model=0)                          # one row per epoch, one column per measure
+
+(``progress.parquet``, the saved table, is :mod:`grokscope.report`'s: ``load_or_compute_progress(run)``.)
 
 Every measure is computed for every model of the run at every checkpoint (``every=n``: every n-th one, the
 last always included), from the checkpoint's parameters, in chunks of checkpoints x models stacked on a
@@ -13,7 +14,7 @@ leading axis (``rows_per_chunk``):
 
 * the per-token tables of the one-layer model for the whole chunk (the structure of
   :func:`grokscope.fastpath.forward_fast`), then the answer logits of all ``p * p`` inputs by blocks of
-  ``s = (a + b) mod p`` (:func:`grid_logits`, tested equal to ``forward_fast``), pairs held *s-major*;
+  ``s = (a + b) mod p`` (:mod:`grokscope.tables`, tested equal to ``forward_fast``), pairs held *s-major*;
 * while each block is in cache, its per-pair statistics (label logit, best wrong class, the sum over wrong
   classes of ``exp(L - max L)``) and its sums over pairs per ``s``;
 * then tensor algebra over the whole chunk: the ``cos/sin(w_k(a+b))`` coefficients of all frequencies as
@@ -26,9 +27,9 @@ By default as many chunks as torch has threads run side by side (``workers``), o
 
 Key frequencies
 ---------------
-Per model, from the run's *final* checkpoint (as the paper does): :func:`grokscope.analysis.select_by_gap`
+Per model, from the run's *final* checkpoint (as the paper does): :func:`grokscope.keys.select_by_gap`
 on the per-frequency shares of ``W_L = W_out @ W_U[:, :p]`` with the defaults of
-:func:`grokscope.analysis.key_frequencies` (:func:`final_keys`; equal to ``key_frequencies(...).keys``).
+:func:`grokscope.analysis.key_frequencies` (:func:`grokscope.keys.wl_keys`; equal to ``key_frequencies(...).keys``).
 ``keys=`` overrides them: one list for every model, or ``{model: list}``. A model with no keys (its final
 ``W_L`` is not sparse, e.g. without weight decay) gets restricted logits = the constant only and excluded
 logits = the full logits; the model-independent excluded loss does not need keys.
@@ -42,11 +43,12 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
   training, cross-entropy in float64), on the model's train / test pairs.
 * ``restricted_loss``, ``restricted_acc``: logits restricted to the constant plus the ``cos/sin(w_k(a+b))``
   components of the key frequencies, with the authors' bias correction (the constant is the mean logit over
-  all pairs; :func:`grokscope.analysis.restricted_logits`), on the **test** pairs;
+  all pairs; :func:`grokscope.interp.ablations.restricted_logits`), on the **test** pairs;
   ``restricted_loss_all``, ``restricted_acc_all``: the same on all pairs (the authors' logged ``trig_loss``).
 * ``excluded_loss``, ``excluded_acc``: those key components removed from the logits (everything else kept;
-  :func:`grokscope.analysis.excluded_logits`), on the **train** pairs.
-* ``excluded_loss_k{k}``, ``excluded_acc_k{k}``: only key frequency ``k`` removed (Fig. 15), train pairs.
+  :func:`grokscope.interp.ablations.excluded_logits`), on the **train** pairs.
+* ``excluded_loss_k``, ``excluded_acc_k`` (one row per key, its frequency in the ``freq`` column): only that key
+  frequency removed (Fig. 15), train pairs.
 * ``excluded_loss_max``: the model-independent variant (footnote 3): the largest train excluded loss over
   the ``p // 2`` single-frequency removals ``k = 1 .. p // 2``; ``excluded_loss_max_freq``: that ``k``.
 * ``gini_W_E``, ``gini_W_L``: the Gini coefficient (below) of the vector of per-frequency Fourier norms
@@ -56,10 +58,10 @@ directions of :func:`grokscope.fourier.sum_directions` over the full ``(a, b)`` 
   (logit) axis, norms over the neurons. (:func:`grokscope.fourier.freq_norms` entries ``1..p//2``.)
 * ``sum_sq``: the sum of squares of all parameters (biases included, as the authors' ``sum_sq_weights``);
   ``sum_sq.<name>``: per parameter tensor (``W_E``, ``blocks.0.attn.W_Q``, ...).
-* ``logit_coef_k{k}``: the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
+* ``logit_coef_k`` (per key, ``freq``): the least-squares coefficient ``alpha_k`` of ``cos(w_k(a+b-c))`` in the logits over all
   pairs and outputs (Fig. 14; the regressors of different ``k`` are orthogonal, so it is a projection),
   ``logits ~ sum_k alpha_k cos(w_k(a+b-c))`` -- the same number as
-  :func:`grokscope.analysis.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
+  :func:`grokscope.interp.composition.composition`'s ``logit_alphas``. The authors' Fig. 14 normalises the regressor
   to unit norm; their coefficient is ``alpha_k * sqrt(p**3 / 2)``.
 
 Gini coefficient (Hurley & Rickard 2009): for ``x >= 0`` of length ``n`` sorted ascending,
@@ -73,11 +75,10 @@ checkpoint epochs used.
 
 from __future__ import annotations
 
-import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,17 +87,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import fourier as fr
-from .analysis import select_by_gap
 from .config import ModelConfig
-from .fastpath import forward_plain
+from .keys import check_keys, wl_keys
+from .runs import Run
+from .tables import block_size, logit_blocks
 
 DTYPE = torch.float64
-PROGRESS_FILE = "progress.parquet"
 ROWS_PER_CHUNK = 8  # checkpoints x models per chunk (~25 MB of float32 per row at p = 113)
 
-__all__ = ["gini", "weight_fourier_norms", "weight_measures", "final_keys", "resolve_keys", "ProgressData", "grid_logits", "batch_measures",
-           "compute_progress", "save_progress", "load_progress", "load_or_compute_progress", "run_progress", "wide",
-           "PROGRESS_FILE"]
+__all__ = ["gini", "weight_measures", "resolve_keys", "ProgressData", "batch_measures", "compute_progress", "wide",
+           "label", "PER_FREQUENCY"]
 
 
 # ====================================================================== small pieces
@@ -111,36 +111,10 @@ def gini(x: Tensor, dim: int = -1) -> Tensor:
     return torch.where(tot > 0, g, torch.full_like(g, float("nan")))
 
 
-def _freq_norms_batched(comp_sq: Tensor) -> Tensor:
-    """``(..., p)`` squared norms per basis row -> ``(..., p // 2)`` norms per frequency ``k = 1 .. p // 2``."""
-    p = comp_sq.shape[-1]
-    K = p // 2
-    out = comp_sq[..., 1::2][..., :K].clone()  # cos k at 2k - 1
-    sins = comp_sq[..., 2::2]  # sin k at 2k (K - 1 of them for even p)
-    out[..., : sins.shape[-1]] += sins
-    return out.sqrt()
-
-
-def _wl(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> Tensor:
-    """``W_L = W_out @ W_U[:, :p]`` in float64, ``(..., d_mlp, p)`` (the last block's ``W_out``)."""
-    W_out = params[f"blocks.{n_layers - 1}.mlp.W_out"].to(DTYPE)
-    return W_out @ params["W_U"][..., :p].to(DTYPE)
-
-
-def weight_fourier_norms(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
-    """Norms per frequency ``k = 1 .. p // 2`` (the constant left out) of ``W_E`` along the token axis and of
-    ``W_L`` along the logit axis, for parameters stacked ``(M, ...)`` (each ``(M, p // 2)``) or of one model
-    (each ``(p // 2,)``): the vectors whose Gini coefficients are ``gini_W_E`` / ``gini_W_L`` (Figs 3, 16, 17)."""
-    B = fr.fourier_basis(p, params["W_E"].device)
-    CE = B @ params["W_E"][..., :p, :].to(DTYPE)  # (M, p basis, d)
-    CL = _wl(params, p, n_layers) @ B.T  # (M, m, p basis): coefficients along the output axis
-    return {"W_E": _freq_norms_batched(CE.pow(2).sum(-1)), "W_L": _freq_norms_batched(CL.pow(2).sum(-2))}
-
-
-def weight_measures(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> dict[str, Tensor]:
+def weight_measures(params: Mapping[str, Tensor], n_layers: int = 1) -> dict[str, Tensor]:
     """``gini_W_E``, ``gini_W_L``, ``sum_sq`` and ``sum_sq.<name>`` of stacked parameters ``(M, ...)``, each
-    ``(M,)``."""
-    norms = weight_fourier_norms(params, p, n_layers)
+    ``(M,)`` (the Fourier norms: :func:`grokscope.fourier.weight_freq_norms`)."""
+    norms = fr.weight_freq_norms(params, n_layers)
     out = {"gini_W_E": gini(norms["W_E"]), "gini_W_L": gini(norms["W_L"])}
     sq = {f"sum_sq.{k}": v.to(DTYPE).pow(2).flatten(1).sum(1) for k, v in params.items()}
     out["sum_sq"] = torch.stack(list(sq.values())).sum(0)
@@ -148,37 +122,23 @@ def weight_measures(params: Mapping[str, Tensor], p: int, n_layers: int = 1) -> 
     return out
 
 
-def final_keys(params: Mapping[str, Tensor], p: int, n_layers: int = 1, **kw) -> list[int]:
-    """Key frequencies of one model from its parameters (unstacked), by :func:`grokscope.analysis.select_by_gap`
-    on the ``W_L`` shares with :func:`grokscope.analysis.key_frequencies`' defaults (``max_keys = p // 4``)."""
-    WL = _wl(params, p, n_layers)
-    shares = fr.freq_shares(fr.freq_norms(fr.fft1d(WL, dim=1), dim=1))
-    kw.setdefault("max_keys", max(1, p // 4))
-    return select_by_gap(shares, **kw)
-
-
-def resolve_keys(run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+def resolve_keys(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
                  epoch: int | None = None) -> dict[int, list[int]]:
-    """Keys per model: ``keys`` if given (one list for all, or per model), else :func:`final_keys` of each
-    model's final checkpoint (or ``epoch``)."""
+    """Keys per model: ``keys`` if given (one list for all, or per model), else :func:`grokscope.keys.wl_keys`
+    of each model's final checkpoint (or ``epoch``)."""
     p = run.configs[0].p
     out: dict[int, list[int]] = {}
     if keys is None:
         stacked = run.stacked_params(epoch)  # one read of the checkpoint for all models
     for k in range(run.K):
         if keys is None:
-            ks = final_keys({n: v[k] for n, v in stacked.items()}, p, run.configs[k].n_layers)
+            ks = wl_keys(fr.wl_from_params({n: v[k] for n, v in stacked.items()}, run.configs[k].n_layers))
         elif isinstance(keys, Mapping):
             ks = keys.get(k, keys.get(str(k), []))
         else:
             ks = keys
-        ks = sorted({int(x) for x in ks})
-        bad = [x for x in ks if not 1 <= x <= p // 2]
-        if bad:
-            raise ValueError(f"keys={bad} are invalid for model {k}: must be in 1..{p // 2}")
-        out[k] = ks
+        out[k] = check_keys(ks, p, f" for model {k}")
     return out
-
 
 # ====================================================================== per-run constant tensors
 @dataclass
@@ -243,51 +203,12 @@ class ProgressData:
                 keys_pad[k, : len(ks)] = kt
                 keys_valid[k, : len(ks)] = True
         freqs = range(1, Kf + 1)
-        x = torch.arange(p, dtype=DTYPE, device=dev)
-        ang = 2 * math.pi * torch.arange(1, Kf + 1, dtype=DTYPE, device=dev)[:, None, None] * \
-            (x[:, None] - x[None, :]) / p
         return cls(p, order, a_, b_, y, w, tr_a, tr_valid, key_mask, keys_pad, keys_valid,
                    {int(k): sorted(int(x) for x in v) for k, v in keys.items()},
-                   fr.sum_direction_table(p, freqs, dev), fr.sum_waves(p, freqs, dev),
-                   p * torch.cos(ang).pow(2).sum((1, 2)))
+                   fr.sum_direction_table(p, freqs, dev), fr.sum_waves(p, freqs, dev), fr.diff_cos_sq_norm(p, freqs, dev))
 
 
-# ====================================================================== the batched forward, by blocks of s
-def _tables(params: Mapping[str, Tensor], cfg: ModelConfig) -> dict[str, Tensor]:
-    """Per-model tables of the one-layer model for ``M`` stacked parameter sets (the structure of
-    :func:`grokscope.fastpath.forward_fast`): attention-score tables ``S (M, 2, p, H)``, ``s2 (M, H)``; the
-    value tables pushed through ``W_in`` and ``W_U`` side by side, ``TAB (M, 2pH + H, d_mlp + p)`` (rows
-    ``[pos 0: t*H + h][pos 1: p*H + t*H + h][pos 2: 2pH + h]``); the constant parts ``c_in`` (MLP input of the
-    ``=`` token plus ``b_in``) and ``c_u`` (its direct logits plus ``b_out``'s); ``W_L (M, d_mlp, p)``."""
-    p, H = cfg.p, cfg.n_heads
-    W_E, W_pos = params["W_E"], params["W_pos"]
-    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
-    W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
-    W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
-    W_U = params["W_U"][:, :, :p]
-    M, D = W_E.shape[0], W_E.shape[-1]
-    x2 = W_E[:, p] + W_pos[:, 2]
-    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (M, 2, p, D)
-    q = torch.einsum("md,mhde->mhe", x2, W_Q)
-    qk = torch.einsum("mhde,mhe->mhd", W_K, q) / math.sqrt(cfg.d_head)
-    S = torch.einsum("mstd,mhd->msth", X, qk)
-    s2 = torch.einsum("md,mhd->mh", x2, qk)
-    VO = torch.einsum("mhde,mhef->mhdf", W_V, W_O)  # (M, H, D, D)
-    OV = torch.einsum("mstd,mhdf->msthf", X, VO).reshape(M, 2 * p * H, D)
-    ov2 = torch.einsum("md,mhdf->mhf", x2, VO)
-    table = torch.cat([OV, ov2], 1)  # (M, R, D)
-    TAB = torch.cat([torch.bmm(table, W_in), torch.bmm(table, W_U)], -1).contiguous()
-    c_in = torch.einsum("md,mdj->mj", x2, W_in) + b_in
-    c_u = torch.einsum("md,mdc->mc", x2 + b_out, W_U)
-    return {"S": S, "s2": s2, "TAB": TAB, "c_in": c_in, "c_u": c_u, "W_L": torch.bmm(W_out, W_U)}
-
-
-def _bag_index(p: int, H: int, a: Tensor, b: Tensor) -> Tensor:
-    """``(N, H, 3)`` rows of ``TAB`` read by each pair: ``a*H + h``, ``pH + b*H + h``, ``2pH + h``."""
-    h = torch.arange(H, device=a.device)
-    return torch.stack([a[:, None] * H + h, p * H + b[:, None] * H + h, (2 * p * H + h).expand(a.shape[0], H)], -1)
-
-
+# ====================================================================== the first pass, by blocks of s
 @dataclass
 class _Pass1:
     """Results of the first pass for ``M`` models. All pairs, s-major ``(M, N)``: ``q = max L - L_y``,
@@ -303,54 +224,6 @@ class _Pass1:
     Lt: Tensor
     qt: Tensor
 
-
-def _logit_blocks(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, block: int):
-    """Yield ``(m, s0, s1, logits (1, (s1 - s0) * p, p))``: the answer logits of model row ``m`` for the pairs
-    with ``s0 <= s < s1``, in s-major order. One row at a time keeps its value table (``2pH + H`` rows of
-    ``d_mlp + p`` floats, ~2 MB at p = 113) in cache for the embedding bag; the tables of all ``M`` rows are
-    computed together."""
-    p, H, M = cfg.p, cfg.n_heads, params["W_E"].shape[0]
-    if cfg.n_layers != 1:  # the general model: full forward, then blocks
-        a = data.a[None].expand(M, -1)
-        b = data.b[None].expand(M, -1)
-        L = forward_plain(params, a, b, cfg)
-        for m in range(M):
-            for s0 in range(0, p, block):
-                s1 = min(p, s0 + block)
-                yield m, s0, s1, L[m:m + 1, s0 * p:s1 * p]
-        return
-    t = _tables(params, cfg)
-    dm = cfg.d_mlp
-    idx_all = _bag_index(p, H, data.a, data.b).reshape(p * p, 3 * H)
-    for m in range(M):
-        TAB, c_in, c_u, W_L = t["TAB"][m], t["c_in"][m], t["c_u"][m], t["W_L"][m]
-        sc = torch.stack([t["S"][m, 0][data.a], t["S"][m, 1][data.b], t["s2"][m].expand(p * p, H)], -1)
-        pat = sc.sub_(sc.amax(-1, keepdim=True)).exp_()  # softmax over the 3 positions, (N, H, 3)
-        pat = pat.div_(pat.sum(-1, keepdim=True)).reshape(p * p, 3 * H)
-        for s0 in range(0, p, block):
-            s1 = min(p, s0 + block)
-            sl = slice(s0 * p, s1 * p)
-            out = F.embedding_bag(idx_all[sl], TAB, per_sample_weights=pat[sl], mode="sum")
-            pre = out[:, :dm]
-            pre.add_(c_in).relu_()
-            yield m, s0, s1, torch.addmm(out[:, dm:] + c_u, pre, W_L)[None]
-
-
-def grid_logits(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, block: int | None = None
-                ) -> Tensor:
-    """Answer logits ``(M, p*p, p)`` of ``M`` stacked models over all pairs, in **s-major** order (index with
-    ``data.order`` to compare with a-major ones); the same function as :func:`grokscope.fastpath.forward_fast`."""
-    p, M = cfg.p, params["W_E"].shape[0]
-    block = block or _block_size(p)
-    out = torch.empty(M, p * p, p, dtype=params["W_E"].dtype, device=params["W_E"].device)
-    for m, s0, s1, Lb in _logit_blocks(params, cfg, data, block):
-        out[m, s0 * p:s1 * p] = Lb[0]
-    return out
-
-
-def _block_size(p: int, pairs: int = 512) -> int:
-    """Values of ``s`` per block: about ``pairs`` pairs (~1 MB of MLP activations at d_mlp = 512)."""
-    return max(1, min(p, pairs // p))
 
 
 def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, mk: Tensor,
@@ -369,7 +242,7 @@ def _pass1(params: Mapping[str, Tensor], cfg: ModelConfig, data: ProgressData, m
     Qt = torch.empty(M, p, G, p, dtype=dt, device=dev)
     Lt = torch.empty_like(Qt)
     qt = torch.empty(M, p, G, dtype=dt, device=dev)
-    for m, s0, s1, Lb in _logit_blocks(params, cfg, data, block or _block_size(p)):
+    for m, s0, s1, Lb in logit_blocks(params, cfg, data.a, data.b, block or block_size(p)):
         sl, bs = slice(s0 * p, s1 * p), s1 - s0
         L2 = Lb[0]  # (B, c)
         yb = y[m, sl]
@@ -529,12 +402,13 @@ def _select_epochs(all_epochs: list[int], every: int, epochs: Iterable[int] | No
     return sel
 
 
-def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None, every: int = 1, *,
+def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None, every: int = 1, *,
                      epochs: Iterable[int] | None = None, rows_per_chunk: int = ROWS_PER_CHUNK,
                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
                      block: int | None = None, workers: int | None = None, timings: dict | None = None
                      ) -> pd.DataFrame:
-    """The tidy progress table (columns ``model, epoch, measure, value``) of a run (a :class:`Run` or path).
+    """The tidy progress table (columns ``model, epoch, measure, freq, value``; ``freq`` is the key frequency of
+    the per-frequency measures, 0 for the others) of a :class:`grokscope.runs.Run`.
 
     ``keys``: see :func:`resolve_keys` (default: each model's final checkpoint). ``every``: every n-th
     checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass
@@ -545,9 +419,6 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     intra-op threads here (many small ops); use ``workers=1`` when the other cores are busy. ``timings``: if a
     dict, filled with the seconds spent loading and computing (summed over workers) and in total.
     """
-    from .runs import Run
-
-    run = run if isinstance(run, Run) else Run.load(run)
     t_start = time.perf_counter()
     cfg = run.configs[0].model_config
     p, K = cfg.p, run.K
@@ -558,7 +429,7 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     key_map = resolve_keys(run, keys)
     data = ProgressData.build([run.dataset(k) for k in range(K)], key_map, dev)
     per_chunk = max(1, rows_per_chunk // K)
-    cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "value": []}
+    cols: dict[str, list] = {"model": [], "epoch": [], "measure": [], "freq": [], "value": []}
     t_load = t_comp = 0.0
 
     def chunk(eps: list[int]) -> tuple[dict[str, Tensor], np.ndarray, np.ndarray, float, float]:
@@ -568,7 +439,7 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
         mk = torch.arange(K, device=dev).repeat(len(eps))
         t1 = time.perf_counter()
         res = batch_measures(params, cfg, mk, data, block)
-        res.update(weight_measures(params, p, cfg.n_layers))
+        res.update(weight_measures(params, cfg.n_layers))
         return res, mk.cpu().numpy(), np.repeat(np.asarray(eps, dtype=np.int64), K), t1 - t0, time.perf_counter() - t1
 
     chunks = [sel[i:i + per_chunk] for i in range(0, len(sel), per_chunk)]
@@ -577,8 +448,6 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
         results = map(chunk, chunks)
         pool = None
     else:  # torch ops release the GIL: chunks run side by side, one intra-op thread each
-        from concurrent.futures import ThreadPoolExecutor
-
         n_threads = torch.get_num_threads()
         torch.set_num_threads(1)
         pool = ThreadPoolExecutor(workers)
@@ -595,6 +464,7 @@ def compute_progress(run: Any, keys: Sequence[int] | Mapping[int, Sequence[int]]
     df = pd.DataFrame({"model": np.concatenate(cols["model"]).astype("int32"),
                        "epoch": np.concatenate(cols["epoch"]).astype("int64"),
                        "measure": np.concatenate(cols["measure"]).astype(object),
+                       "freq": np.concatenate(cols["freq"]).astype("int32"),
                        "value": np.concatenate(cols["value"]).astype("float64")})
     df = df.sort_values(["model", "epoch"], kind="stable", ignore_index=True)
     df.attrs = {"keys": {str(k): v for k, v in key_map.items()}, "every": int(every), "epochs": [int(e) for e in sel],
@@ -614,11 +484,12 @@ def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: n
     """Move one chunk's results into the tidy column lists (one block per measure)."""
     M = len(mk)
 
-    def put(name: str, values: np.ndarray, rows: np.ndarray | None = None) -> None:
+    def put(name: str, values: np.ndarray, rows: np.ndarray | None = None, freq: int = 0) -> None:
         r = np.arange(M) if rows is None else rows
         cols["model"].append(mk[r])
         cols["epoch"].append(ep[r])
         cols["measure"].append(np.full(len(r), name, dtype=object))
+        cols["freq"].append(np.full(len(r), freq, dtype=np.int32))
         cols["value"].append(values[r])
 
     for name in _SCALARS:
@@ -630,75 +501,30 @@ def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: n
     for k in sorted(set(mk.tolist())):
         rows = np.nonzero(mk == k)[0]
         for j, f in enumerate(data.keys.get(k, [])):
-            put(f"excluded_loss_k{f}", pkl[:, j], rows)
-            put(f"excluded_acc_k{f}", pka[:, j], rows)
+            put("excluded_loss_k", pkl[:, j], rows, f)
+            put("excluded_acc_k", pka[:, j], rows, f)
         for f in data.keys.get(k, []):
-            put(f"logit_coef_k{f}", coef[:, f - 1], rows)
+            put("logit_coef_k", coef[:, f - 1], rows, f)
 
 
-def save_progress(run: Any, df: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
-    """Compute (unless ``df`` is given; ``kw`` go to :func:`compute_progress`) and write ``progress.parquet``
-    into the run directory, atomically. Returns the frame."""
-    from .runs import Run, atomic_write
 
-    run = run if isinstance(run, Run) else Run.load(run)
-    if df is None:
-        df = compute_progress(run, **kw)
-    atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
-    return df
+PER_FREQUENCY = ("excluded_loss_k", "excluded_acc_k", "logit_coef_k")
 
 
-def load_progress(run_path: Any) -> pd.DataFrame:
-    """The saved ``progress.parquet`` of a run (``attrs`` restored)."""
-    path = Path(getattr(run_path, "path", run_path))
-    return pd.read_parquet(path / PROGRESS_FILE)
-
-
-def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
-    """Whether a saved table covers the run's checkpoints with the requested keys and spacing."""
-    if not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
-        return False
-    if every is not None and int(df.attrs.get("every", -1)) != int(every):
-        return False
-    if keys is not None:
-        saved = {int(k): [int(x) for x in v] for k, v in df.attrs.get("keys", {}).items()}
-        return saved == resolve_keys(run, keys)
-    return True
-
-
-def load_or_compute_progress(run: Any, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
-                             every: int | None = None, recompute: bool = False, **kw) -> pd.DataFrame:
-    """The saved ``progress.parquet`` if it covers the run's last checkpoint (and was made with ``keys`` /
-    ``every`` where those are given) and ``recompute`` is false; else :func:`save_progress` (computed with
-    ``keys``, ``every`` (default 1) and ``kw``). What ``Run.progress()`` should return."""
-    from .runs import Run
-
-    run = run if isinstance(run, Run) else Run.load(run)
-    if not recompute and (run.path / PROGRESS_FILE).is_file():
-        df = load_progress(run.path)
-        if _up_to_date(df, run, keys, every):
-            return df
-    return save_progress(run, keys=keys, every=1 if every is None else every, **kw)
-
-
-def run_progress(run: Any, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
-                 every: int | None = None, recompute: bool = False, **kw) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """What ``grokscope progress RUN`` does: ``progress.parquet`` (:func:`load_or_compute_progress`), then the
-    phases and claims (:func:`grokscope.phases.phases_report`, written to ``phases.json``). Returns both;
-    :func:`grokscope.phases.summary` turns the report into text."""
-    from .phases import phases_report
-    from .runs import Run
-
-    run = run if isinstance(run, Run) else Run.load(run)
-    df = load_or_compute_progress(run, keys=keys, every=every, recompute=recompute, **kw)
-    return df, phases_report(run, df)
+def label(measure: str, freq: int) -> str:
+    """Column name of a measure in :func:`wide`: the measure, with its frequency appended when it has one
+    (``excluded_loss_k`` of ``freq`` 3 -> ``excluded_loss_k3``)."""
+    return f"{measure}{int(freq)}" if freq else measure
 
 
 def wide(df: pd.DataFrame, model: int | None = None) -> pd.DataFrame:
-    """Pivot the tidy table: index ``epoch`` (one model) or ``(model, epoch)``; one column per measure, in
-    the order they first appear."""
+    """Pivot the tidy table: index ``epoch`` (one model) or ``(model, epoch)``; one column per measure and
+    frequency (:func:`label`), in the order they first appear. (Tables saved before the ``freq`` column
+    existed had the frequency in the measure name already.)"""
     if model is not None:
         df = df[df["model"] == model]
+    if "freq" in df.columns:
+        df = df.assign(measure=[label(m, f) for m, f in zip(df["measure"], df["freq"])])
     order = list(dict.fromkeys(df["measure"]))
     index = "epoch" if model is not None else ["model", "epoch"]
     out = df.pivot(index=index, columns="measure", values="value").sort_index()

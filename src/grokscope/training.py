@@ -78,7 +78,7 @@ class _CrossEntropy(torch.autograd.Function):
         Z = S + ec
         prob = e.div_(Z).scatter_(-1, y, -S / Z)  # d loss / d logits
         ctx.save_for_backward(prob)
-        wrong_max = s.scatter_(-1, y, -math.inf).amax(-1)  # largest wrong logit minus M
+        wrong_max = s.scatter_(-1, y, float("-inf")).amax(-1)  # largest wrong logit minus M
         sc = sc[..., 0]
         top = (sc == 0) & (wrong_max < 0)  # c holds the one largest logit
         unsure = ((sc == 0) & (wrong_max == 0)) | torch.isnan(M[..., 0])  # a tie, or NaN logits
@@ -163,6 +163,8 @@ class Trainer:
     ``flush_denormal``: flush float32 denormals to zero in every thread (:mod:`grokscope.numerics`); None
     keeps the mode the process was configured with (``grokscope train``'s), or turns it on if it never was."""
 
+    interrupted = False  # set by a signal handler (grokscope.runs): fit stops between two steps, never inside one
+
     def __init__(self, configs: list[Config], device: str | torch.device = "cpu", fast: bool | None = None,
                  flush_denormal: bool | None = None):
         ensure_denormals(flush_denormal)  # before any parallel torch op of this trainer
@@ -198,7 +200,7 @@ class Trainer:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.epoch = 0  # optimiser steps taken
-        self.generator = torch.Generator(device=dev).manual_seed(int(self.cfg.seed) * 1_000_003 + 17)
+        self.generator = torch.Generator(device=dev).manual_seed((int(self.cfg.seed) * 1_000_003 + 17) % 2**64)
         E = self.cfg.epochs
         nan = float("nan")
         self.metrics = {k: torch.full((E + 1, self.K), nan, dtype=torch.float64, device=dev)
@@ -289,6 +291,8 @@ class Trainer:
         ce = self.cfg.checkpoint_every
         try:
             while self.epoch < until:
+                if self.interrupted:
+                    raise KeyboardInterrupt
                 if self.epoch % ce == 0 and on_checkpoint is not None:
                     on_checkpoint(self, self.epoch)
                 self.step()

@@ -1,0 +1,22 @@
+"""Every bad input and damaged run file of tests/fuzz_cli.py, on every subcommand: exit code 2, one line naming
+the field or file, no traceback, nothing written (issue #11)."""
+
+import pytest
+from fuzz_cli import CASES, make_base_run, run_case
+
+
+@pytest.fixture(scope="module")
+def base_run(tmp_path_factory):
+    return make_base_run(tmp_path_factory.mktemp("base") / "run")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{i}-{' '.join(c[1][:1] + c[1][-2:])}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_exit_2_nothing_written(case, base_run, tmp_path):
+    ok, why = run_case(case, base_run, tmp_path)
+    assert ok, why
+
+
+def test_the_checker_can_fail(base_run, tmp_path):
+    """run_case is not vacuous: a good command (exit 0, writes analysis.json) is not clean."""
+    ok, why = run_case(("analyze", ["analyze", "{run}"], None, "x"), base_run, tmp_path)
+    assert not ok and "exit 0" in why

@@ -1,0 +1,124 @@
+"""The package's structure (issue #9): imports point one way, counting those inside functions; imports inside
+functions only for optional heavy extras; no module over 600 lines."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "grokscope"
+MAX_LINES = 600
+MAX_FUNCTION_LEVEL_INTERNAL = 3
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in PKG.rglob("*.py"):
+        rel = f.relative_to(PKG.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+def _resolve(mod: str, is_pkg: bool, node: ast.ImportFrom, mods) -> list[str]:
+    """Absolute grokscope modules a ``from ... import ...`` needs: each imported name that is a submodule, and the
+    module itself for every other name (``from . import __version__`` needs the package's ``__init__``)."""
+    if node.level:
+        base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+        base = base[: len(base) - (node.level - 1)]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in mods]
+    return subs + ([target] if len(subs) < len(node.names) else [])
+
+
+def imports():
+    """``(module, imported module, inside a function?, line)`` for every internal import (TYPE_CHECKING blocks
+    excluded: they never run)."""
+    mods = _modules()
+    out = []
+    for mod, f in mods.items():
+        tree = ast.parse(f.read_text())
+        is_pkg = f.name == "__init__.py"
+
+        def visit(node, in_func, type_only):
+            for child in ast.iter_child_nodes(node):
+                func = in_func or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                tc = type_only or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+                if isinstance(child, ast.ImportFrom) and not tc:
+                    for t in _resolve(mod, is_pkg, child, mods):
+                        if t in mods and t != mod:
+                            out.append((mod, t, in_func, child.lineno))
+                elif isinstance(child, ast.Import) and not tc:
+                    for a in child.names:
+                        if a.name in mods:
+                            out.append((mod, a.name, in_func, child.lineno))
+                visit(child, func, tc)
+
+        visit(tree, False, False)
+    return mods, out
+
+
+def _cycles(mods, edges) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    graph = {m: sorted({t for s, t, _, _ in edges if s == m}) for m in mods}
+    index, low, stack, on, comps, n = {}, {}, [], set(), [], [0]
+
+    def strong(v):
+        index[v] = low[v] = n[0]
+        n[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                comps.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            strong(v)
+    return comps
+
+
+def test_no_import_cycles_counting_function_level_imports():
+    mods, edges = imports()
+    assert _cycles(mods, edges) == []
+
+
+def test_few_function_level_internal_imports():
+    _, edges = imports()
+    inside = sorted({(s, t, line) for s, t, func, line in edges if func})
+    assert len(inside) <= MAX_FUNCTION_LEVEL_INTERNAL, inside
+
+
+def test_no_module_over_600_lines():
+    long = {m: n for m, f in _modules().items() if (n := len(f.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_storage_knows_nothing_of_analysis():
+    _, edges = imports()
+    upward = {"grokscope.analysis", "grokscope.interp", "grokscope.progress", "grokscope.phases", "grokscope.plots",
+              "grokscope.report", "grokscope.cli"}
+    assert [e for e in edges if e[0] == "grokscope.runs" and (e[1] in upward or e[1].startswith("grokscope.interp"))] == []
+
+
+def test_the_checker_sees_cycles_and_function_level_imports():
+    """The checks above could fail: a planted cycle through a function-level import is found."""
+    mods = {"a": None, "b": None, "c": None}
+    assert _cycles(mods, [("a", "b", False, 1), ("b", "c", True, 1), ("c", "a", True, 1)]) == [["a", "b", "c"]]
+    _, edges = imports()
+    assert any(s == "grokscope.training" and t == "grokscope.config" and func for s, t, func, _ in edges)
