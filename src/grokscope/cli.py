@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import checks as ck
-from . import experiment_report, runs
+from . import experiment_report, numerics, runs
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -134,8 +134,6 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import numerics
-
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:

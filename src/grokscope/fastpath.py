@@ -142,6 +142,30 @@ class _TokenBag(torch.autograd.Function):
         return g_table, g_pattern, None, None, None, None
 
 
+def attention_tables(params: dict[str, torch.Tensor], cfg: ModelConfig
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one-block model's attention as per-token tables, for ``K`` stacked parameter sets (training's
+    :func:`forward_fast` and the progress measures' :mod:`grokscope.tables` both build on it). Returns
+    ``x2 (K, D)``, the residual of the ``=`` position (the same for every input); the score tables
+    ``S (K, 2, p, H)`` (position 0 or 1, token, head) and ``s2 (K, H)`` (``=`` to itself); and the value
+    tables through ``W_O``, ``table (K, 2pH + H, D)`` with rows ``[pos 0: t*H + h][pos 1: pH + t*H + h]
+    [pos 2: 2pH + h]``."""
+    p, H = cfg.p, cfg.n_heads
+    W_E, W_pos = params["W_E"], params["W_pos"]
+    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
+    K = W_E.shape[0]
+    x2 = W_E[:, p] + W_pos[:, 2]  # (K, D): the '=' position, the same for every input
+    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (K, 2, p, D): positions 0 and 1, per token
+    q = torch.einsum("kd,khde->khe", x2, W_Q)
+    qk = torch.einsum("khde,khe->khd", W_K, q) / math.sqrt(cfg.d_head)  # (K, H, D)
+    S = torch.einsum("kstd,khd->ksth", X, qk)  # (K, 2, p, H): score tables
+    s2 = torch.einsum("kd,khd->kh", x2, qk)  # (K, H)
+    OV = torch.einsum("kstd,khde,khef->ksthf", X, W_V, W_O)  # (K, 2, p, H, D): value tables through W_O
+    ov2 = torch.einsum("kd,khde,khef->khf", x2, W_V, W_O)  # (K, H, D)
+    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
+    return x2, S, s2, table
+
+
 def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
                  keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None,
                  plan: tuple[torch.Tensor, torch.Tensor] | None = None, ws: "Workspace | None" = None) -> torch.Tensor:
@@ -154,26 +178,15 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     K, N = a.shape
     if plan is None:
         plan = (segment_plan(a, p), segment_plan(b, p))
-    W_E, W_pos = params["W_E"], params["W_pos"]
-    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
     W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
     W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
     W_U = params["W_U"][:, :, :p]  # (K, D, p)
-
-    x2 = W_E[:, p] + W_pos[:, 2]  # (K, D): the '=' position, the same for every input
-    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (K, 2, p, D): positions 0 and 1, per token
-    q = torch.einsum("kd,khde->khe", x2, W_Q)
-    qk = torch.einsum("khde,khe->khd", W_K, q) / math.sqrt(cfg.d_head)  # (K, H, D)
-    S = torch.einsum("kstd,khd->ksth", X, qk)  # (K, 2, p, H): score tables
-    s2 = torch.einsum("kd,khd->kh", x2, qk)  # (K, H)
-    OV = torch.einsum("kstd,khde,khef->ksthf", X, W_V, W_O)  # (K, 2, p, H, D): value tables through W_O
-    ov2 = torch.einsum("kd,khde,khef->khf", x2, W_V, W_O)  # (K, H, D)
+    x2, S, s2, table = attention_tables(params, cfg)
 
     kk = torch.arange(K, device=a.device)[:, None]
     scores = torch.stack([S[kk, 0, a], S[kk, 1, b], s2[:, None].expand(K, N, H)], dim=-1)  # (K, N, H, 3)
     pattern = torch.softmax(scores, dim=-1)
 
-    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
     resid_mid = x2[:, None] + _TokenBag.apply(table, pattern, a, b, *plan)  # (K, N, D)
     if not PRE_VIA_TABLES and cfg.act == "relu":
         return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,

@@ -36,7 +36,7 @@ from typing import Callable
 
 import torch
 
-from .config import Config, ModelConfig, check_batchable
+from .config import Config, ConfigError, ModelConfig, check_batchable
 from .fastpath import Workspace, forward_fast, forward_plain, segment_plan
 from .model import init_params, param_shapes
 from .numerics import ensure_denormals
@@ -104,10 +104,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        from .config import ConfigError
         raise ConfigError(f"device={device!r} is invalid: must be one of auto, cpu, cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        from .config import ConfigError
         raise ConfigError(f"device={device!r} is invalid: CUDA is not available on this machine (use auto or cpu)")
     return torch.device(device)
 
