@@ -29,37 +29,54 @@ def inputs(K, N, seed=0):
     return torch.randint(0, P, (K, N), generator=g), torch.randint(0, P, (K, N), generator=g)
 
 
-@pytest.mark.parametrize("tables", [False, True])
+VARIANTS = {"dense": dict(PRE_VIA_TABLES=False, W_L_PATH=False), "tables": dict(PRE_VIA_TABLES=True, W_L_PATH=False),
+            "W_L": dict(PRE_VIA_TABLES=False, W_L_PATH=True)}
+
+
+def dropout_inputs(K, N, d_mlp):
+    keep = torch.rand(K, N, d_mlp, generator=torch.Generator().manual_seed(1)) > 0.3
+    return keep, torch.linspace(0.3, 0.5, K)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+@pytest.mark.parametrize("variant", list(VARIANTS))
 @pytest.mark.parametrize("act", ["relu", "gelu"])
 @pytest.mark.parametrize("K", [1, 3])
-def test_fast_equals_plain_values_and_grads(act, K, tables, monkeypatch):
+def test_fast_equals_plain_values_and_grads(act, K, variant, dropout, monkeypatch):
+    """Logits and every parameter's gradient, in float64: the fast path (each option, buffers reused
+    across two calls) against the plain full-sequence model."""
     import grokscope.fastpath as fp
-    monkeypatch.setattr(fp, "PRE_VIA_TABLES", tables)
+    for name, value in VARIANTS[variant].items():
+        monkeypatch.setattr(fp, name, value)
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16, act=act)
-    ps = stacked(cfg, range(K))
     a, b = inputs(K, 30)
-    w = torch.randn(K, 30, P, dtype=torch.float64)
-    lf, lp = forward_fast(ps, a, b, cfg), forward_plain(ps, a, b, cfg)
-    torch.testing.assert_close(lf, lp, rtol=1e-12, atol=1e-12)
-    gf = torch.autograd.grad((lf * w).sum(), list(ps.values()))
-    gp = torch.autograd.grad((lp * w).sum(), list(ps.values()))
-    for name, x, y in zip(ps, gf, gp):
-        assert x.abs().max() > 0 or name.startswith("W_E"), name
-        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12, msg=name)
+    keep, drop = dropout_inputs(K, 30, 16) if dropout else (None, None)
+    ws = fp.Workspace()
+    for call, seeds in enumerate((range(K), range(10, 10 + K))):  # the second call reuses the first's buffers
+        ps = stacked(cfg, seeds)
+        w = torch.randn(K, 30, P, dtype=torch.float64, generator=torch.Generator().manual_seed(call))
+        lf, lp = forward_fast(ps, a, b, cfg, keep, drop, ws=ws), forward_plain(ps, a, b, cfg, keep, drop)
+        torch.testing.assert_close(lf, lp, rtol=1e-12, atol=1e-12)
+        gf = torch.autograd.grad((lf * w).sum(), list(ps.values()))
+        gp = torch.autograd.grad((lp * w).sum(), list(ps.values()))
+        for name, x, y in zip(ps, gf, gp):
+            assert x.abs().max() > 0 or name.startswith("W_E"), name
+            torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def test_fast_equals_plain_with_dropout_mask():
+def test_workspace_gives_the_fresh_outputs_bitwise_in_float32():
+    import grokscope.fastpath as fp
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16)
-    ps = stacked(cfg, [0, 1])
-    a, b = inputs(2, 20)
-    keep = torch.rand(2, 20, 16, generator=torch.Generator().manual_seed(1)) > 0.3
-    drop = torch.tensor([0.3, 0.5])
-    lf, lp = forward_fast(ps, a, b, cfg, keep, drop), forward_plain(ps, a, b, cfg, keep, drop)
-    torch.testing.assert_close(lf, lp, rtol=1e-12, atol=1e-12)
-    gf = torch.autograd.grad(lf.square().sum(), list(ps.values()))
-    gp = torch.autograd.grad(lp.square().sum(), list(ps.values()))
-    for x, y in zip(gf, gp):
-        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+    ps = {k: v.detach().float().requires_grad_() for k, v in stacked(cfg, [0, 1]).items()}
+    a, b = inputs(2, 25)
+    ws = fp.Workspace()
+    outs = []
+    for use in (None, ws, ws):
+        lf = forward_fast(ps, a, b, cfg, ws=use)
+        outs.append((lf.detach().clone(), torch.autograd.grad(lf.square().sum(), list(ps.values()))))
+    for lf, g in outs[1:]:
+        assert torch.equal(lf, outs[0][0])
+        assert all(torch.equal(x, y) for x, y in zip(g, outs[0][1]))
 
 
 @pytest.mark.parametrize("n_layers", [1, 2])

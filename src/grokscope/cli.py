@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from . import checks as ck
 from . import export as export_mod
-from . import runs, tracking
+from . import experiment_report, numerics, runs, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -99,6 +99,7 @@ def _add_train(sub) -> None:
     p.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures of "
                    "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
     p.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
+    p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -140,6 +141,7 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
@@ -419,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_progress(sub)
     _add_report(sub)
     _add_export(sub)
+    experiment_report.add_parser(sub)
     return parser
 
 
@@ -441,6 +444,9 @@ def _interrupted(args: argparse.Namespace) -> None:
                   f"`grokscope train --resume {where}`", file=sys.stderr)
         else:
             print("grokscope: interrupted before training started; nothing was written", file=sys.stderr)
+    elif args.command == "experiment":
+        print("grokscope: interrupted; every group keeps its last checkpoint: rerun the same command to resume",
+              file=sys.stderr)
     else:  # analyze/progress/report write their files atomically: nothing half-written is left
         print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
 
@@ -463,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                    "progress": cmd_progress, "report": cmd_report, "export": cmd_export}[args.command](args)
+                    "progress": cmd_progress, "report": cmd_report, "export": cmd_export,
+                    "experiment": experiment_report.command}[args.command](args)
         except ConfigError as e:
             print(f"grokscope: error: {e}", file=sys.stderr)
             return 2

@@ -142,23 +142,18 @@ class _TokenBag(torch.autograd.Function):
         return g_table, g_pattern, None, None, None, None
 
 
-def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
-                 keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None,
-                 plan: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """One-block fast path; same function as :func:`forward_plain` (see module docstring).
-    ``plan``: ``(segment_plan(a, p), segment_plan(b, p))``, computed here if not given."""
-    if cfg.n_layers != 1:
-        raise ValueError("forward_fast supports n_layers == 1 only; use forward_plain")
+def attention_tables(params: dict[str, torch.Tensor], cfg: ModelConfig
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one-block model's attention as per-token tables, for ``K`` stacked parameter sets (training's
+    :func:`forward_fast` and the progress measures' :mod:`grokscope.tables` both build on it). Returns
+    ``x2 (K, D)``, the residual of the ``=`` position (the same for every input); the score tables
+    ``S (K, 2, p, H)`` (position 0 or 1, token, head) and ``s2 (K, H)`` (``=`` to itself); and the value
+    tables through ``W_O``, ``table (K, 2pH + H, D)`` with rows ``[pos 0: t*H + h][pos 1: pH + t*H + h]
+    [pos 2: 2pH + h]``."""
     p, H = cfg.p, cfg.n_heads
-    K, N = a.shape
-    if plan is None:
-        plan = (segment_plan(a, p), segment_plan(b, p))
     W_E, W_pos = params["W_E"], params["W_pos"]
     W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
-    W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
-    W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
-    W_U = params["W_U"][:, :, :p]  # (K, D, p)
-
+    K = W_E.shape[0]
     x2 = W_E[:, p] + W_pos[:, 2]  # (K, D): the '=' position, the same for every input
     X = W_E[:, None, :p] + W_pos[:, :2, None]  # (K, 2, p, D): positions 0 and 1, per token
     q = torch.einsum("kd,khde->khe", x2, W_Q)
@@ -167,16 +162,35 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     s2 = torch.einsum("kd,khd->kh", x2, qk)  # (K, H)
     OV = torch.einsum("kstd,khde,khef->ksthf", X, W_V, W_O)  # (K, 2, p, H, D): value tables through W_O
     ov2 = torch.einsum("kd,khde,khef->khf", x2, W_V, W_O)  # (K, H, D)
+    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
+    return x2, S, s2, table
+
+
+def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
+                 keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None,
+                 plan: tuple[torch.Tensor, torch.Tensor] | None = None, ws: "Workspace | None" = None) -> torch.Tensor:
+    """One-block fast path; same function as :func:`forward_plain` (see module docstring).
+    ``plan``: ``(segment_plan(a, p), segment_plan(b, p))``, computed here if not given. ``ws``: a
+    :class:`Workspace` whose buffers the outputs may reuse (the returned logits included)."""
+    if cfg.n_layers != 1:
+        raise ValueError("forward_fast supports n_layers == 1 only; use forward_plain")
+    p, H = cfg.p, cfg.n_heads
+    K, N = a.shape
+    if plan is None:
+        plan = (segment_plan(a, p), segment_plan(b, p))
+    W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
+    W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
+    W_U = params["W_U"][:, :, :p]  # (K, D, p)
+    x2, S, s2, table = attention_tables(params, cfg)
 
     kk = torch.arange(K, device=a.device)[:, None]
     scores = torch.stack([S[kk, 0, a], S[kk, 1, b], s2[:, None].expand(K, N, H)], dim=-1)  # (K, N, H, 3)
     pattern = torch.softmax(scores, dim=-1)
 
-    table = torch.cat([OV.reshape(K, 2 * p * H, -1), ov2], dim=1)  # (K, 2pH + H, D)
     resid_mid = x2[:, None] + _TokenBag.apply(table, pattern, a, b, *plan)  # (K, N, D)
     if not PRE_VIA_TABLES and cfg.act == "relu":
         return _MLPUnembed.apply(resid_mid, W_in, b_in, W_out, b_out, W_U,
-                                 None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype))
+                                 None if keep is None else _dropout_scale(keep, dropout, resid_mid.dtype), ws)
     if PRE_VIA_TABLES:
         # pre = resid_mid @ W_in + b_in, with the tables pushed through W_in instead of every example
         pre = _TokenBag.apply(torch.bmm(table, W_in), pattern, a, b, *plan) + \
@@ -188,39 +202,111 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     return torch.bmm(resid, W_U)
 
 
-def _mm(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Batched matmul; plain 2-D ``mm`` for a single model (faster on CPU)."""
+class Workspace:
+    """Output buffers reused across training steps, by name and shape: large fresh outputs are new memory
+    mappings that page-fault on every step. Owned by one :class:`grokscope.training.Trainer`; a buffer
+    is overwritten by the next forward that asks for it, so only a caller that is done with the previous
+    step's tensors may pass one (``forward_fast(..., ws=None)``, the default, allocates fresh outputs)."""
+
+    def __init__(self):
+        self._bufs: dict[tuple, torch.Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        key = (name, tuple(shape), like.dtype, like.device)
+        buf = self._bufs.get(key)
+        if buf is None:
+            buf = self._bufs[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf
+
+
+def _out(ws: Workspace | None, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device) if ws is None else ws.get(name, shape, like)
+
+
+def _mm(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Batched matmul; plain 2-D ``mm`` for a single model (faster on CPU); into ``out`` if given."""
+    if out is None:
+        out = x.new_empty(x.shape[0], x.shape[1], y.shape[2])
     if x.shape[0] == 1:
-        return torch.mm(x[0], y[0])[None]
-    return torch.bmm(x, y)
+        torch.mm(x[0], y[0], out=out[0])
+    else:
+        torch.bmm(x, y, out=out)
+    return out
+
+
+def _addmm_(acc: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``acc += x @ y`` in place (batched)."""
+    if x.shape[0] == 1:
+        acc[0].addmm_(x[0], y[0])
+    else:
+        acc.baddbmm_(x, y)
+    return acc
+
+
+#: route the MLP output to the logits through ``W_L = W_out W_U`` (True) or through the residual stream
+W_L_PATH = False  # measured: no faster per epoch on a 2-core Xeon (5% fewer FLOPs), so off by default
 
 
 class _MLPUnembed(torch.autograd.Function):
     """``(resid_mid + (relu(resid_mid W_in + b_in) * scale) W_out + b_out) W_U`` with a hand-written
-    backward: every large product is one matmul (plain ``mm`` for a single model) with contiguous output,
-    and the ReLU mask uses torch's threshold_backward. Same maths as autograd through the ops (tested in
-    tests/test_fastpath.py)."""
+    backward: every large product is one matmul (plain ``mm`` for a single model) written into a reused
+    buffer (``ws``), the ReLU and its mask in place. With ``W_L_PATH`` the MLP output goes to the logits
+    through ``W_L = W_out W_U`` (``(d_mlp, p)``, fewer columns than ``d_model``) and the residual through
+    ``W_U`` directly. Same maths as autograd through the ops (tested in tests/test_fastpath.py)."""
 
     @staticmethod
-    def forward(ctx, resid_mid, W_in, b_in, W_out, b_out, W_U, scale):
-        post = _mm(resid_mid, W_in).add_(b_in[:, None]).clamp_min_(0)
-        post_s = post if scale is None else post * scale
-        resid = _mm(post_s, W_out).add_(resid_mid).add_(b_out[:, None])
-        logits = _mm(resid, W_U)
-        ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, resid, scale)
-        return logits
+    def forward(ctx, resid_mid, W_in, b_in, W_out, b_out, W_U, scale, ws):
+        K, N, _ = resid_mid.shape
+        M, V = W_in.shape[2], W_U.shape[2]
+        post = _mm(resid_mid, W_in, _out(ws, "post", (K, N, M), resid_mid))
+        post.add_(b_in[:, None]).clamp_min_(0)
+        post_s = post if scale is None else torch.mul(post, scale, out=_out(ws, "post_s", (K, N, M), post))
+        logits = _out(ws, "logits", (K, N, V), resid_mid)
+        if W_L_PATH:
+            W_L = torch.bmm(W_out, W_U)  # (K, d_mlp, p)
+            _mm(post_s, W_L, logits)
+            _addmm_(logits, resid_mid, W_U).add_(torch.bmm(b_out[:, None], W_U))
+            ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, W_L, b_out, scale)
+        else:
+            resid = _mm(post_s, W_out, _out(ws, "resid", (K, N, W_out.shape[2]), post))
+            resid.add_(resid_mid).add_(b_out[:, None])
+            _mm(resid, W_U, logits)
+            ctx.save_for_backward(resid_mid, W_in, W_out, W_U, post, post_s, resid, b_out, scale)
+        ctx.ws = ws
+        return logits.detach()  # a buffer is not itself an autograd output (a fresh tensor object on it is)
 
     @staticmethod
     def backward(ctx, g):
-        resid_mid, W_in, W_out, W_U, post, post_s, resid, scale = ctx.saved_tensors
+        resid_mid, W_in, W_out, W_U, post, post_s, X, b_out, scale = ctx.saved_tensors
+        ws = ctx.ws
+        K, N, M = post.shape
         g = g.contiguous()
-        g_resid = _mm(g, W_U.transpose(1, 2).contiguous())
-        gW_U = _mm(resid.transpose(1, 2), g)
-        gW_out = _mm(post_s.transpose(1, 2), g_resid)
-        g_pre = _mm(g_resid, W_out.transpose(1, 2).contiguous())
+        WUt = W_U.transpose(1, 2)
+        if W_L_PATH:
+            W_L = X
+            gW_L = _mm(post_s.transpose(1, 2), g)  # (K, d_mlp, p)
+            g_pre = _mm(g, W_L.transpose(1, 2), _out(ws, "g_pre", (K, N, M), g))
+            gW_out = torch.bmm(gW_L, WUt)
+            gsum = g.sum(1)  # (K, p)
+            gW_U = _mm(resid_mid.transpose(1, 2), g).add_(torch.bmm(W_out.transpose(1, 2), gW_L))
+            gW_U.add_(b_out[:, :, None] * gsum[:, None])
+            gb_out = torch.bmm(gsum[:, None], WUt)[:, 0]
+            g_skip = g  # the residual's gradient is g @ W_U^T, added below
+        else:
+            resid = X
+            g_resid = _mm(g, WUt)
+            gW_U = _mm(resid.transpose(1, 2), g)
+            gW_out = _mm(post_s.transpose(1, 2), g_resid)
+            g_pre = _mm(g_resid, W_out.transpose(1, 2), _out(ws, "g_pre", (K, N, M), g))
+            gb_out = g_resid.sum(1)
+            g_skip = None
         if scale is not None:
             g_pre.mul_(scale)
-        g_pre = torch.ops.aten.threshold_backward(g_pre, post, 0.0)  # ReLU's own backward kernel
+        torch.ops.aten.threshold_backward.grad_input(g_pre, post, 0.0, grad_input=g_pre)  # ReLU mask, in place
         gW_in = _mm(resid_mid.transpose(1, 2), g_pre)
-        g_resid_mid = _mm(g_pre, W_in.transpose(1, 2).contiguous()).add_(g_resid)
-        return g_resid_mid, gW_in, g_pre.sum(1), gW_out, g_resid.sum(1), gW_U, None
+        g_resid_mid = _mm(g_pre, W_in.transpose(1, 2))
+        if g_skip is not None:
+            _addmm_(g_resid_mid, g_skip, WUt)
+        else:
+            g_resid_mid.add_(g_resid)
+        return g_resid_mid, gW_in, g_pre.sum(1), gW_out, gb_out, gW_U, None, None

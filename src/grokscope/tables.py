@@ -6,13 +6,11 @@ Only the last position feeds the answer and its query is the same for every inpu
 are tables over the vocabulary and the values, pushed through ``W_O`` and then ``W_in`` and ``W_U`` side by side,
 are tables too: the MLP input and the direct logits of a pair are one ``embedding_bag`` over three table rows
 per head. The logits are produced by blocks of pairs (:func:`logit_blocks`) so that a consumer can reduce each
-block while it is in cache. (Training's :mod:`grokscope.fastpath` builds the same tables with autograd; the
-two are not yet one function.)
+block while it is in cache. The attention tables are training's own (:func:`grokscope.fastpath.attention_tables`).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterator, Mapping
 
 import torch
@@ -21,7 +19,7 @@ from torch import Tensor
 
 from . import fourier as fr
 from .config import ModelConfig
-from .fastpath import forward_plain
+from .fastpath import attention_tables, forward_plain
 
 __all__ = ["one_layer_tables", "logit_blocks", "grid_logits", "block_size"]
 
@@ -32,23 +30,10 @@ def one_layer_tables(params: Mapping[str, Tensor], cfg: ModelConfig) -> dict[str
     value tables pushed through ``W_in`` and ``W_U`` side by side, ``TAB (M, 2pH + H, d_mlp + p)`` (rows
     ``[pos 0: t*H + h][pos 1: p*H + t*H + h][pos 2: 2pH + h]``); the constant parts ``c_in`` (MLP input of the
     ``=`` token plus ``b_in``) and ``c_u`` (its direct logits plus ``b_out``'s); ``W_L (M, d_mlp, p)``."""
-    p, H = cfg.p, cfg.n_heads
-    W_E, W_pos = params["W_E"], params["W_pos"]
-    W_Q, W_K, W_V, W_O = (params["blocks.0.attn." + w] for w in ("W_Q", "W_K", "W_V", "W_O"))
     W_in, b_in = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.b_in"]
     W_out, b_out = params["blocks.0.mlp.W_out"], params["blocks.0.mlp.b_out"]
-    W_U = params["W_U"][:, :, :p]
-    M, D = W_E.shape[0], W_E.shape[-1]
-    x2 = W_E[:, p] + W_pos[:, 2]
-    X = W_E[:, None, :p] + W_pos[:, :2, None]  # (M, 2, p, D)
-    q = torch.einsum("md,mhde->mhe", x2, W_Q)
-    qk = torch.einsum("mhde,mhe->mhd", W_K, q) / math.sqrt(cfg.d_head)
-    S = torch.einsum("mstd,mhd->msth", X, qk)
-    s2 = torch.einsum("md,mhd->mh", x2, qk)
-    VO = torch.einsum("mhde,mhef->mhdf", W_V, W_O)  # (M, H, D, D)
-    OV = torch.einsum("mstd,mhdf->msthf", X, VO).reshape(M, 2 * p * H, D)
-    ov2 = torch.einsum("md,mhdf->mhf", x2, VO)
-    table = torch.cat([OV, ov2], 1)  # (M, R, D)
+    W_U = params["W_U"][:, :, :cfg.p]
+    x2, S, s2, table = attention_tables(params, cfg)
     TAB = torch.cat([torch.bmm(table, W_in), torch.bmm(table, W_U)], -1).contiguous()
     c_in = torch.einsum("md,mdj->mj", x2, W_in) + b_in
     c_u = torch.einsum("md,mdc->mc", x2 + b_out, W_U)
