@@ -22,14 +22,7 @@ P = 31
 SCALE = 20.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are small: one intra-op thread avoids OpenMP hand-off latency, which dominates (10-30x)
-    when the other core is busy. Restored afterwards; results do not depend on it."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from grokscope.runs import Run, train
 RUNNABLE = [n for n, s in EXPERIMENTS.items() if not s.missing()]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: with two threads on a shared 2-core machine, thread handoff costs more than the arithmetic."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -33,12 +33,7 @@ NOISE = ("key_frequencies.wl_gap", "key_frequencies.we_gap", "periodicity.attn_b
     for split in ("train", "test", "all"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")

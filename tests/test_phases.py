@@ -147,8 +147,7 @@ def test_no_weight_decay_run():
 
 
 # ---------------------------------------------------------------------- a run
-def test_phases_report_on_a_run(tmp_path):
-    torch.set_num_threads(1)
+def test_phases_report_on_a_run(tmp_path, one_thread):
     kw = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_every=20, test_every=10)
     run = train([Config(seed=0, frac_train=0.5, **kw), Config(seed=1, frac_train=0.5, weight_decay=0.0, **kw)],
                 tmp_path / "r", device="cpu", progress=False)

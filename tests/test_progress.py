@@ -23,12 +23,7 @@ from helpers_fourier import fourier_dataset, fourier_model
 KEYS = {0: [2, 5], 1: [3]}  # the tiny models have not grokked: keys given explicitly
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (conftest.py)
 
 
 @pytest.fixture(scope="module")
