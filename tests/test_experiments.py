@@ -13,6 +13,7 @@ from helpers import need_reference
 from grokscope import experiments as ex
 from grokscope.analysis import analyze
 from grokscope.cli import main
+from grokscope.config import ConfigError
 from grokscope.experiments import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
 from grokscope.report import load_phases, load_progress
 from grokscope.runs import Run, train
@@ -136,6 +137,7 @@ def test_summary_reuses_the_run_layers(tiny, monkeypatch, tmp_path):
                                                                     ab["skip_mlp_zero"].after.loss_all,
                                                                     ab["skip_mlp_mean"].after.acc_all)
     assert r.excluded_loss == ab["logits_excluded"].after.loss_train
+    assert r.excluded_test_loss == ab["logits_excluded"].after.loss_test
     assert again[list(ex.ANALYSIS_COLUMNS)].notna().all().all()
     m = run.metrics
     for k in range(run.K):
@@ -194,6 +196,24 @@ def test_cli_list_and_bad_input(tmp_path, capsys):
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1, (argv, err)
         assert not (tmp_path / "x").exists()
+
+
+def test_a_plan_saved_before_a_new_config_field_still_resumes(tmp_path):
+    """An experiment started by an older grokscope has no entry for a Config field added since (here
+    ``loss_dtype``): at its default the plan is the same plan and the experiment resumes; a saved value that is
+    not the default is another plan and is refused."""
+    ex._open(tmp_path / "e", "seeds", None, True)
+    meta = tmp_path / "e" / "experiment.json"
+    old = json.loads(meta.read_text())
+    for g in old["groups"]:
+        for m in g["models"]:
+            del m["loss_dtype"]
+    meta.write_text(json.dumps(old))
+    assert len(ex._open(tmp_path / "e", "seeds", None, True).groups) == 1
+    old["groups"][0]["models"][0]["loss_dtype"] = "float32"
+    meta.write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="is invalid for"):
+        ex._open(tmp_path / "e", "seeds", None, True)
 
 
 def test_cli_runs_and_refuses_another_plan(tmp_path, capsys):

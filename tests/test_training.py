@@ -4,7 +4,7 @@ from helpers import tiny_config
 
 from grokscope.model import Transformer
 from grokscope.tasks import make_dataset
-from grokscope.training import Trainer, cross_entropy_accurate, cross_entropy_float64
+from grokscope.training import Trainer, cross_entropy_accurate, cross_entropy_float64, cross_entropy_low_precision
 
 
 def test_loss_is_float64():
@@ -66,8 +66,9 @@ def test_accuracy_ties_and_nan_rows_decided_as_argmax():
     assert correct.tolist() == [True]
 
 
-def plain_train(cfg, steps):
-    """The authors' loop: full sequence, torch AdamW + LambdaLR warm-up, loss in float64."""
+def plain_train(cfg, steps, loss_dtype=torch.float64):
+    """The authors' loop: full sequence, torch AdamW + LambdaLR warm-up, loss in float64 (or, as their
+    low-precision run, a log-softmax in ``loss_dtype`` and the mean in float32)."""
     ds = make_dataset(cfg)
     model = Transformer(cfg.model_config, seed=cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -76,7 +77,11 @@ def plain_train(cfg, steps):
     tok, lab = ds.tokens[ds.train_idx], ds.labels[ds.train_idx]
     losses = []
     for _ in range(steps):
-        loss = cross_entropy_float64(model.answer_logits(tok), lab).mean()
+        if loss_dtype == torch.float64:
+            loss = cross_entropy_float64(model.answer_logits(tok), lab).mean()
+        else:
+            logp = torch.log_softmax(model.answer_logits(tok).to(loss_dtype), -1)
+            loss = -logp.gather(-1, lab[:, None]).float().mean()
         losses.append(loss.item())
         loss.backward()
         opt.step()
@@ -97,6 +102,44 @@ def test_trainer_matches_plain_torch_loop():
                                rtol=1e-4, atol=1e-6)
     # first step has lr 0 (the authors' LambdaLR): loss unchanged after it
     assert losses[0] == losses[1]
+
+
+def test_low_precision_loss_matches_plain_torch_loop():
+    """``loss_dtype=float32`` (Appendix D.2) is the authors' float32 cast: same parameters and losses as a plain
+    torch loop whose loss is a float32 log-softmax, within the tolerance of the float64 comparison above."""
+    cfg = tiny_config(epochs=60, loss_dtype="float32")
+    model, losses = plain_train(cfg, 60, torch.float32)
+    tr = Trainer([cfg])
+    tr.fit(60)
+    ours = tr.named_params()
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(ours[k][0], v, rtol=1e-4, atol=1e-5, msg=k)
+    torch.testing.assert_close(tr.metrics["train_loss"][:60, 0], torch.tensor(losses, dtype=torch.float64),
+                               rtol=1e-4, atol=1e-6)
+    # bfloat16 trains too (8-bit mantissa: its first loss is ln(p)-ish, within bfloat16's rounding of the plain one)
+    b = Trainer([tiny_config(epochs=5, loss_dtype="bfloat16")])
+    b.fit(5)
+    _, lb = plain_train(tiny_config(epochs=5, loss_dtype="bfloat16"), 1, torch.bfloat16)
+    assert b.metrics["train_loss"][0, 0].item() == pytest.approx(lb[0], rel=2 ** -7)
+
+
+def test_low_precision_loss_collapses_where_the_accurate_one_does_not():
+    """The softmax collapse of Appendix D.2: with margins of 20 and 40 nats the float32 log-softmax loss and its
+    gradient's correct-class entry are exactly 0 (1 - softmax_c rounds to 0; the wrong classes keep their tiny
+    softmax), while the project's accurate loss keeps 2 exp(-margin) and a correct-class entry of -2 exp(-margin)."""
+    L = torch.tensor([[20.0, 0.0, 0.0], [40.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    y = torch.tensor([0, 0, 0])
+    lo, correct = cross_entropy_low_precision(L, y, torch.float32)
+    assert lo.dtype == torch.float32 and correct.tolist() == [True, True, False]
+    assert lo[:2].tolist() == [0.0, 0.0] and lo[2].item() > 1.0
+    (g,) = torch.autograd.grad(lo[:2].sum(), L)
+    assert g[:2, 0].tolist() == [0.0, 0.0] and bool((g[:2, 1:] > 0).all())
+    acc, _ = cross_entropy_accurate(L, y)
+    (ga,) = torch.autograd.grad(acc[:2].sum(), L)
+    for i, m in enumerate((20.0, 40.0)):
+        want = 2 * torch.exp(torch.tensor(-m, dtype=torch.float64)).item()
+        assert acc[i].item() == pytest.approx(want, rel=1e-6)
+        assert ga[i, 0].item() == pytest.approx(-want, rel=1e-6)
 
 
 def test_batched_models_match_each_trained_alone():

@@ -19,6 +19,7 @@ from .checks import ConfigError
 OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
 SPLITS = ("authors", "random")
 ACTS = ("relu", "gelu")
+LOSS_DTYPES = ("float64", "float32", "bfloat16")
 
 #: Fields that may differ between the models of one batched run.
 PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1")
@@ -76,6 +77,9 @@ class Config:
     warmup: int = _f(10, "linear warm-up steps: lr * min(step / warmup, 1), step counted from 0")
     dropout: float = _f(0.0, "dropout probability on MLP neurons (Appendix D.1), in [0, 1)")
     l1: float = _f(0.0, "L1 penalty coefficient on the sum of |w| over all parameters (Appendix D.1)")
+    loss_dtype: str = _f("float64", "precision of the loss: float64 (the paper's; computed accurately in float32, "
+                         "see training.cross_entropy_accurate) | float32 | bfloat16 (a plain log-softmax in that "
+                         "dtype, as the authors' low-precision run, Appendix D.2)")
     # --- logging
     test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
     checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
@@ -113,6 +117,7 @@ class Config:
         for name in ("n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every"):
             ck.integer(name, getattr(self, name), lo=1)
         ck.choice("act", self.act, ACTS)
+        ck.choice("loss_dtype", self.loss_dtype, LOSS_DTYPES)
         ck.seed("seed", self.seed)
         ck.integer("warmup", self.warmup, lo=0)
         if int(self.frac_train * self.p * self.p) < 1:

@@ -291,6 +291,13 @@ class Experiment:
         return df
 
 
+def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A saved plan's groups with every model's config read back through :class:`Config` (so a field added to
+    grokscope since the plan was saved takes its default, and the plan of an experiment started by an older
+    grokscope still matches when that field is at its default)."""
+    return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
+
+
 def _open(out: Path, name: str, epochs: int | None, tiny: bool) -> Experiment:
     """Create ``out/experiment.json`` or check that the saved plan is the requested one."""
     want = plan(name, epochs, tiny)
@@ -299,7 +306,7 @@ def _open(out: Path, name: str, epochs: int | None, tiny: bool) -> Experiment:
         if have["experiment"] != name:
             raise ConfigError(f"out={str(out)!r} is invalid: it holds the experiment {have['experiment']!r}, not "
                               f"{name!r}")
-        if have["groups"] != want["groups"]:
+        if _normalised(have["groups"]) != want["groups"]:
             was = lambda m: " ".join([f"--epochs {m['epochs']}"] * (m.get("epochs") is not None)  # noqa: E731
                                      + ["--tiny"] * bool(m.get("tiny"))) or "neither --epochs nor --tiny"
             field = "tiny" if have.get("epochs") == epochs else "epochs"
@@ -375,7 +382,8 @@ def summarise_run(run: Run, experiment: str = "", group: str = "") -> pd.DataFra
 
 
 ANALYSIS_COLUMNS = ("logit_fve", "mlp_fve", "mlp_fve_std", "loss_all", "acc_all", "skip_mean_loss", "skip_mean_acc",
-                    "skip_zero_loss", "skip_zero_acc", "restricted_loss", "excluded_loss")
+                    "skip_zero_loss", "skip_zero_acc", "restricted_loss", "excluded_loss",
+                    "excluded_test_loss")
 
 
 def _analysis_columns(run: Run, k: int) -> dict[str, float]:
@@ -391,7 +399,8 @@ def _analysis_columns(run: Run, k: int) -> dict[str, float]:
             "skip_mean_loss": ab["skip_mlp_mean"].after.loss_all, "skip_mean_acc": ab["skip_mlp_mean"].after.acc_all,
             "skip_zero_loss": ab["skip_mlp_zero"].after.loss_all, "skip_zero_acc": ab["skip_mlp_zero"].after.acc_all,
             "restricted_loss": ab["logits_restricted"].after.loss_test,
-            "excluded_loss": ab["logits_excluded"].after.loss_train}
+            "excluded_loss": ab["logits_excluded"].after.loss_train,
+            "excluded_test_loss": ab["logits_excluded"].after.loss_test}  # Table 4's "key frequencies removed"
 
 
 # ---------------------------------------------------------------------- executors

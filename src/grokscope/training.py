@@ -100,6 +100,22 @@ def cross_entropy_accurate(logits: torch.Tensor, labels: torch.Tensor) -> tuple[
     return loss, correct
 
 
+def cross_entropy_low_precision(logits: torch.Tensor, labels: torch.Tensor,
+                                dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example cross-entropy as a plain ``log_softmax`` in ``dtype`` (float32 or bfloat16), returned in
+    float32, and whether each example is classified correctly. This is the loss of the low-precision experiment
+    (Appendix D.2; ``Config.loss_dtype``): in float32 a loss below ~6e-8 rounds to exactly 0 (``1 - softmax_c``
+    cancels) and so does the correct class's gradient, while the wrong classes keep theirs (the gradient no longer
+    sums to zero over the classes); the training loss stalls and spikes ("slingshots")."""
+    logp = torch.log_softmax(logits.to(dtype), dim=-1)
+    ce = -torch.gather(logp, -1, labels[..., None]).squeeze(-1)
+    return ce.to(torch.float32), logits.detach().argmax(-1) == labels
+
+
+#: Config.loss_dtype -> the dtype of the plain log-softmax (float64: the accurate loss instead)
+LOW_PRECISION = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -219,8 +235,12 @@ class Trainer:
         return forward_fast(params, batch.a, batch.b, self.mcfg, keep, drop, plan=batch.plan, ws=ws)
 
     def _loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        ce, correct = cross_entropy_accurate(logits, batch.y)  # (K, N)
         n = batch.n.to(torch.float64)
+        if self.cfg.loss_dtype in LOW_PRECISION:  # Appendix D.2: the mean too in float32, as the authors' run
+            ce, correct = cross_entropy_low_precision(logits, batch.y, LOW_PRECISION[self.cfg.loss_dtype])
+            loss = ((ce * batch.valid).sum(1) / n.to(torch.float32)).to(torch.float64)
+            return loss, (correct & batch.valid).sum(1).to(torch.float64) / n
+        ce, correct = cross_entropy_accurate(logits, batch.y)  # (K, N)
         loss = (ce.to(torch.float64) * batch.valid).sum(1) / n
         acc = (correct & batch.valid).sum(1).to(torch.float64) / n
         return loss, acc
