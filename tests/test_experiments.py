@@ -13,7 +13,7 @@ from helpers import need_reference
 from grokscope import experiments as ex
 from grokscope.analysis import analyze
 from grokscope.cli import main
-from grokscope.config import ConfigError
+from grokscope.config import Config, ConfigError
 from grokscope.experiments import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
 from grokscope.report import load_phases, load_progress
 from grokscope.runs import Run, train
@@ -68,7 +68,7 @@ def test_registry_has_the_papers_configs():
 
 def test_grouping_by_shape():
     sizes = {n: s.size()[:2] for n, s in EXPERIMENTS.items()}
-    assert sizes == {"seeds": (5, 1), "frac": (9, 1), "wd": (12, 1), "primes": (19, 3), "two-layer": (5, 1),
+    assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 1), "primes": (19, 5), "two-layer": (5, 1),
                      "dropout": (9, 1), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8)}
     for name in RUNNABLE:  # tiny keeps the models, their per-model values and the groups
         full, small = EXPERIMENTS[name].configs(), EXPERIMENTS[name].configs(tiny=True)
@@ -77,8 +77,17 @@ def test_grouping_by_shape():
             assert (a.seed, a.frac_train, a.weight_decay, a.dropout, a.l1, a.n_layers) == \
                    (b.seed, b.frac_train, b.weight_decay, b.dropout, b.l1, b.n_layers)
     g = group_configs(EXPERIMENTS["primes"].configs())
-    assert [{c.p for c in x} for x in g] == [{53}, {109}, {401}]
-    assert [n["name"] for n in ex.plan("primes")["groups"]] == ["00_p53", "01_p109", "02_p401"]
+    assert [{(c.p, c.frac_train) for c in x} for x in g] == [{(53, 0.3)}, {(109, 0.3)}, {(401, 0.05)}, {(401, 0.1)},
+                                                             {(401, 0.2)}]
+    assert [len(x) for x in g] == [5, 5, 3, 3, 3]
+    assert [n["name"] for n in ex.plan("primes")["groups"]] == [
+        "00_p53_fractrain0.3", "01_p109_fractrain0.3", "02_p401_fractrain0.05", "03_p401_fractrain0.1",
+        "04_p401_fractrain0.2"]
+    assert [n["name"] for n in ex.plan("frac")["groups"]][:2] == ["00_fractrain0.1", "01_fractrain0.2"]
+    assert [n["name"] for n in ex.plan("wd")["groups"]] == ["00"]
+    # train sets within 10% share a group (no padding beyond it), farther ones do not
+    cs = [Config(frac_train=f, seed=s) for f, s in ((0.3, 0), (0.32, 1), (0.5, 2), (0.31, 3))]
+    assert [[c.seed for c in x] for x in group_configs(cs)] == [[0, 1, 3], [2]]
 
 
 def test_epochs_override():

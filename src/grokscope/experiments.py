@@ -9,7 +9,8 @@
 
 An experiment (:data:`EXPERIMENTS`) expands to model configs (:meth:`Spec.configs`). Models whose configs differ
 only in the per-model fields (:data:`grokscope.config.PER_MODEL_FIELDS`: seed, frac_train, weight_decay, ...)
-share one batched run (the trainer's model axis); the others (p, n_layers, d_model, ...) are separate runs. Each
+share one batched run (the trainer's model axis) when their train sets are about the same size
+(:data:`PAD_TOLERANCE`); the others (p, n_layers, d_model, ..., very different fractions) are separate runs. Each
 such *group* is one unit of work: one run directory under ``OUT/groups/``, trained (or resumed) by the runs layer
 (:func:`grokscope.runs.train` / :func:`grokscope.runs.resume`), then summarised into the group's
 ``summary.parquet``. ``OUT/experiment.json`` records the plan; a rerun checks it is the same plan, skips finished
@@ -104,9 +105,9 @@ class Spec:
         have = {f.name for f in fields(Config)}
         dicts = [{**self.base, **m} for m in self.models]
         cs = [Config(**{k: v for k, v in d.items() if k in have}) for d in dicts]
-        keys = {(_shape_key(c), json.dumps({k: v for k, v in d.items() if k not in have}, sort_keys=True))
-                for c, d in zip(cs, dicts)}
-        return len(cs), len(keys), sum(c.epochs for c in cs)
+        missing = [json.dumps({k: v for k, v in d.items() if k not in have}, sort_keys=True) for d in dicts]
+        groups = sum(len(group_configs([c for c, m in zip(cs, missing) if m == key])) for key in dict.fromkeys(missing))
+        return len(cs), groups, sum(c.epochs for c in cs)
 
 
 TINY_PRIMES = (7, 11, 13, 17, 19, 23, 29, 31)
@@ -183,19 +184,42 @@ def _shape_key(c: Config) -> tuple:
     return tuple((k, v) for k, v in c.to_dict().items() if k not in PER_MODEL_FIELDS)
 
 
+#: How much padding a batched group may carry: a batched run pads every model's train set to the largest one's,
+#: so frac 0.1 beside frac 0.9 would cost the small model 9x its own work (the frac sweep: 1.8x in all). Models
+#: of one shape whose train sets differ by more than this fraction of the larger train separately.
+PAD_TOLERANCE = 0.1
+
+
+def _n_train(c: Config) -> int:
+    return int(c.frac_train * c.p * c.p)
+
+
 def group_configs(configs: Sequence[Config]) -> list[list[Config]]:
-    """The configs split into batchable groups (equal outside :data:`PER_MODEL_FIELDS`), in order of first
-    appearance, each keeping its models' order."""
-    groups: dict[tuple, list[Config]] = {}
+    """The configs split into batchable groups, in order of first appearance, each keeping its models' order:
+    equal outside :data:`PER_MODEL_FIELDS`, and with train sets within :data:`PAD_TOLERANCE` of each other."""
+    by_shape: dict[tuple, list[list[Config]]] = {}
+    order: list[list[Config]] = []
     for c in configs:
-        groups.setdefault(_shape_key(c), []).append(c)
-    return list(groups.values())
+        subs = by_shape.setdefault(_shape_key(c), [])
+        for g in subs:
+            ns = [_n_train(x) for x in g] + [_n_train(c)]
+            if min(ns) >= (1 - PAD_TOLERANCE) * max(ns):
+                g.append(c)
+                break
+        else:
+            subs.append([c])
+            order.append(subs[-1])
+    return order
 
 
 def _group_names(groups: list[list[Config]]) -> list[str]:
-    """``00``, or ``00_p53``, ``01_p109``...: the index and the fields that differ between groups."""
+    """``00``, or ``00_p53``, ``01_p109``...: the index and the fields that differ between groups (the shape
+    fields, and ``frac_train`` where it is what splits them, see :data:`PAD_TOLERANCE`)."""
     ds = [g[0].to_dict() for g in groups]
-    differ = [k for k in ds[0] if k not in PER_MODEL_FIELDS and len({json.dumps(d[k]) for d in ds}) > 1]
+    split_by_frac = all(len({c.frac_train for c in g}) == 1 for g in groups) and \
+        any(len({x[0].frac_train for x in groups if _shape_key(x[0]) == _shape_key(g[0])}) > 1 for g in groups)
+    differ = [k for k in ds[0] if (k not in PER_MODEL_FIELDS or (k == "frac_train" and split_by_frac))
+              and len({json.dumps(d[k]) for d in ds}) > 1]
     return [f"{i:02d}" + "".join(f"_{k.replace('_', '')}{d[k]}" for k in differ) for i, d in enumerate(ds)]
 
 
