@@ -20,3 +20,20 @@ def test_the_checker_can_fail(base_run, tmp_path):
     """run_case is not vacuous: a good command (exit 0, writes analysis.json) is not clean."""
     ok, why = run_case(("analyze", ["analyze", "{run}"], None, "x"), base_run, tmp_path)
     assert not ok and "exit 0" in why
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """``grokscope experiment list | head -1``: the reader leaves early; no traceback and no error line."""
+    import subprocess
+    import sys
+    # a listing of 4 MB, far more than a pipe holds, so the writer does meet the closed pipe
+    code = ("import sys; import grokscope.experiment_report as r; r.listing = lambda: 'seeds\\n' + 'x' * 4_000_000; "
+            "from grokscope.cli import main; sys.exit(main(['experiment', 'list']))")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
+    first = p.stdout.readline()
+    p.stdout.close()  # as head does after its line
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=120)
+    assert first.startswith(b"seeds") and err == "", err
+    assert rc == 141

@@ -477,6 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             _interrupted(args)
             return 130
+        except BrokenPipeError:  # `grokscope ... | head`: the reader left; stop quietly, as a SIGPIPE'd tool does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 141
         except OSError as e:  # the file system refused (permissions, a vanished directory, ...)
             print(f"grokscope: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
             return 2
