@@ -199,6 +199,8 @@ def test_cli_list_and_bad_input(tmp_path, capsys):
              (["experiment", "seeds", "--out", str(tmp_path / "x"), "--address", "ray://h:1"], "address is invalid"),
              (["experiment", "seeds", "--out", str(tmp_path / "x"), "--epochs", "0"], "epochs=0 is invalid"),
              (["experiment", "seeds", "--out", str(tmp_path / "x"), "--device", "tpu"], "device='tpu' is invalid"),
+             (["experiment", "seeds", "--out", str(tmp_path / "x"), "--jobs", "0"], "jobs=0 is invalid"),
+             (["experiment", "seeds", "--out", str(tmp_path / "x"), "--jobs", "two"], "--jobs"),
              ] + [(["experiment", "low-precision", "--out", str(tmp_path / "x")], "--loss-dtype")] * lp_missing
     for argv, msg in cases:
         assert main(argv) == 2, argv
@@ -338,3 +340,31 @@ def test_reference_curves_of_the_width_scan_and_low_precision():
     (key, (tr, te, every)), = reference_curves("low-precision", REFERENCE).items()
     assert key is None and len(tr) == 50_000 and len(te) == 5_000 and every == 10
     assert reference_curves("seeds", REFERENCE) == {}
+
+
+def test_a_local_pool_of_two_jobs_equals_groups_in_turn(tmp_path, monkeypatch):
+    """``jobs=2``: the two groups train at once in two spawned processes (one thread each here, as the one-thread
+    run in this process), with the same numbers as the groups trained in turn, and a rerun skips them."""
+    monkeypatch.setitem(EXPERIMENTS, "two-groups", TWO_GROUPS)
+    monkeypatch.setattr(ex.os, "cpu_count", lambda: 2)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_experiment("two-groups", tmp_path / "local", tiny=True, progress=False)
+    finally:
+        torch.set_num_threads(prev)
+    # spawned workers import the registry afresh: they must find the group in the plan, not the registry
+    pooled = run_experiment("two-groups", tmp_path / "pool", tiny=True, progress=False, jobs=2)
+    assert pooled.status().state.tolist() == ["done", "done"]
+    for g in local.groups:
+        a, b = local.run(g.name), pooled.run(g.name)
+        for k, v in a.params().items():
+            assert torch.equal(v, b.params()[k]), (g.name, k)
+    pd.testing.assert_frame_equal(local.summary.drop(columns=["experiment"]), pooled.summary.drop(columns=["experiment"]))
+    before = _mtimes(tmp_path / "pool" / "groups")
+    run_experiment("two-groups", tmp_path / "pool", tiny=True, progress=False, jobs=2)
+    assert _mtimes(tmp_path / "pool" / "groups") == before
+    with pytest.raises(ConfigError, match="jobs=0 is invalid"):
+        run_experiment("two-groups", tmp_path / "x", tiny=True, progress=False, jobs=0)
+    with pytest.raises(ConfigError, match="jobs is invalid with executor 'ray'"):
+        run_experiment("two-groups", tmp_path / "x", tiny=True, progress=False, jobs=2, executor="ray")

@@ -352,6 +352,8 @@ def add_parser(sub) -> None:
     p.add_argument("--executor", default="local", help="local | ray (default local)")
     p.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001); default: a local Ray")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--jobs", type=int, default=1, help="local: groups trained at once, each in its own process "
+                                                       "with cpu_count/JOBS threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
 
@@ -365,7 +367,7 @@ def command(args: argparse.Namespace) -> int:
         raise ConfigError(f"experiment={args.name!r} is invalid: must be one of list, {', '.join(EXPERIMENTS)}")
     out = Path(args.out or f"exp/{args.name}")
     exp = run_experiment(args.name, out, epochs=args.epochs, tiny=args.tiny, executor=args.executor,
-                         address=args.address, device=args.device, progress=not args.no_progress)
+                         address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs)
     s = exp.summary
     print(f"experiment {exp.name}: {len(exp.groups)} groups, {len(s)} models -> {exp.path / 'summary.parquet'}")
     for _, r in s.iterrows():

@@ -31,17 +31,22 @@ from __future__ import annotations
 
 import itertools
 import json
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from . import runs
 from .analysis import analyze
 from .config import PER_MODEL_FIELDS, Config, ConfigError
+from .numerics import configure_denormals
 from .phases import phases_frame
 from .progress import weight_measures
 from .report import run_progress
@@ -430,20 +435,31 @@ def _analysis_columns(run: Run, k: int) -> dict[str, float]:
 # ---------------------------------------------------------------------- executors
 def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tiny: bool = False,
                    executor: str = "local", address: str | None = None, device: str = "auto",
-                   progress: bool = True) -> Experiment:
+                   progress: bool = True, jobs: int = 1) -> Experiment:
     """Run (or continue) experiment ``name`` into ``out``: every group not done is trained or resumed and
     summarised by ``executor`` (``local`` or ``ray``; ``address``: a Ray cluster, default a local Ray), then
-    ``out/summary.parquet`` is written. Returns the :class:`Experiment`."""
+    ``out/summary.parquet`` is written. ``jobs`` (local): groups trained at once, each in its own process with
+    ``cpu_count // jobs`` torch threads (it pays when the groups are small beside the machine: many cores, or
+    tiny models, whose products do not keep several threads busy). Returns the :class:`Experiment`."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is invalid: must be one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
         raise ConfigError("address is invalid with executor 'local': it is the Ray cluster of --executor ray")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device={device!r} is invalid: must be one of auto, cpu, cuda")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"jobs={jobs!r} is invalid: must be an integer >= 1")
+    if jobs > 1 and executor != "local":
+        raise ConfigError("jobs is invalid with executor 'ray': Ray schedules its tasks itself")
     exp = _open(Path(out), name, epochs, tiny)
     todo = [g.name for g in exp.groups if g.state()[0] != "done"]
     if todo:
-        (_run_local if executor == "local" else _run_ray)(exp, todo, device, progress, address)
+        if executor == "ray":
+            _run_ray(exp, todo, device, progress, address)
+        elif jobs > 1 and len(todo) > 1:
+            _run_pool(exp, todo, device, progress, min(jobs, len(todo)))
+        else:
+            _run_local(exp, todo, device, progress)
     exp.write_summary()
     return exp
 
@@ -453,13 +469,51 @@ def _bar(total: int, desc: str, progress: bool):
     return tqdm(total=total, desc=desc, unit="group", disable=not progress, dynamic_ncols=True, position=0)
 
 
-def _run_local(exp: Experiment, todo: list[str], device: str, progress: bool, address: str | None) -> None:
+def _run_local(exp: Experiment, todo: list[str], device: str, progress: bool) -> None:
     with _bar(len(exp.groups), f"experiment {exp.name}", progress) as bar:
         bar.update(len(exp.groups) - len(todo))
         for name in todo:
             bar.set_postfix_str(f"group {name}", refresh=True)
             run_group(exp.path, name, device, progress)
             bar.update(1)
+
+
+def _pool_worker(threads: int) -> None:
+    """A pool process's set-up, before any torch work: its share of the cores, denormals flushed in every
+    worker thread (as ``grokscope train`` does first thing)."""
+    torch.set_num_threads(threads)
+    configure_denormals(True)
+
+
+def _run_pool(exp: Experiment, todo: list[str], device: str, progress: bool, jobs: int) -> None:
+    """``jobs`` groups at a time, each :func:`run_group` in a fresh (spawned) process; a progress bar over groups.
+    A failed group stops the experiment with its error once the running groups have finished (each keeps its
+    last checkpoint, so a rerun resumes them)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process whose torch threads may have started
+    path = str(exp.path.resolve())
+    with _bar(len(exp.groups), f"experiment {exp.name} ({jobs} jobs)", progress) as bar, \
+            ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_pool_worker, initargs=(threads,)) as pool:
+        bar.update(len(exp.groups) - len(todo))
+        futures = {pool.submit(run_group, path, n, device, False): n for n in todo}
+        error = None
+        try:
+            for f in as_completed(futures):
+                try:
+                    f.result()
+                except Exception as e:  # noqa: BLE001 - kept, re-raised after the others
+                    error = error or e
+                    continue
+                bar.set_postfix_str(f"group {futures[f]} done", refresh=True)
+                bar.update(1)
+        except KeyboardInterrupt:  # Ctrl-C or `kill`: each running group saves its state (SIGTERM) and stops
+            for f in futures:
+                f.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()  # SIGTERM: runs.train stops between two steps and saves, as for `grokscope train`
+            raise
+        if error is not None:
+            raise error
 
 
 def _run_ray(exp: Experiment, todo: list[str], device: str, progress: bool, address: str | None) -> None:
