@@ -43,7 +43,7 @@ def _values(name, field):
 
 def test_registry_has_the_papers_configs():
     assert list(EXPERIMENTS) == ["seeds", "frac", "wd", "primes", "two-layer", "dropout", "l1", "low-precision",
-                                 "width-no-wd"]
+                                 "width-no-wd", "methods"]
     assert _values("seeds", "seed") == [0, 1, 2, 3, 4] and set(_values("seeds", "frac_train")) == {0.3}
     assert _values("frac", "frac_train") == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     wd = EXPERIMENTS["wd"].configs()
@@ -64,12 +64,20 @@ def test_registry_has_the_papers_configs():
         assert {c.epochs for c in EXPERIMENTS[name].configs()} == {40_000}, name
     assert EXPERIMENTS["low-precision"].needs == ("loss_dtype",)
     assert [m["loss_dtype"] for m in EXPERIMENTS["low-precision"].models] == ["float32", "bfloat16"]
+    me = EXPERIMENTS["methods"].configs()  # issue #14: each method x 3 seeds, the mainline otherwise
+    assert sorted({(c.grokfast, c.optimizer, c.loss, c.norm_constraint) for c in me}, key=str) == sorted(
+        {("none", "adamw", "softmax", None), ("ema", "adamw", "softmax", None), ("ma", "adamw", "softmax", None),
+         ("none", "orthoadamw", "softmax", None), ("none", "adamw", "stablemax", None),
+         ("none", "adamw", "softmax", 0.7)}, key=str)
+    assert len(me) == 18 and {c.seed for c in me} == {0, 1, 2} and {c.epochs for c in me} == {40_000}
+    assert {c.weight_decay for c in me if c.norm_constraint} == {0.0} and {c.frac_train for c in me} == {0.3}
 
 
 def test_grouping_by_shape():
     sizes = {n: s.size()[:2] for n, s in EXPERIMENTS.items()}
     assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 1), "primes": (19, 5), "two-layer": (5, 1),
-                     "dropout": (9, 1), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8)}
+                     "dropout": (9, 1), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8),
+                     "methods": (18, 5)}
     for name in RUNNABLE:  # tiny keeps the models, their per-model values and the groups
         full, small = EXPERIMENTS[name].configs(), EXPERIMENTS[name].configs(tiny=True)
         assert [len(g) for g in group_configs(full)] == [len(g) for g in group_configs(small)], name

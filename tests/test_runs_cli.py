@@ -22,7 +22,8 @@ def test_run_directory(tmp_path):
     assert meta["torch_version"] == torch.__version__ and len(meta["models"]) == 2
     assert run.checkpoint_epochs == [0, 10, 20, 30, 40]
     df = run.metrics
-    assert list(df.columns) == ["model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
+    assert list(df.columns) == ["model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc",
+                                "softmax_collapse", "softmax_sum1", "w_u_norm"]  # the last three: issue #14
     assert len(df) == 2 * 41 and set(df.model) == {0, 1}
     assert df[df.epoch % 5 == 0].test_loss.notna().all() and df[df.epoch % 5 != 0].test_loss.isna().all()
     m = run.model(model=1)

@@ -20,9 +20,15 @@ OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
 SPLITS = ("authors", "random")
 ACTS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
+GROKFASTS = ("none", "ema", "ma")
+OPTIMIZERS = ("adamw", "orthoadamw")
+LOSSES = ("softmax", "stablemax")
+#: Grokfast's lambda when none is given: the default of each filter's library function (Lee et al. 2024)
+GROKFAST_LAMBDA = {"ema": 2.0, "ma": 5.0}
 
 #: Fields that may differ between the models of one batched run.
-PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1")
+PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
+                    "grokfast_lambda", "norm_constraint")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -80,11 +86,25 @@ class Config:
     loss_dtype: str = _f("float64", "precision of the loss: float64 (the paper's; computed accurately in float32, "
                          "see training.cross_entropy_accurate) | float32 | bfloat16 (a plain log-softmax in that "
                          "dtype, as the authors' low-precision run, Appendix D.2)")
+    # --- methods beyond the paper (grokscope.methods; README "Methods beyond the paper")
+    grokfast: str = _f("none", "Grokfast gradient filter (Lee et al. 2024): none | ema | ma")
+    grokfast_alpha: float = _f(0.98, "Grokfast EMA momentum alpha, in [0, 1)")
+    grokfast_lambda: float | None = _f(None, "Grokfast amplification lambda >= 0; none: the filter's published "
+                                             "default, 2 for ema, 5 for ma (stored resolved)")
+    grokfast_window: int = _f(100, "Grokfast MA window (gradients averaged), >= 1")
+    optimizer: str = _f("adamw", "adamw | orthoadamw (the gradient's component along each weight tensor removed, "
+                                 "rescaled to the gradient's norm, then AdamW; Prieto et al. 2025)")
+    loss: str = _f("softmax", "training loss: softmax (cross-entropy) | stablemax (Prieto et al. 2025, float64)")
+    norm_constraint: float | None = _f(None, "Omnigrok's constrained weight norm (Liu et al. 2023): initial weights "
+                                             "x ALPHA, then the global L2 norm held at that value after every step; "
+                                             "needs weight_decay 0")
     # --- logging
     test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
     checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
 
     def __post_init__(self) -> None:
+        if self.grokfast in GROKFAST_LAMBDA and self.grokfast_lambda is None:  # pinned: config.json holds the number
+            object.__setattr__(self, "grokfast_lambda", GROKFAST_LAMBDA[self.grokfast])
         self.validate()  # a Config is valid once built: ConfigError naming the field otherwise
 
     # ------------------------------------------------------------------ derived
@@ -132,6 +152,19 @@ class Config:
         ck.number("beta1", self.beta1, lo=0, hi=1, hi_open=True)
         ck.number("beta2", self.beta2, lo=0, hi=1, hi_open=True)
         ck.number("eps", self.eps, lo=0, lo_open=True)
+        ck.choice("grokfast", self.grokfast, GROKFASTS)
+        ck.number("grokfast_alpha", self.grokfast_alpha, lo=0, hi=1, hi_open=True)
+        if self.grokfast_lambda is not None:
+            ck.number("grokfast_lambda", self.grokfast_lambda, lo=0)
+        ck.integer("grokfast_window", self.grokfast_window, lo=1)
+        ck.choice("optimizer", self.optimizer, OPTIMIZERS)
+        ck.choice("loss", self.loss, LOSSES)
+        if self.norm_constraint is not None:
+            ck.number("norm_constraint", self.norm_constraint, lo=0, lo_open=True)
+            if self.weight_decay != 0:
+                raise ConfigError(f"norm_constraint={self.norm_constraint!r} is invalid with weight_decay="
+                                  f"{self.weight_decay!r}: the constrained weight norm replaces weight decay; "
+                                  "give weight_decay 0 (--weight-decay 0)")
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -173,15 +206,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 def memory_needed(configs: list[Config]) -> tuple[int, int]:
     """A lower estimate of the bytes training ``configs`` as one run holds at once: ``(host, device)``. Host: the
     K datasets (the p*p table, labels, the split; the authors' split shuffles a Python list of p*p ints).
-    Device: the padded batches, 4 metric buffers of ``epochs + 1`` rows (twice: a copy goes into ``state.pt``),
-    parameters with Adam's moments and gradient, and one step's MLP activations and logits."""
+    Device: the padded batches, 7 metric buffers of ``epochs + 1`` rows (twice: a copy goes into ``state.pt``),
+    parameters with Adam's moments and gradient (and Grokfast's state), and one step's MLP activations and logits."""
     c, K = configs[0], len(configs)
     pairs = c.p * c.p
     n_train = max(int(x.frac_train * pairs) for x in configs)
     host = K * 40 * pairs + (36 * pairs if any(x.split == "authors" for x in configs) else 0)
     n_params = (2 * c.d_vocab * c.d_model + 3 * c.d_model
                 + c.n_layers * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_mlp + c.d_mlp + c.d_model))
-    device = (K * 25 * pairs + 2 * 4 * 8 * (c.epochs + 1) * K + 6 * 4 * n_params * K
+    filt = {"none": 0, "ema": 1, "ma": c.grokfast_window}[c.grokfast]  # Grokfast's state per parameter
+    device = (K * 25 * pairs + 2 * 7 * 8 * (c.epochs + 1) * K + (6 + filt) * 4 * n_params * K
               + 3 * 4 * K * n_train * c.d_mlp + 12 * K * n_train * c.p)
     return host, device
 

@@ -175,6 +175,12 @@ EXPERIMENTS: dict[str, Spec] = {s.name: s for s in [
          base={"weight_decay": 0.0, "epochs": 3000, "frac_train": 0.9},
          models=tuple({"d_model": w, "d_mlp": 4 * w} for w in (8, 16, 32, 64, 128, 256, 512, 1024)),
          reference="no_wd_width_scan.pth"),
+    Spec("methods", "beyond the paper (README \"Methods beyond the paper\")",
+         "the mainline with each later grokking method, 3 seeds each: baseline; Grokfast EMA (alpha 0.98, lambda 2) "
+         "and MA (window 100, lambda 5); ⊥AdamW; StableMax loss; Omnigrok's constrained norm (alpha 0.7, wd 0)",
+         models=tuple({**m, "seed": s} for m in ({}, {"grokfast": "ema"}, {"grokfast": "ma"},
+                                                 {"optimizer": "orthoadamw"}, {"loss": "stablemax"},
+                                                 {"norm_constraint": 0.7, "weight_decay": 0.0}) for s in SEEDS3)),
 ]}
 
 

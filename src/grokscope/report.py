@@ -26,6 +26,7 @@ import pandas as pd
 
 from . import phases as ph
 from . import plots
+from .plots_methods import mark_slingshots
 from .fourier import weight_freq_norms
 from .interp import analyze
 from .progress import compute_progress, resolve_keys
@@ -157,7 +158,8 @@ class FigureContext:
 
 
 FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
-    "losses": lambda c, **kw: plots.losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
+    "losses": lambda c, **kw: mark_slingshots(plots.losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
+                                              c.run.metrics, kw.get("models")),
     "fourier_norms": lambda c, **kw: plots.fourier_norms(c.analysis, **kw),
     "attention": lambda c, **kw: plots.attention(c.analysis, **kw),
     "neuron": lambda c, **kw: plots.neuron(c.analysis, **kw),

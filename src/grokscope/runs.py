@@ -40,7 +40,7 @@ from .config import Config, ConfigError, check_batchable, memory_needed
 from .files import NoSpace, atomic_write, check_output, clean_stale_tmp, load, pid_alive
 from .model import Transformer, param_shapes
 from .tasks import Dataset, make_dataset
-from .training import Trainer, resolve_device
+from .training import NEW_METRICS, Trainer, resolve_device
 from .version import __version__
 
 CONFIG = "config.json"
@@ -106,13 +106,19 @@ class Run:
     # ------------------------------------------------------------------ contents
     @property
     def metrics(self) -> pd.DataFrame:
-        """Columns: model, epoch, train_loss, train_acc, test_loss, test_acc (test: NaN between evaluations)."""
+        """Columns: model, epoch, train_loss, train_acc, test_loss, test_acc (test: NaN between evaluations), then
+        softmax_collapse, softmax_sum1, w_u_norm (:data:`grokscope.training.NEW_METRICS`; NaN for a run written
+        before they existed)."""
         f = self.path / METRICS
         if not f.is_file():
-            return pd.DataFrame(columns=_METRIC_COLS)
-        return load(f, pd.read_parquet, lambda df: None if set(_METRIC_COLS) <= set(df.columns) else
-                    f"columns {list(df.columns)}, expected {_METRIC_COLS}",
-                    hint=f"`grokscope train --resume {self.path}` rewrites it from {STATE}")
+            return pd.DataFrame(columns=_METRIC_COLS + list(NEW_METRICS))
+        df = load(f, pd.read_parquet, lambda df: None if set(_METRIC_COLS) <= set(df.columns) else
+                  f"columns {list(df.columns)}, expected {_METRIC_COLS}",
+                  hint=f"`grokscope train --resume {self.path}` rewrites it from {STATE}")
+        for c in NEW_METRICS:  # a run written before these columns existed: NaN
+            if c not in df.columns:
+                df[c] = np.nan
+        return df
 
     def milestones(self) -> pd.DataFrame:
         """One row per model: the first epoch at which train accuracy reaches 100% (to 1e-9: accuracies are
@@ -242,15 +248,16 @@ def _meta_problem(meta: Any) -> str | None:
 def _load_state(path: Path, trainer: Trainer) -> None:
     """Load ``state.pt`` into ``trainer`` (weights only: no pickled code runs), checking every tensor's shape."""
     want = {k: (tuple(v.shape), v.dtype) for k, v in trainer.state_dict().items() if k != "generator"}
+    optional = {"metrics." + k for k in NEW_METRICS}  # absent from a state.pt written before they existed
 
     def problem(st: Any) -> str | None:
         if not isinstance(st, dict) or not all(isinstance(v, torch.Tensor) for v in st.values()):
             return "expected a dict of tensors"
-        missing = sorted((set(want) | {"generator"}) - set(st))
+        missing = sorted((set(want) | {"generator"}) - optional - set(st))
         if missing:
             return f"missing {', '.join(missing)}"
         wrong = [f"{k} {tuple(st[k].shape)} {st[k].dtype} (expected {s} {d})" for k, (s, d) in want.items()
-                 if (tuple(st[k].shape), st[k].dtype) != (s, d)]
+                 if k in st and (tuple(st[k].shape), st[k].dtype) != (s, d)]
         if wrong:
             return "wrong shapes: " + ", ".join(wrong)
         if not 0 <= int(st["epoch"]) <= trainer.cfg.epochs:

@@ -23,6 +23,12 @@ Conventions (documented choices):
   to float32, which rounds losses below ~1e-7 to 0.)
 * L1 (Appendix D.1): ``l1 * sum(|w|)`` over all parameters, added to the loss (not decoupled).
 * Dropout (Appendix D.1): on the MLP neurons of the answer position, with the usual 1/(1-p) scaling.
+* Methods beyond the paper (:mod:`grokscope.methods`), in the step's order: the loss (``loss``: softmax
+  cross-entropy or StableMax), the gradient (plus L1), Grokfast's filter (``grokfast``), ⊥Grad
+  (``optimizer="orthoadamw"``), the AdamW update, then the constrained norm (``norm_constraint``). The metrics'
+  losses are always the softmax cross-entropy (comparable between methods), whatever loss is trained. Per-epoch
+  diagnostics beside them: ``softmax_collapse`` / ``softmax_sum1`` (:func:`grokscope.methods.softmax_collapse`
+  of the train logits) and ``w_u_norm``, all of the state of that epoch.
 * Denormals are flushed to zero in every thread by default (:mod:`grokscope.numerics`; ``flush_denormal=False``
   or ``grokscope train --no-flush-denormal`` turns it off): after grokking, float32 denormals otherwise make
   each step ~2x slower on Intel CPUs.
@@ -38,6 +44,7 @@ import torch
 
 from .config import Config, ConfigError, ModelConfig, check_batchable
 from .fastpath import Workspace, forward_fast, forward_plain, segment_plan
+from .methods import GradFilter, orthogonal_grad, renormalise_, softmax_collapse, stablemax_cross_entropy, w_u_norm
 from .model import init_params, param_shapes
 from .numerics import ensure_denormals
 from .tasks import make_dataset
@@ -114,6 +121,10 @@ def cross_entropy_low_precision(logits: torch.Tensor, labels: torch.Tensor,
 
 #: Config.loss_dtype -> the dtype of the plain log-softmax (float64: the accurate loss instead)
 LOW_PRECISION = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: the per-epoch metric buffers (metrics.parquet's columns after model and epoch); runs written before the last
+#: three existed lack them (:data:`NEW_METRICS`)
+METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "softmax_collapse", "softmax_sum1", "w_u_norm")
+NEW_METRICS = METRICS[4:]
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -211,14 +222,24 @@ class Trainer:
 
         self.params = torch.stack([self.layout.flatten({k: v[None] for k, v in init_params(self.mcfg, c.seed).items()})[0]
                                    for c in configs]).to(dev)
+        # Omnigrok's constrained norm (per model): initial weights x alpha, the norm then held at its initial value
+        alpha = torch.tensor([1.0 if c.norm_constraint is None else c.norm_constraint for c in configs],
+                             dtype=torch.float32, device=dev)[:, None]
+        self.norm_on = torch.tensor([c.norm_constraint is not None for c in configs], device=dev)[:, None]
+        self.use_norm = bool(self.norm_on.any())
+        if self.use_norm:
+            self.params.copy_(torch.where(self.norm_on, self.params * alpha, self.params))
+        self.norm_target = self.params.norm(dim=1, keepdim=True)
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
+        self.filter = None if self.cfg.grokfast == "none" else GradFilter(
+            self.cfg.grokfast, tuple(self.params.shape), col("grokfast_alpha"), col("grokfast_lambda"),
+            self.cfg.grokfast_window, dev)
         self.epoch = 0  # optimiser steps taken
         self.generator = torch.Generator(device=dev).manual_seed((int(self.cfg.seed) * 1_000_003 + 17) % 2**64)
         E = self.cfg.epochs
         nan = float("nan")
-        self.metrics = {k: torch.full((E + 1, self.K), nan, dtype=torch.float64, device=dev)
-                        for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+        self.metrics = {k: torch.full((E + 1, self.K), nan, dtype=torch.float64, device=dev) for k in METRICS}
 
     # ------------------------------------------------------------------ model evaluation
     def named_params(self, flat: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -262,16 +283,42 @@ class Trainer:
         if self.use_dropout:
             keep = torch.rand((self.K, self.train.a.shape[1], self.mcfg.d_mlp), generator=self.generator,
                               device=self.device) >= self.dropout[:, None, None]
-        logits = self.logits(self.layout.unflatten(flat), self.train, keep, ws=self.ws)
-        loss, acc = self._loss_acc(logits, self.train)
-        total = loss.sum()
+        named = self.layout.unflatten(flat)
+        logits = self.logits(named, self.train, keep, ws=self.ws)
+        if self.cfg.loss == "stablemax":
+            objective = self._stablemax(logits, self.train)
+            with torch.no_grad():
+                loss, acc = self._loss_acc(logits, self.train)
+            total = objective.sum()
+        else:
+            loss, acc = self._loss_acc(logits, self.train)
+            total = loss.sum()
         if self.use_l1:
             total = total + (self.l1 * flat.abs().sum(1).to(torch.float64)).sum()
+        self._diagnostics(e, logits, self.train, named["W_U"])
         (grad,) = torch.autograd.grad(total, flat)
         self.metrics["train_loss"][e] = loss.detach()
         self.metrics["train_acc"][e] = acc.detach()
+        if self.filter is not None:
+            grad = self.filter.apply(grad)
+        if self.cfg.optimizer == "orthoadamw":
+            grad = orthogonal_grad(self.params, grad, self.layout.sizes)
         self._adamw(grad)
+        if self.use_norm:
+            renormalise_(self.params, self.norm_target, self.norm_on)
         self.epoch = e + 1
+
+    @staticmethod
+    def _stablemax(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Per-model mean StableMax cross-entropy (float64) over the real rows."""
+        ce = stablemax_cross_entropy(logits, batch.y)
+        return (ce * batch.valid).sum(1) / batch.n.to(torch.float64)
+
+    @torch.no_grad()
+    def _diagnostics(self, e: int, logits: torch.Tensor, batch: Batch, W_U: torch.Tensor) -> None:
+        self.metrics["softmax_collapse"][e], self.metrics["softmax_sum1"][e] = softmax_collapse(
+            logits, batch.y, batch.valid)
+        self.metrics["w_u_norm"][e] = w_u_norm(W_U)
 
     @torch.no_grad()
     def _adamw(self, grad: torch.Tensor) -> None:
@@ -331,6 +378,9 @@ class Trainer:
     def final_evaluate(self) -> None:
         E = self.epoch
         self.metrics["train_loss"][E], self.metrics["train_acc"][E] = self.evaluate(self.train)
+        with torch.no_grad():
+            named = self.named_params()
+            self._diagnostics(E, self.logits(named, self.train, ws=self.ws), self.train, named["W_U"])
         self.metrics["test_loss"][E], self.metrics["test_acc"][E] = self.evaluate(self.test)
 
     def postfix(self) -> str:
@@ -348,6 +398,8 @@ class Trainer:
         e = self.epoch
         st = {"params": self.params, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq,
               "epoch": torch.tensor(e), "generator": self.generator.get_state()}
+        if self.filter is not None:
+            st.update(self.filter.state_dict())
         for k, v in self.metrics.items():
             st["metrics." + k] = v
         return {k: v.detach().cpu().clone() for k, v in st.items()}
@@ -358,5 +410,8 @@ class Trainer:
             getattr(self, k).copy_(st[k].to(dev))
         self.epoch = int(st["epoch"])
         self.generator.set_state(st["generator"])
+        if self.filter is not None:
+            self.filter.load_state_dict(st)
         for k in self.metrics:
-            self.metrics[k].copy_(st["metrics." + k].to(dev))
+            if "metrics." + k in st:  # a state.pt written before NEW_METRICS existed: those rows stay NaN
+                self.metrics[k].copy_(st["metrics." + k].to(dev))
