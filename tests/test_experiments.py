@@ -247,6 +247,25 @@ def test_cli_runs_and_refuses_another_plan(tmp_path, capsys):
     assert "holds the experiment 'two-layer'" in capsys.readouterr().err
 
 
+def test_seeds_keeps_only_those_models(tmp_path, capsys):
+    spec = EXPERIMENTS["methods"]
+    one = spec.configs(tiny=True, seeds=[0])
+    assert len(one) == 6 and {c.seed for c in one} == {0}  # one model per method
+    assert [c.to_dict() for c in one] == [c.to_dict() for c in spec.configs(tiny=True) if c.seed == 0]
+    with pytest.raises(ConfigError, match=r"seeds=7 is invalid for the experiment 'methods': each must be one of 0, 1, 2"):
+        spec.configs(seeds=[7])
+    out = tmp_path / "e"
+    assert main(["experiment", "two-layer", "--out", str(out), "--tiny", "--seeds", "1,3", "--no-progress",
+                 "--no-report"]) == 0
+    assert "2 models" in capsys.readouterr().out
+    assert sorted(pd.read_parquet(out / "summary.parquet").seed) == [1, 3]
+    assert main(["experiment", "two-layer", "--out", str(out), "--tiny", "--no-report"]) == 2  # another plan
+    err = capsys.readouterr().err
+    assert "seeds=None is invalid" in err and "--seeds 1,3" in err and err.count("\n") == 1
+    assert main(["experiment", "two-layer", "--out", str(tmp_path / "f"), "--seeds", "x"]) == 2
+    assert "seeds='x' is invalid" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- the report
 def test_report(tiny, tmp_path):
     pytest.importorskip("plotly")

@@ -337,6 +337,14 @@ def report_html(exp: Experiment, path: str | Path | None = None, reference: Path
 
 
 # ---------------------------------------------------------------------- the command
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds={text!r} is invalid: must be integers separated by commas, "
+                                         "e.g. 0 or 0,1") from None
+
+
 def add_parser(sub) -> None:
     """``grokscope experiment list`` / ``grokscope experiment NAME --out DIR ...`` (registered by the CLI)."""
     p = sub.add_parser("experiment", help="the paper's experiments, one command each (list: what there is)",
@@ -347,6 +355,8 @@ def add_parser(sub) -> None:
     p.add_argument("name", help="list | " + " | ".join(EXPERIMENTS))
     p.add_argument("--out", help="experiment directory (default exp/NAME)")
     p.add_argument("--epochs", type=int, default=None, help="train every model this many epochs (a shortened run)")
+    p.add_argument("--seeds", type=_seed_list, default=None, help="only the models of these seeds, e.g. 0 or 0,1 "
+                                                                  "(a cheaper look: one seed of each setting)")
     p.add_argument("--tiny", action="store_true", help="shrink every model to seconds (p 7.., d_model 8.., 60 "
                                                        "epochs): tests and quick looks at the machinery")
     p.add_argument("--executor", default="local", help="local | ray (default local)")
@@ -367,7 +377,8 @@ def command(args: argparse.Namespace) -> int:
         raise ConfigError(f"experiment={args.name!r} is invalid: must be one of list, {', '.join(EXPERIMENTS)}")
     out = Path(args.out or f"exp/{args.name}")
     exp = run_experiment(args.name, out, epochs=args.epochs, tiny=args.tiny, executor=args.executor,
-                         address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs)
+                         address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs,
+                         seeds=args.seeds)
     s = exp.summary
     print(f"experiment {exp.name}: {len(exp.groups)} groups, {len(s)} models -> {exp.path / 'summary.parquet'}")
     for _, r in s.iterrows():

@@ -88,9 +88,11 @@ class Spec:
         have = {f.name for f in fields(Config)}
         return [n for n in self.needs if n not in have]
 
-    def configs(self, epochs: int | None = None, tiny: bool = False) -> list[Config]:
+    def configs(self, epochs: int | None = None, tiny: bool = False,
+                seeds: Sequence[int] | None = None) -> list[Config]:
         """The models' configs; ``epochs`` shortens (or lengthens) every model's training; ``tiny`` shrinks
-        them to seconds (:func:`tiny_overrides`) keeping the experiment's groups and per-model values."""
+        them to seconds (:func:`tiny_overrides`) keeping the experiment's groups and per-model values; ``seeds``
+        keeps only the models of those seeds (a cheaper look: one seed of each setting)."""
         if self.missing():
             raise ConfigError(f"experiment={self.name!r} is invalid here: it needs the training option(s) "
                               + ", ".join("--" + n.replace("_", "-") for n in self.missing())
@@ -102,7 +104,14 @@ class Spec:
             if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
                 raise ConfigError(f"epochs={epochs!r} is invalid: must be an integer >= 1")
             dicts = [{**d, "epochs": epochs} for d in dicts]
-        return [Config(**d) for d in dicts]
+        cs = [Config(**d) for d in dicts]
+        if seeds is not None:
+            have = sorted({c.seed for c in cs})
+            if not seeds or any(s not in have for s in seeds):
+                raise ConfigError(f"seeds={','.join(map(str, seeds))} is invalid for the experiment {self.name!r}: "
+                                  f"each must be one of {', '.join(map(str, have))}")
+            cs = [c for c in cs if c.seed in seeds]
+        return cs
 
     def size(self) -> tuple[int, int, int]:
         """(models, groups, model-epochs) at full length (counted from the spec alone, so also for an experiment
@@ -258,11 +267,13 @@ class Group:
         return ("done" if (self.path / SUMMARY).is_file() else "trained"), last
 
 
-def plan(name: str, epochs: int | None = None, tiny: bool = False) -> dict[str, Any]:
+def plan(name: str, epochs: int | None = None, tiny: bool = False,
+         seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """The JSON plan of an experiment: its name, the overrides, and every group's name and model configs."""
     spec = get_spec(name)
-    groups = group_configs(spec.configs(epochs, tiny))
-    return {"experiment": name, "epochs": epochs, "tiny": tiny, "grokscope_version": __version__,
+    seeds = None if seeds is None else sorted(set(seeds))
+    groups = group_configs(spec.configs(epochs, tiny, seeds))
+    return {"experiment": name, "epochs": epochs, "tiny": tiny, "seeds": seeds, "grokscope_version": __version__,
             "groups": [{"name": n, "models": [c.to_dict() for c in g]} for n, g in zip(_group_names(groups), groups)]}
 
 
@@ -333,9 +344,9 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
 
 
-def _open(out: Path, name: str, epochs: int | None, tiny: bool) -> Experiment:
+def _open(out: Path, name: str, epochs: int | None, tiny: bool, seeds: Sequence[int] | None = None) -> Experiment:
     """Create ``out/experiment.json`` or check that the saved plan is the requested one."""
-    want = plan(name, epochs, tiny)
+    want = plan(name, epochs, tiny, seeds)
     if (out / META).is_file():
         have = json.loads((out / META).read_text())
         if have["experiment"] != name:
@@ -343,9 +354,14 @@ def _open(out: Path, name: str, epochs: int | None, tiny: bool) -> Experiment:
                               f"{name!r}")
         if _normalised(have["groups"]) != want["groups"]:
             was = lambda m: " ".join([f"--epochs {m['epochs']}"] * (m.get("epochs") is not None)  # noqa: E731
-                                     + ["--tiny"] * bool(m.get("tiny"))) or "neither --epochs nor --tiny"
-            field = "tiny" if have.get("epochs") == epochs else "epochs"
-            raise ConfigError(f"{field}={epochs if field == 'epochs' else tiny} is invalid for {str(out)!r}: it was "
+                                     + ["--tiny"] * bool(m.get("tiny"))
+                                     + [f"--seeds {','.join(map(str, m.get('seeds') or []))}"]
+                                     * (m.get("seeds") is not None)
+                                     ) or "none of --epochs, --tiny, --seeds"
+            field = ("epochs" if have.get("epochs") != epochs else
+                     "seeds" if have.get("seeds") != want["seeds"] else "tiny")
+            value = {"epochs": epochs, "tiny": tiny, "seeds": ",".join(map(str, want["seeds"] or [])) or None}[field]
+            raise ConfigError(f"{field}={value} is invalid for {str(out)!r}: it was "
                               f"started with {was(have)}; rerun with the same or use a new --out")
         return Experiment(out, have)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -441,12 +457,13 @@ def _analysis_columns(run: Run, k: int) -> dict[str, float]:
 # ---------------------------------------------------------------------- executors
 def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tiny: bool = False,
                    executor: str = "local", address: str | None = None, device: str = "auto",
-                   progress: bool = True, jobs: int = 1) -> Experiment:
+                   progress: bool = True, jobs: int = 1, seeds: Sequence[int] | None = None) -> Experiment:
     """Run (or continue) experiment ``name`` into ``out``: every group not done is trained or resumed and
     summarised by ``executor`` (``local`` or ``ray``; ``address``: a Ray cluster, default a local Ray), then
     ``out/summary.parquet`` is written. ``jobs`` (local): groups trained at once, each in its own process with
     ``cpu_count // jobs`` torch threads (it pays when the groups are small beside the machine: many cores, or
-    tiny models, whose products do not keep several threads busy). Returns the :class:`Experiment`."""
+    tiny models, whose products do not keep several threads busy). ``seeds``: only the models of these seeds.
+    Returns the :class:`Experiment`."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is invalid: must be one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
@@ -457,7 +474,7 @@ def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tin
         raise ConfigError(f"jobs={jobs!r} is invalid: must be an integer >= 1")
     if jobs > 1 and executor != "local":
         raise ConfigError("jobs is invalid with executor 'ray': Ray schedules its tasks itself")
-    exp = _open(Path(out), name, epochs, tiny)
+    exp = _open(Path(out), name, epochs, tiny, seeds)
     todo = [g.name for g in exp.groups if g.state()[0] != "done"]
     if todo:
         if executor == "ray":
