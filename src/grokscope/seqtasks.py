@@ -274,12 +274,12 @@ def _generator(seed: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + 7919 * (stream + 1)) % 2**64)
 
 
-def train_set(cfg: SeqConfig) -> Examples | None:
+def make_train_set(cfg: SeqConfig) -> Examples | None:
     """The fixed train set (None for infinite data)."""
     return None if cfg.infinite else cfg.task_spec.make(cfg.n_train, _generator(cfg.split_seed, 0))
 
 
-def test_set(cfg: SeqConfig) -> Examples:
+def make_test_set(cfg: SeqConfig) -> Examples:
     return cfg.task_spec.make(cfg.n_test, _generator(cfg.split_seed, 1))
 
 

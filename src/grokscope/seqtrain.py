@@ -43,7 +43,7 @@ from . import runs
 from .checks import ConfigError
 from .files import NoSpace, atomic_write, check_output, clean_stale_tmp, load
 from .model import Transformer, init_params
-from .seqtasks import Examples, SeqConfig, stream_generator, test_set, train_set
+from .seqtasks import Examples, SeqConfig, stream_generator, make_test_set, make_train_set
 from .training import ParamLayout, adamw_update, cross_entropy_accurate, resolve_device
 from .version import __version__
 
@@ -72,9 +72,9 @@ class SeqTrainer:
         self.exp_avg = torch.zeros_like(self.params)
         self.exp_avg_sq = torch.zeros_like(self.params)
         self.epoch = 0
-        ts = train_set(cfg)
+        ts = make_train_set(cfg)
         self.train_data = None if ts is None else _to(ts, dev)
-        self.test_data = _to(test_set(cfg), dev)
+        self.test_data = _to(make_test_set(cfg), dev)
         self.stream = stream_generator(cfg)  # CPU: the examples are drawn on the CPU, then moved
         E, S = cfg.epochs, self.task.n_scored
         nan = float("nan")
