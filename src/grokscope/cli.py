@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from . import checks as ck
 from . import export as export_mod
-from . import experiment_report, numerics, runs, tracking
+from . import experiment_report, numerics, runs, seqcli, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -35,6 +35,8 @@ from .phases import summary
 from . import report as report_mod
 from .report import report_html, run_progress, write_pngs
 from .runs import NonFiniteLoss, Run
+from .seqtasks import SEQ_PRESETS
+from .seqtrain import is_seq_run
 from .version import __version__
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed)
@@ -84,7 +86,8 @@ def _add_train(sub) -> None:
                        description="Train the paper's models. Every config field is a flag; fields that may differ "
                                    "between models of one batched run take comma-separated lists "
                                    f"({', '.join(PER_MODEL_FIELDS)}).")
-    p.add_argument("--preset", default="mainline", help="one of: " + ", ".join(PRESETS) + " (default mainline)")
+    p.add_argument("--preset", default="mainline", help="one of: " + ", ".join(PRESETS) + " (default mainline); "
+                   "the sequence tasks of Appendix D.3: " + ", ".join(SEQ_PRESETS))
     p.add_argument("--out", help="output run directory (default runs/<preset>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
@@ -106,6 +109,7 @@ def _add_train(sub) -> None:
         extra = " (comma list allowed)" if f.name in PER_MODEL_FIELDS else ""
         p.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
                        help=helps[f.name] + extra + f" [default: {f.default}]")
+    seqcli.add_flags(p)
 
 
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
@@ -142,6 +146,13 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
+    if args.resume and is_seq_run(args.resume):
+        if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds \
+                or any(getattr(args, "seq_" + n) is not None for n in seqcli.SEQ_ONLY):
+            raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
+        return seqcli.cmd_train(args)
+    if not args.resume and seqcli.is_seq(args):
+        return seqcli.cmd_train(args)
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")

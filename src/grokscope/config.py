@@ -46,10 +46,23 @@ class ModelConfig:
     d_mlp: int = 512
     n_layers: int = 1
     act: str = "relu"
+    #: classes of the unembedding; None: d_vocab (the modular task's). The sequence tasks of Appendix D.3 predict
+    #: fewer classes than they read (digits, not the separators).
+    d_out: int | None = None
 
     @property
     def d_head(self) -> int:
         return self.d_model // self.n_heads
+
+    @property
+    def n_out(self) -> int:
+        """Output classes of ``W_U``: ``d_out``, else ``d_vocab``."""
+        return self.d_vocab if self.d_out is None else self.d_out
+
+    @property
+    def attn_only(self) -> bool:
+        """``d_mlp == 0``: attention-only blocks, no MLP (the paper's repeated-subsequence and skip-trigram models)."""
+        return self.d_mlp == 0
 
     @property
     def p(self) -> int:

@@ -68,22 +68,28 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
+    """Attention then MLP; an attention-only block (``d_mlp == 0``) has no MLP and no ``hook_resid_mid`` /
+    ``hook_mlp_out`` (as TransformerLens's ``attn_only`` blocks)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.attn = Attention(cfg)
-        self.mlp = MLP(cfg)
-        self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
-        self.hook_resid_mid, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+        if not cfg.attn_only:
+            self.mlp = MLP(cfg)
+            self.hook_resid_mid, self.hook_mlp_out = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.hook_resid_pre(x)
+        if not hasattr(self, "mlp"):
+            return self.hook_resid_post(x + self.hook_attn_out(self.attn(x)))
         x = self.hook_resid_mid(x + self.hook_attn_out(self.attn(x)))
         return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(x)))
 
 
 class Transformer(nn.Module):
-    """``forward(tokens (batch, pos)) -> logits (batch, pos, d_vocab)``; the answer is
-    ``logits[:, -1, :p]`` (see :meth:`answer_logits`)."""
+    """``forward(tokens (batch, pos)) -> logits (batch, pos, n_out)`` (``n_out``: ``d_out``, else ``d_vocab``);
+    for modular addition the answer is ``logits[:, -1, :p]`` (see :meth:`answer_logits`)."""
 
     def __init__(self, cfg: ModelConfig, seed: int | None = 0):
         super().__init__()
@@ -91,7 +97,7 @@ class Transformer(nn.Module):
         self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
         self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
-        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.n_out))
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
         name_hook_points(self)
         if seed is not None:
@@ -123,16 +129,19 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     for i in range(cfg.n_layers):
         b = f"blocks.{i}."
         shapes |= {b + "attn.W_Q": (H, D, dh), b + "attn.W_K": (H, D, dh), b + "attn.W_V": (H, D, dh),
-                   b + "attn.W_O": (H, dh, D), b + "mlp.W_in": (D, M), b + "mlp.b_in": (M,),
-                   b + "mlp.W_out": (M, D), b + "mlp.b_out": (D,)}
-    shapes["W_U"] = (D, V)
+                   b + "attn.W_O": (H, dh, D)}
+        if not cfg.attn_only:
+            shapes |= {b + "mlp.W_in": (D, M), b + "mlp.b_in": (M,), b + "mlp.W_out": (M, D), b + "mlp.b_out": (D,)}
+    shapes["W_U"] = (D, cfg.n_out)
     return shapes
 
 
 def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
     """The authors' initialisation, drawn in their order and their layouts, converted to ours.
 
-    Same numbers as ``torch.manual_seed(seed); Transformer(...)`` in the paper's code.
+    Same numbers as ``torch.manual_seed(seed); Transformer(...)`` in the paper's code. An attention-only model
+    draws no MLP weights; ``W_U`` is ``(d_model, n_out)`` divided by ``sqrt(n_out)`` (``sqrt(d_vocab)`` for the
+    modular task, where the two are equal).
     """
     g = torch.Generator().manual_seed(seed)
     H, D, dh, M, V = cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp, cfg.d_vocab
@@ -148,38 +157,51 @@ def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32)
         theirs[b + "attn.W_Q"] = randn(H, dh, D, scale=sd)
         theirs[b + "attn.W_V"] = randn(H, dh, D, scale=sd)
         theirs[b + "attn.W_O"] = randn(D, H * dh, scale=sd)
-        theirs[b + "mlp.W_in"] = randn(M, D, scale=sd)
-        theirs[b + "mlp.b_in"] = torch.zeros(M)
-        theirs[b + "mlp.W_out"] = randn(D, M, scale=sd)
-        theirs[b + "mlp.b_out"] = torch.zeros(D)
-    theirs["unembed.W_U"] = randn(D, V, scale=math.sqrt(V))
+        if not cfg.attn_only:
+            theirs[b + "mlp.W_in"] = randn(M, D, scale=sd)
+            theirs[b + "mlp.b_in"] = torch.zeros(M)
+            theirs[b + "mlp.W_out"] = randn(D, M, scale=sd)
+            theirs[b + "mlp.b_out"] = torch.zeros(D)
+    theirs["unembed.W_U"] = randn(D, cfg.n_out, scale=math.sqrt(cfg.n_out))
     return {k: v.to(dtype) for k, v in from_authors_state_dict(theirs, cfg).items()}
 
 
 def from_authors_state_dict(sd: dict[str, torch.Tensor], cfg: ModelConfig | None = None) -> dict[str, torch.Tensor]:
-    """Convert the authors' ``Transformer`` state dict (see shared/reference/README.md) to ours."""
-    n_heads = sd["blocks.0.attn.W_K"].shape[0]
+    """Convert the authors' ``Transformer`` state dict (see shared/reference/README.md) to ours. Their
+    attention-only models (``attn_blocks.{i}.attn.*``, no MLP) become our ``blocks.{i}.attn.*``."""
+    pre = _authors_block_prefix(sd)
+    n_heads = sd[f"{pre}.0.attn.W_K"].shape[0]
     out = {"W_E": sd["embed.W_E"].T.contiguous(), "W_pos": sd["pos_embed.W_pos"].clone()}
     i = 0
-    while f"blocks.{i}.attn.W_K" in sd:
-        b = f"blocks.{i}."
+    while f"{pre}.{i}.attn.W_K" in sd:
+        a, b = f"{pre}.{i}.", f"blocks.{i}."
         for w in ("W_Q", "W_K", "W_V"):
-            out[b + "attn." + w] = sd[b + "attn." + w].transpose(1, 2).contiguous()  # (H, dh, D) -> (H, D, dh)
-        W_O = sd[b + "attn.W_O"]  # (D, H*dh)
+            out[b + "attn." + w] = sd[a + "attn." + w].transpose(1, 2).contiguous()  # (H, dh, D) -> (H, D, dh)
+        W_O = sd[a + "attn.W_O"]  # (D, H*dh)
         D = W_O.shape[0]
         out[b + "attn.W_O"] = W_O.reshape(D, n_heads, -1).permute(1, 2, 0).contiguous()  # (H, dh, D)
-        out[b + "mlp.W_in"] = sd[b + "mlp.W_in"].T.contiguous()
-        out[b + "mlp.b_in"] = sd[b + "mlp.b_in"].clone()
-        out[b + "mlp.W_out"] = sd[b + "mlp.W_out"].T.contiguous()
-        out[b + "mlp.b_out"] = sd[b + "mlp.b_out"].clone()
+        if a + "mlp.W_in" in sd:
+            out[b + "mlp.W_in"] = sd[a + "mlp.W_in"].T.contiguous()
+            out[b + "mlp.b_in"] = sd[a + "mlp.b_in"].clone()
+            out[b + "mlp.W_out"] = sd[a + "mlp.W_out"].T.contiguous()
+            out[b + "mlp.b_out"] = sd[a + "mlp.b_out"].clone()
         i += 1
     out["W_U"] = sd["unembed.W_U"].clone()
     return out
 
 
+def _authors_block_prefix(sd: dict[str, torch.Tensor]) -> str:
+    return "blocks" if "blocks.0.attn.W_K" in sd else "attn_blocks"
+
+
 def config_from_authors_state_dict(sd: dict[str, torch.Tensor], act: str = "relu") -> ModelConfig:
+    """The shape of an authors' model: full or attention-only (no MLP keys: ``d_mlp`` 0), its output classes from
+    ``W_U`` (``d_out`` None when they equal the vocabulary, as in the modular task)."""
     D, V = sd["embed.W_E"].shape
-    H = sd["blocks.0.attn.W_K"].shape[0]
+    pre = _authors_block_prefix(sd)
+    H = sd[f"{pre}.0.attn.W_K"].shape[0]
     n_layers = sum(1 for k in sd if k.endswith("attn.W_K"))
-    return ModelConfig(d_vocab=V, n_ctx=sd["pos_embed.W_pos"].shape[0], d_model=D, n_heads=H,
-                       d_mlp=sd["blocks.0.mlp.W_in"].shape[0], n_layers=n_layers, act=act)
+    M = sd[f"{pre}.0.mlp.W_in"].shape[0] if f"{pre}.0.mlp.W_in" in sd else 0
+    n_out = sd["unembed.W_U"].shape[1]
+    return ModelConfig(d_vocab=V, n_ctx=sd["pos_embed.W_pos"].shape[0], d_model=D, n_heads=H, d_mlp=M,
+                       n_layers=n_layers, act=act, d_out=None if n_out == V else n_out)

@@ -50,6 +50,7 @@ CKPT_DIR = "checkpoints"
 
 
 LOCK = ".lock"
+SEQ_KIND = "seqtask"  # config.json's "kind" of a sequence-task run (grokscope.seqtrain)
 #: what a run directory may hold besides its checkpoints: what --overwrite may delete (and nothing else)
 RUN_FILES = (CONFIG, METRICS, STATE, LOCK, "progress.parquet", "phases.json", "report.html")
 _RUN_FILE_RE = re.compile(r"^(analysis[A-Za-z0-9_]*\.json|\..+\.tmp)$")
@@ -93,8 +94,12 @@ class Run:
         path = Path(path)
         if not (path / CONFIG).is_file():
             raise ConfigError(f"run={str(path)!r} is invalid: not a grokscope run directory (no {CONFIG})")
-        return cls(path, load(path / CONFIG, lambda f: json.loads(f.read_text()), _meta_problem,
-                              hint="it cannot be read back; train again with --overwrite"))
+        meta = load(path / CONFIG, lambda f: json.loads(f.read_text()), _meta_problem,
+                    hint="it cannot be read back; train again with --overwrite")
+        if meta.get("kind") == SEQ_KIND:
+            raise ConfigError(f"run={str(path)!r} is invalid here: it is a sequence-task run (Appendix D.3; "
+                              "open it with grokscope.seqtrain.SeqRun.load)")
+        return cls(path, meta)
 
     @property
     def K(self) -> int:
@@ -235,6 +240,8 @@ def _meta_problem(meta: Any) -> str | None:
     """What is wrong with the contents of a config.json (None if nothing)."""
     if not isinstance(meta, dict):
         return f"expected a JSON object, found {type(meta).__name__}"
+    if meta.get("kind") == SEQ_KIND:
+        return None  # a sequence-task run: Run.load says so
     models = meta.get("models")
     if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
         return "no 'models' list of model configs"

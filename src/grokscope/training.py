@@ -137,6 +137,26 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+@torch.no_grad()
+def adamw_update(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, step: int,
+                 lr: torch.Tensor | float, wd: torch.Tensor | float, beta1: float, beta2: float, eps: float,
+                 warmup: int) -> None:
+    """torch.optim.AdamW's update of ``p`` in place (moments ``m``, ``v`` too) for optimiser step ``step``
+    (0-based), after the linear warm-up ``lr * min(step / warmup, 1)``. ``lr`` and ``wd`` may be ``(K, 1)`` columns:
+    one value per model (row of a flat ``(K, P)`` parameter tensor). Used by :class:`Trainer` and by
+    :mod:`grokscope.seqtrain`."""
+    factor = min(step / warmup, 1.0) if warmup > 0 else 1.0
+    lr = lr * factor
+    t = step + 1
+    p.mul_(1 - lr * wd)
+    m.lerp_(grad, 1 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    bc1 = 1 - beta1 ** t
+    bc2_sqrt = math.sqrt(1 - beta2 ** t)
+    denom = (v.sqrt() / bc2_sqrt).add_(eps)
+    p.addcdiv_(m * (-lr / bc1), denom)
+
+
 class ParamLayout:
     """Maps the K models' parameters onto one flat ``(K, P)`` tensor and back."""
 
@@ -324,18 +344,8 @@ class Trainer:
     def _adamw(self, grad: torch.Tensor) -> None:
         """torch.optim.AdamW's update, with a learning rate and weight decay per model (row)."""
         c = self.cfg
-        e = self.epoch
-        factor = min(e / c.warmup, 1.0) if c.warmup > 0 else 1.0
-        lr = self.lr * factor  # (K, 1)
-        t = e + 1
-        p, m, v = self.params, self.exp_avg, self.exp_avg_sq
-        p.mul_(1 - lr * self.wd)
-        m.lerp_(grad, 1 - c.beta1)
-        v.mul_(c.beta2).addcmul_(grad, grad, value=1 - c.beta2)
-        bc1 = 1 - c.beta1 ** t
-        bc2_sqrt = math.sqrt(1 - c.beta2 ** t)
-        denom = (v.sqrt() / bc2_sqrt).add_(c.eps)
-        p.addcdiv_(m * (-lr / bc1), denom)
+        adamw_update(self.params, self.exp_avg, self.exp_avg_sq, grad, self.epoch, self.lr, self.wd, c.beta1,
+                     c.beta2, c.eps, c.warmup)
 
     # ------------------------------------------------------------------ loop
     def fit(self, until: int | None = None, on_checkpoint: Callable[["Trainer", int], None] | None = None,

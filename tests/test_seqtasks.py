@@ -1,0 +1,186 @@
+"""The Appendix D.3 sequence tasks (issue #12): generators, the attention-only model, the trainer, resume, CLI."""
+
+import pandas as pd
+import pytest
+import torch
+from helpers import need_reference
+
+from grokscope.cli import main
+from grokscope.model import Transformer, config_from_authors_state_dict, from_authors_state_dict, param_shapes
+from grokscope.runs import Run
+from grokscope.seqtasks import EQUALS, PLUS, SEQ_PRESETS, SeqConfig, seq_preset, make_test_set, make_train_set
+from grokscope.seqtrain import SeqRun, SeqTrainer, resume_seq, train_seq
+from grokscope.checks import ConfigError
+
+
+def tiny(task, **kw):
+    base = dict(task=task, n_train=32, n_test=40, d_model=16, n_heads=2, epochs=30, test_every=5,
+                checkpoint_every=10)
+    if task == "repeated_subsequence":
+        base |= dict(seq_len=20, subseq_len=4, num_repeats=3, vocab=12)
+    if task == "digit_addition":
+        base |= dict(n_digits=3, d_mlp=32)
+    return SeqConfig(**{**base, **kw})
+
+
+def test_digit_addition_answers():
+    ex = make_train_set(tiny("digit_addition"))
+    nd = 3
+    num = lambda d: sum(int(x) * 10 ** (len(d) - 1 - i) for i, x in enumerate(d))  # noqa: E731
+    for t, y, m in zip(ex.tokens, ex.targets, ex.mask):
+        assert t[nd] == PLUS and t[2 * nd + 1] == EQUALS
+        a, b, s = num(t[:nd]), num(t[nd + 1: 2 * nd + 1]), num(t[2 * nd + 2:])
+        assert a + b == s
+        assert m.nonzero().flatten().tolist() == list(range(2 * nd + 1, 3 * nd + 2))
+        assert torch.equal(y[m], t[2 * nd + 2:])  # position i predicts token i + 1
+
+
+def test_skip_trigram_answers():
+    ex = make_train_set(tiny("skip_trigram", n_train=200))
+    big = ex.tokens >= 10
+    assert (big.sum(1) == 1).all() and (ex.tokens < 20).all()
+    assert torch.equal(ex.targets[:, -1], ex.tokens[big] - 10)
+    assert ex.mask[:, -1].all() and ex.mask.sum() == 200
+
+
+def test_repeated_subsequence_answers():
+    c = tiny("repeated_subsequence", n_train=100)
+    ex = make_train_set(c)
+    assert (ex.mask.sum(1) == (3 - 1) * (4 - 1)).all()
+    for t, y, m in zip(ex.tokens, ex.targets, ex.mask):
+        for p in m.nonzero().flatten().tolist():
+            assert y[p] == t[p + 1]
+            # an induction head predicts it: the current token occurred before, followed by the target
+            prev = [q for q in range(p) if t[q] == t[p] and t[q + 1] == t[p + 1]]
+            assert prev, (t, p)
+
+
+def test_finite_set_is_fixed_and_seeded_infinite_stream_differs():
+    c = tiny("skip_trigram")
+    assert torch.equal(make_train_set(c).tokens, make_train_set(c).tokens)
+    assert not torch.equal(make_train_set(c).tokens, make_train_set(c.replace(seed=1)).tokens)
+    assert not torch.equal(make_train_set(c).tokens, make_test_set(c).tokens)
+    assert torch.equal(make_test_set(c).tokens, make_test_set(c.replace(n_train=None, batch_size=8)).tokens)
+    tr = SeqTrainer(tiny("skip_trigram", n_train=None, batch_size=8))
+    b0, b1 = tr.batch(0), tr.batch(1)
+    assert not torch.equal(b0.tokens, b1.tokens)
+    peek = tr.batch(2, advance=False)
+    assert torch.equal(peek.tokens, tr.batch(2).tokens)  # peeking does not move the stream
+    ft = SeqTrainer(tiny("skip_trigram", batch_size=8))  # 4 fixed batches, in turn
+    assert torch.equal(ft.batch(1).tokens, ft.batch(5).tokens) and not torch.equal(ft.batch(0).tokens,
+                                                                                  ft.batch(1).tokens)
+
+
+def test_attention_only_shapes_hook_names_and_causality():
+    mc = tiny("repeated_subsequence", n_layers=2).model_config
+    assert mc.attn_only and mc.n_out == 12
+    m = Transformer(mc, seed=0)
+    assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == param_shapes(mc)
+    assert not any("mlp" in k for k in m.state_dict())
+    names = m.hook_names
+    assert "blocks.1.attn.hook_pattern" in names and "hook_embed" in names and "blocks.0.hook_resid_post" in names
+    assert not any("mlp" in n or "resid_mid" in n for n in names)
+    tok = make_train_set(tiny("repeated_subsequence")).tokens[:3]
+    logits, cache = m.run_with_cache(tok)
+    assert logits.shape == (3, 20, 12) and cache["blocks.1.attn.hook_pattern"].shape == (3, 2, 20, 20)
+    for t in range(tok.shape[1]):  # the plain path against a loop over positions (each prefix alone)
+        torch.testing.assert_close(m(tok[:, : t + 1])[:, -1], logits[:, t], rtol=1e-5, atol=1e-5)
+    dc = tiny("digit_addition").model_config
+    assert dc.d_vocab == 12 and dc.n_out == 10 and dc.n_ctx == 12
+    assert Transformer(dc)(make_train_set(tiny("digit_addition")).tokens).shape == (32, 12, 10)
+
+
+def test_our_digit_format_is_the_authors_model_input():
+    """The authors' 5-digit-addition model reads our examples: MSB first, '+' = 10, '=' = 11."""
+    sd = torch.load(need_reference("5_digit_addition_infinite.pth"), map_location="cpu", weights_only=False)["model"]
+    sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
+    m = Transformer(config_from_authors_state_dict(sd), seed=None)
+    m.load_state_dict(from_authors_state_dict(sd))
+    ex = make_test_set(seq_preset("digit-addition-infinite", n_test=300))
+    with torch.no_grad():
+        acc = (m(ex.tokens)[ex.mask].argmax(-1) == ex.targets[ex.mask]).float().mean()
+    assert acc > 0.98
+
+
+def test_authors_induction_model_loads_and_predicts_our_repeats():
+    sd = torch.load(need_reference("induction_head_infinite.pth"), map_location="cpu", weights_only=False)["model"]
+    sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
+    mc = config_from_authors_state_dict(sd)
+    assert mc.attn_only and mc.n_layers == 2 and mc.d_model == 48 and mc.n_ctx == 85
+    m = Transformer(mc, seed=None)
+    m.load_state_dict(from_authors_state_dict(sd))
+    ex = make_test_set(seq_preset("induction-infinite", n_test=64))
+    with torch.no_grad():
+        acc = (m(ex.tokens)[ex.mask].argmax(-1) == ex.targets[ex.mask]).float().mean()
+    # far above chance (1/128) but not the ~95% of their own data: the authors' placement of the repeats is not
+    # recorded and ours (random gaps) is not quite it (README "Other tasks"); adjacent repeats give ~0%
+    assert acc > 0.3
+
+
+@pytest.mark.parametrize("task", ["digit_addition", "repeated_subsequence", "skip_trigram"])
+@pytest.mark.parametrize("n_train", [32, None])
+def test_short_training_lowers_the_loss(task, n_train):
+    c = tiny(task, n_train=n_train, batch_size=16 if n_train is None else None, epochs=40, lr=1e-2)
+    tr = SeqTrainer(c).fit()
+    m = tr.metrics
+    assert float(m["train_loss"][40]) < float(m["train_loss"][0]) - 0.05
+    if n_train is None:  # fresh data: the test loss falls with it (32 fixed examples may overfit instead)
+        assert float(m["test_loss"][40]) < float(m["test_loss"][0])
+
+
+@pytest.mark.parametrize("n_train", [32, None])
+def test_resume_is_bit_exact_with_the_stream(tmp_path, n_train):
+    c = tiny("skip_trigram", n_train=n_train, batch_size=16 if n_train is None else None)
+    a = train_seq(c, tmp_path / "a", progress=False)
+    train_seq(c, tmp_path / "b", progress=False, until=13)
+    b = resume_seq(tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+    assert a.checkpoint_epochs == [0, 10, 20, 30]
+    for k, v in a.model().state_dict().items():
+        assert torch.equal(v, b.model().state_dict()[k])
+    cols = set(a.metrics.columns)
+    assert {"train_loss", "train_acc", "test_loss", "test_acc", "train_loss_tok0", "test_loss_tok0"} <= cols
+    with pytest.raises(ConfigError, match="sequence-task run"):
+        Run.load(tmp_path / "a")
+
+
+def test_per_token_columns_of_digit_addition(tmp_path):
+    run = train_seq(tiny("digit_addition", epochs=10), tmp_path / "r", progress=False)
+    df = run.metrics
+    assert [c for c in df.columns if c.startswith("test_loss_tok")] == [f"test_loss_tok{k}" for k in range(4)]
+    row = df[df["epoch"] == 10].iloc[0]
+    assert abs(row[[f"test_loss_tok{k}" for k in range(4)]].mean() - row["test_loss"]) < 1e-9
+
+
+def test_presets_are_the_authors_runs():
+    assert set(SEQ_PRESETS) == {f"{t}-{d}" for t in ("digit-addition", "induction", "skip-trigram")
+                                for d in ("finite", "infinite")}
+    assert seq_preset("digit-addition-finite").n_train == 700 and seq_preset("digit-addition-finite").epochs == 18053
+    assert seq_preset("skip-trigram-finite").epochs == 5000 and seq_preset("skip-trigram-infinite").epochs == 3000
+    ind = seq_preset("induction-finite")
+    assert ind.n_train // ind.batch_size == 4 and ind.model_config.attn_only and ind.model_config.n_layers == 2
+    for name in SEQ_PRESETS:
+        seq_preset(name).model_config  # noqa: B018 - valid
+
+
+def test_cli_trains_and_resumes(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["train", "--task", "skip_trigram", "--n-train", "inf", "--batch-size", "8", "--epochs", "12",
+            "--d-model", "8", "--n-heads", "2", "--n-test", "16", "--checkpoint-every", "5", "--no-progress"]
+    assert main(args + ["--out", str(out), "--until", "7"]) == 0
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert SeqRun.load(out).metrics["epoch"].max() == 12
+    assert "task: skip_trigram" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--task", "nope"], ["--n-train", "5"], ["--task", "skip_trigram", "--frac-train", "0.3"],
+    ["--task", "skip_trigram", "--n-train", "0"], ["--task", "skip_trigram", "--n-train", "inf"],
+    ["--preset", "quick", "--task", "skip_trigram"], ["--preset", "induction-finite", "--batch-size", "100"],
+    ["--task", "skip_trigram", "--seeds", "1,2"], ["--task", "digit_addition", "--n-digits", "x"],
+])
+def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
+    assert main(["train", *argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokscope: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
