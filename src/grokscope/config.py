@@ -31,8 +31,34 @@ PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dr
                     "grokfast_lambda", "norm_constraint")
 
 
-def _f(default: Any, help: str) -> Any:
+class Serialisable:
+    """The (de)serialisation of a frozen config dataclass (:class:`Config`, ``seqtasks.SeqConfig``): a dict, JSON,
+    a copy with fields replaced; unknown fields in a dict are a one-line ConfigError naming the allowed ones."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def replace(self, **kw: Any):
+        return dataclasses.replace(self, **kw)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def field_with_help(default: Any, help: str) -> Any:
+    """A dataclass field whose ``help`` is the CLI's flag help (:func:`field_help`)."""
     return field(default=default, metadata={"help": help})
+
+
+_f = field_with_help
 
 
 @dataclass(frozen=True)
@@ -70,7 +96,7 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(Serialisable):
     """Everything that defines one model's training run. Defaults are the paper's mainline (§3)."""
 
     # --- task
@@ -181,26 +207,11 @@ class Config:
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def replace(self, **kw: Any) -> "Config":
-        return dataclasses.replace(self, **kw)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
-def field_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(Config)}
+def field_help(cls: type = None) -> dict[str, str]:
+    """Each field's help text of a config class (default :class:`Config`): the CLI's flag help."""
+    return {f.name: f.metadata.get("help", "") for f in fields(cls or Config)}
 
 
 #: Presets for ``grokscope train --preset``.

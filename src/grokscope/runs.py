@@ -252,24 +252,32 @@ def _meta_problem(meta: Any) -> str | None:
     return None
 
 
+def state_problem(st: Any, want: dict[str, tuple[tuple[int, ...], torch.dtype]], epochs: int,
+                  extra: tuple[str, ...] = (), optional: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """What is wrong with a loaded ``state.pt`` ``st`` (None: nothing): it must be a dict of tensors holding every
+    key of ``want`` (``optional`` ones may be absent) with its (shape, dtype), the ``extra`` keys (shape free: a
+    generator or data-stream state) and an ``epoch`` in 0..``epochs``. Shared by both trainers' resume."""
+    if not isinstance(st, dict) or not all(isinstance(v, torch.Tensor) for v in st.values()):
+        return "expected a dict of tensors"
+    missing = sorted((set(want) | set(extra)) - set(optional) - set(st))
+    if missing:
+        return f"missing {', '.join(missing)}"
+    wrong = [f"{k} {tuple(st[k].shape)} {st[k].dtype} (expected {s} {d})" for k, (s, d) in want.items()
+             if k in st and (tuple(st[k].shape), st[k].dtype) != (s, d)]
+    if wrong:
+        return "wrong shapes: " + ", ".join(wrong)
+    if not 0 <= int(st["epoch"]) <= epochs:
+        return f"epoch {int(st['epoch'])} outside 0..{epochs}"
+    return None
+
+
 def _load_state(path: Path, trainer: Trainer) -> None:
     """Load ``state.pt`` into ``trainer`` (weights only: no pickled code runs), checking every tensor's shape."""
     want = {k: (tuple(v.shape), v.dtype) for k, v in trainer.state_dict().items() if k != "generator"}
     optional = {"metrics." + k for k in NEW_METRICS}  # absent from a state.pt written before they existed
 
     def problem(st: Any) -> str | None:
-        if not isinstance(st, dict) or not all(isinstance(v, torch.Tensor) for v in st.values()):
-            return "expected a dict of tensors"
-        missing = sorted((set(want) | {"generator"}) - optional - set(st))
-        if missing:
-            return f"missing {', '.join(missing)}"
-        wrong = [f"{k} {tuple(st[k].shape)} {st[k].dtype} (expected {s} {d})" for k, (s, d) in want.items()
-                 if k in st and (tuple(st[k].shape), st[k].dtype) != (s, d)]
-        if wrong:
-            return "wrong shapes: " + ", ".join(wrong)
-        if not 0 <= int(st["epoch"]) <= trainer.cfg.epochs:
-            return f"epoch {int(st['epoch'])} outside 0..{trainer.cfg.epochs}"
-        return None
+        return state_problem(st, want, trainer.cfg.epochs, ("generator",), optional)
 
     st = load(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), problem,
               hint="delete it and the checkpoints after the last good one, or train again with --overwrite")

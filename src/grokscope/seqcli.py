@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from . import checks as ck
 from .checks import ConfigError
-from .config import PRESETS, Config
+from .config import Config
 from .seqtasks import SEQ_PRESETS, TASKS, SeqConfig, field_help
 from .seqtrain import SeqRun, resume_seq, train_seq
 

@@ -31,16 +31,16 @@ a few thousand examples has probability < 1e-3 (digit addition: ~2e-4; the other
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from . import checks as ck
 from .checks import ConfigError
-from .config import ACTS, ModelConfig
+from .config import ACTS, ModelConfig, Serialisable
+from .config import field_with_help as _f
+from .config import field_help as config_field_help
 
 TASKS = ("digit_addition", "repeated_subsequence", "skip_trigram")
 PLUS, EQUALS = 10, 11  # digit addition's separators
@@ -59,12 +59,10 @@ class Examples:
         return Examples(self.tokens[idx], self.targets[idx], self.mask[idx])
 
 
-def _f(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
-class SeqConfig:
+class SeqConfig(Serialisable):
     """One training run on an Appendix D.3 task. Defaults: the paper's mainline hyperparameters (lr 1e-3, weight
     decay 1, AdamW betas (0.9, 0.98), 10 warm-up steps, d_model 128, 4 heads), the skip-trigram task."""
 
@@ -171,27 +169,8 @@ class SeqConfig:
     def task_spec(self) -> "Task":
         return TASK_REGISTRY[self.task](self)
 
-    # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SeqConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def replace(self, **kw: Any) -> "SeqConfig":
-        return dataclasses.replace(self, **kw)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-
 def field_help() -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in fields(SeqConfig)}
+    return config_field_help(SeqConfig)
 
 
 # ---------------------------------------------------------------------- the tasks

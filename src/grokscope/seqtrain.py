@@ -305,17 +305,7 @@ def _load_state(path: Path, tr: SeqTrainer) -> None:
     want = {k: (tuple(v.shape), v.dtype) for k, v in tr.state_dict().items() if k != "stream"}
 
     def problem(st: Any) -> str | None:
-        if not isinstance(st, dict) or not all(isinstance(v, torch.Tensor) for v in st.values()):
-            return "expected a dict of tensors"
-        missing = sorted((set(want) | {"stream"}) - set(st))
-        if missing:
-            return f"missing {', '.join(missing)}"
-        wrong = [k for k, (s, d) in want.items() if (tuple(st[k].shape), st[k].dtype) != (s, d)]
-        if wrong:
-            return "wrong shapes: " + ", ".join(wrong)
-        if not 0 <= int(st["epoch"]) <= tr.cfg.epochs:
-            return f"epoch {int(st['epoch'])} outside 0..{tr.cfg.epochs}"
-        return None
+        return runs.state_problem(st, want, tr.cfg.epochs, ("stream",))
 
     st = load(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), problem,
               hint="train again with --overwrite")
