@@ -50,11 +50,14 @@ import pandas as pd
 
 from .checks import ConfigError, integer
 from .files import atomic_write
+from . import fourier as fr
 from .jsonutil import clean
+from .keys import wl_shares
 from .progress import compute_progress, resolve_keys, wide
 from .runs import Run
 
 THRESHOLD = 0.1  # restricted loss (test pairs) at which a model is taken to grok
+FALLBACK_KEYS = 5  # a model with no keys yet by the gap rule: its W_L's top 5 frequencies
 N_POINTS = 12  # checkpoints in the trend window
 ACC = 0.99  # "groks": test accuracy passes 99%
 HIGH_PERIOD = 1 / 8  # baseline: power at periods below this fraction of the window
@@ -117,6 +120,7 @@ class Features:
     until: int
     last_checkpoint: int
     keys: list[int]
+    keys_rule: str  # "gap" (the W_L largest-gap rule) or "top5" (no gap yet: the 5 largest W_L shares)
     window: list[int]  # the checkpoint epochs of the trend window
     log_restricted: float  # fitted log10 restricted loss at the last checkpoint
     restricted_slope: float
@@ -182,12 +186,28 @@ def _window(eps: list[int], n_points: int) -> list[int]:
     return [half[i] for i in idx]
 
 
+def keys_at(run: Run, epoch: int) -> tuple[dict[int, list[int]], dict[int, str]]:
+    """Key frequencies per model at checkpoint ``epoch``: the W_L largest-gap rule
+    (:func:`grokscope.progress.resolve_keys`), or, for a model whose W_L has no gap yet, its ``FALLBACK_KEYS``
+    largest per-frequency shares; and which rule gave them."""
+    keys = resolve_keys(run, None, epoch=epoch)
+    rule = {k: "gap" for k in keys}
+    empty = [k for k, v in keys.items() if not v]
+    if empty:
+        stacked = run.stacked_params(epoch)
+        for k in empty:
+            sh = wl_shares(fr.wl_from_params({n: v[k] for n, v in stacked.items()}, run.configs[k].n_layers))
+            keys[k] = sorted(int(i) + 1 for i in np.argsort(-sh.numpy(), kind="stable")[:FALLBACK_KEYS])
+            rule[k] = f"top{FALLBACK_KEYS}"
+    return keys, rule
+
+
 def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int | None = None) -> list[Features]:
     """:class:`Features` of every model of ``run`` from the checkpoints and metrics at epochs ``<= until``."""
     eps = _allowed(run, until)
     n_points = integer("n_points", n_points, lo=2)
     last = eps[-1]
-    keys = resolve_keys(run, None, epoch=last)
+    keys, rule = keys_at(run, last)
     win = _window(eps, n_points)
     prog = compute_progress(run, keys, epochs=win, workers=workers)
     met = run.metrics
@@ -208,7 +228,7 @@ def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int
         tm = m.dropna(subset=["test_acc"])
         hit = tm.loc[tm["test_acc"] > ACC, "epoch"]
         out.append(Features(
-            model=k, until=int(until), last_checkpoint=int(last), keys=list(keys[k]), window=[int(e) for e in win],
+            model=k, until=int(until), last_checkpoint=int(last), keys=list(keys[k]), keys_rule=rule[k], window=[int(e) for e in win],
             log_restricted=r_now, restricted_slope=r_slope, restricted_curvature=r_curv,
             excluded_slope=slope("excluded_loss"), gini_W_E_slope=slope("gini_W_E", False),
             gini_W_L_slope=slope("gini_W_L", False), sum_sq_slope=slope("sum_sq"),
