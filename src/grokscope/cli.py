@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 from . import checks as ck
 from . import export as export_mod
+from . import forecast as forecast_mod
 from . import experiment_report, numerics, runs, seqcli, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
@@ -75,6 +76,8 @@ EPOCH = _opt("epoch", lambda t: ck.integer("epoch", ck.parse("epoch", t, int), l
 MODEL = _opt("model", lambda t: ck.integer("model", ck.parse("model", t, int), lo=0))
 UNTIL = _opt("until", lambda t: ck.integer("until", ck.parse("until", t, int), lo=1))
 EVERY = _opt("every", lambda t: ck.integer("every", ck.parse("every", t, int), lo=1))
+LOSS_THRESHOLD = _opt("threshold", lambda t: ck.number("threshold", ck.parse("threshold", t, float), lo=0,
+                                                       lo_open=True))
 SEED = _opt("seed", lambda t: ck.seed("seed", ck.parse("seed", t, int)))
 FRAC = _opt("frac_train", lambda t: ck.number("frac_train", ck.parse("frac_train", t, float), lo=0, hi=1, lo_open=True))
 THRESHOLD = _opt("threshold", lambda t: ck.number("threshold", ck.parse("threshold", t, float), lo=0, hi=1,
@@ -361,6 +364,30 @@ def cmd_progress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_forecast(sub) -> None:
+    p = sub.add_parser("forecast", help="forecast each model's grokking epoch from the checkpoints up to --until",
+                       description="Forecast, per model, the epoch at which test accuracy passes 99%, from the "
+                                   "checkpoints and metrics at epochs <= --until only (key frequencies chosen at "
+                                   "the last allowed checkpoint): the restricted loss's log-linear trend "
+                                   "extrapolated to a threshold, beside the spectral baseline of Notsawo et al. "
+                                   "2023. Writes RUN/forecast.json.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--until", type=UNTIL, required=True, help="use only checkpoints and metrics at epochs <= EPOCH")
+    p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
+                   help=f"restricted loss taken as grokked (default {forecast_mod.THRESHOLD:g})")
+    p.add_argument("--out", default=None, help="JSON output (default: RUN/forecast.json)")
+
+
+def cmd_forecast(args: argparse.Namespace) -> int:
+    run = _run_with_checkpoints(args.run)
+    out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
+    res = forecast_mod.forecast_run(run, args.until, threshold=args.threshold)
+    print(forecast_mod.format_table(res))
+    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold)
+    print(f"wrote {out}")
+    return 0
+
+
 def _add_report(sub) -> None:
     p = sub.add_parser("report", help="the paper's figures for a run, in one self-contained HTML file",
                        description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
@@ -431,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(sub)
     _add_progress(sub)
     _add_report(sub)
+    _add_forecast(sub)
     _add_export(sub)
     experiment_report.add_parser(sub)
     return parser
@@ -480,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             return {"train": cmd_train, "analyze": cmd_analyze, "analyse": cmd_analyze,
-                    "progress": cmd_progress, "report": cmd_report, "export": cmd_export,
+                    "progress": cmd_progress, "report": cmd_report, "forecast": cmd_forecast, "export": cmd_export,
                     "experiment": experiment_report.command}[args.command](args)
         except ConfigError as e:
             print(f"grokscope: error: {e}", file=sys.stderr)

@@ -1,0 +1,134 @@
+"""grokscope.forecast: the crossing of synthetic curves, calibration on other models, --until hides the future."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from grokscope import forecast as fc
+from grokscope.cli import main
+from grokscope.config import Config
+from grokscope.runs import Run, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def feats(model=0, until=2000, log_r=0.0, slope=-0.5, grokked_at=None, spectral=float("nan"), keys=(3, 5)):
+    return fc.Features(model=model, until=until, last_checkpoint=until, keys=list(keys), keys_rule="gap",
+                       window=[until], log_restricted=log_r, restricted_slope=slope, restricted_curvature=0.0,
+                       excluded_slope=0.0, gini_W_E_slope=0.0, gini_W_L_slope=0.0, sum_sq_slope=0.0,
+                       test_acc=0.1, grokked_at=grokked_at, spectral=spectral)
+
+
+def test_trend_and_crossing_of_a_synthetic_curve():
+    # log10 restricted loss = 0.5 - 0.5 t (t in thousands of epochs): reaches log10 0.1 = -1 at t = 3
+    t = np.linspace(1.0, 2.0, 12)
+    now, slope, curv = fc.trend(t, 0.5 - 0.5 * t)
+    assert now == pytest.approx(-0.5) and slope == pytest.approx(-0.5) and abs(curv) < 1e-9
+    assert fc.crossing(2.0, now, slope, -1.0) == pytest.approx(3.0)
+    assert fc.crossing(2.0, now, 0.1, -1.0) is None  # rising: never
+    assert fc.crossing(2.0, -2.0, 0.1, -1.0) == 2.0  # already below
+    assert math.isnan(fc.trend([1.0], [2.0])[0])
+
+
+def test_predict_synthetic_crossing_and_interval():
+    f = feats(until=2000, log_r=-0.5, slope=-0.5)  # crosses log10(0.1) at 3000
+    res = fc.predict(f)
+    assert res.predicted == pytest.approx(3000.0) and not res.grokked
+    assert res.lower == pytest.approx(2500.0) and res.upper == pytest.approx(4000.0)  # remaining time x/÷ 2
+    assert res.baseline is None  # the baseline needs a calibration
+    done = fc.predict(feats(grokked_at=1800))
+    assert done.grokked and done.predicted == 1800 and done.method == "observed"
+    flat = fc.predict(feats(slope=0.2))
+    assert flat.predicted is None and "not falling" in flat.method
+
+
+def test_calibration_is_fitted_on_other_models_only():
+    # every model's real remaining time is twice the raw line's: the fitted scale recovers 2
+    pairs = [(feats(model=i, until=u, log_r=-0.5, slope=-0.5 * 2000 / u), u + 2 * (3000 - 2000) * u / 2000)
+             for i, u in enumerate([1000, 2000, 3000, 4000])]
+    cal = fc.fit_calibration(pairs)
+    assert cal.scale == pytest.approx(2.0) and cal.n == 4
+    held = feats(until=2000, log_r=-0.5, slope=-0.5)
+    assert fc.predict(held, cal).predicted == pytest.approx(4000.0)
+    # the baseline: log10 epoch linear in the spectral feature, recovered exactly
+    pairs = [(feats(model=i, until=10, spectral=s), 10 ** (3.0 + 0.5 * s)) for i, s in enumerate([-2.0, -1.0, 0.0, 1.0])]
+    cal = fc.fit_calibration(pairs)
+    assert cal.base_b == pytest.approx(0.5) and cal.base_a == pytest.approx(3.0)
+    assert fc.predict(feats(until=10, spectral=2.0, slope=0.2), cal).baseline == pytest.approx(1e4)
+
+
+def test_spectral_energy_sees_oscillations():
+    x = np.arange(400)
+    smooth = 10 ** (-x / 200)
+    spiky = smooth * 10 ** (0.3 * np.sin(x / 2.0))
+    assert fc.spectral_energy(spiky) > fc.spectral_energy(smooth) + 3
+    assert math.isnan(fc.spectral_energy(smooth[:10]))
+
+
+# ---------------------------------------------------------------------- a run
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    kw = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=100, checkpoint_every=10, test_every=5)
+    return train([Config(seed=0, frac_train=0.5, **kw), Config(seed=1, frac_train=0.5, **kw)],
+                 tmp_path_factory.mktemp("fc") / "r", device="cpu", progress=False)
+
+
+def _doc(path):
+    d = json.loads(path.read_text())
+    d.pop("run")
+    return d
+
+
+def test_until_hides_later_checkpoints(tiny_run, tmp_path, capsys):
+    until = 50
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_run.path, cut)
+    for f in (cut / "checkpoints").iterdir():
+        if int(f.stem.split("_")[1]) > until:
+            f.unlink()
+    m = pd.read_parquet(cut / "metrics.parquet")
+    m[m["epoch"] <= until].to_parquet(cut / "metrics.parquet")
+    (cut / "state.pt").unlink()
+    assert max(Run.load(cut).checkpoint_epochs) == until
+    assert main(["forecast", str(tiny_run.path), "--until", "50"]) == 0
+    assert main(["forecast", str(cut), "--until", "50"]) == 0
+    full, part = _doc(tiny_run.path / fc.FORECAST_FILE), _doc(cut / fc.FORECAST_FILE)
+    assert full == part
+    assert [m["features"]["last_checkpoint"] for m in full["models"]] == [50, 50]
+    assert all(max(m["features"]["window"]) <= until for m in full["models"])
+    out = capsys.readouterr().out
+    assert "predicted" in out and "wrote" in out
+    # a later checkpoint changes the forecast at a later --until (the features do see it)
+    res = fc.forecast_run(tiny_run, 100)
+    assert res[0].features.last_checkpoint == 100
+
+
+def test_forecast_frame(tiny_run):
+    df = fc.forecast_frame(fc.forecast_run(tiny_run, 40))
+    assert list(df["model"]) == [0, 1] and "f_restricted_slope" in df and (df["until"] == 40).all()
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--until", "0"], "until=0 is invalid"),
+    (["--until", "x"], "until='x' is invalid"),
+    (["--until", "nan"], "until"),
+    (["--until", "50", "--threshold", "-1"], "threshold=-1"),
+    (["--until", "50", "--threshold", "inf"], "threshold"),
+    ([], "--until"),
+])
+def test_bad_input_exits_2(tiny_run, args, text, capsys):
+    assert main(["forecast", str(tiny_run.path), *args]) == 2
+    err = capsys.readouterr().err
+    assert text in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_run_exits_2(tmp_path, capsys):
+    assert main(["forecast", str(tmp_path / "none"), "--until", "5"]) == 2
+    assert "not a grokscope run" in capsys.readouterr().err
+    assert main(["forecast", str(tmp_path), "--until", "5", "--out", "/proc/x.json"]) == 2
