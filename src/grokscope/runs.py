@@ -337,8 +337,14 @@ def create_run(path: str | Path, configs: list[Config], overwrite: bool = False)
     """Check that the configs can share one batched run and that ``path`` may be written: a new or empty
     directory, or with ``overwrite`` a grokscope run directory that no live trainer holds and that holds nothing
     but a run's files. Writes nothing."""
-    path = Path(path)
     check_batchable(configs)
+    check_run_dir(path, overwrite)
+
+
+def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
+    """Check that ``path`` may become a run directory (of either trainer): new or empty, or with ``overwrite``
+    a run directory that no live trainer holds. Writes nothing."""
+    path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"out={str(path)!r} is invalid: it is a file, not a run directory")
     if path.is_dir() and any(path.iterdir()):

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from . import checks as ck
 from . import runs
 from .checks import ConfigError
-from .files import NoSpace, atomic_write, check_output, clean_stale_tmp, load
+from .files import NoSpace, atomic_write, clean_stale_tmp, load
 from .model import Transformer, init_params
 from .seqtasks import Examples, SeqConfig, stream_generator, make_test_set, make_train_set
 from .training import ParamLayout, adamw_update, cross_entropy_accurate, resolve_device
@@ -333,15 +333,7 @@ def _fit_locked(path: Path, tr: SeqTrainer, progress: bool, until: int | None) -
 def create_seq_run(path: str | Path, overwrite: bool = False) -> None:
     """Check that ``path`` may be written (a new or empty directory, or with ``overwrite`` a run nobody trains).
     Writes nothing."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"out={str(path)!r} is invalid: it is a file, not a run directory")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"out={str(path)!r} is invalid: it already exists; continue it with "
-                              f"`grokscope train --resume {path}` or replace it with --overwrite")
-        runs._check_overwritable(path)
-    check_output("out", path, kind="dir")
+    runs.check_run_dir(path, overwrite)
 
 
 def train_seq(cfg: SeqConfig, out: str | Path, device: str = "auto", overwrite: bool = False,
