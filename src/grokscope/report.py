@@ -306,6 +306,10 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
     return path
 
 
+#: attempts per figure of the PNG export (kaleido drives a Chromium page that can fail transiently)
+PNG_TRIES = 3
+
+
 def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
                model: int = 0, scale: float = 1.0) -> list[Path]:
     """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
@@ -321,6 +325,13 @@ def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = Non
     for name in (_default_names(ctx) if figures is None else list(figures)):
         fig = figure(ctx, name)
         path = outdir / f"{name}.png"
-        fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)
+        for attempt in range(PNG_TRIES):  # kaleido's Chromium page sometimes is not ready yet on a loaded machine
+            try:  # ("ReferenceError: kaleido_scopes is not defined"): the same figure again then succeeds
+                fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600,
+                                scale=scale)
+                break
+            except Exception:
+                if attempt == PNG_TRIES - 1:
+                    raise
         paths.append(path)
     return paths
