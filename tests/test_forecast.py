@@ -132,3 +132,84 @@ def test_bad_run_exits_2(tmp_path, capsys):
     assert main(["forecast", str(tmp_path / "none"), "--until", "5"]) == 2
     assert "not a grokscope run" in capsys.readouterr().err
     assert main(["forecast", str(tmp_path), "--until", "5", "--out", "/proc/x.json"]) == 2
+
+
+# ---------------------------------------------------------------------- grokscope train --forecast
+def _plain(forecasts):
+    from dataclasses import asdict
+
+    from grokscope.jsonutil import clean
+    return clean([asdict(f) for f in forecasts])  # NaN -> None, so equal dicts compare equal
+
+
+LIVE_KW = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_every=10, test_every=5)
+
+
+def test_live_forecast_is_forecast_run_at_that_epoch(tmp_path, capsys):
+    live = fc.LiveForecast()
+    run = train([Config(seed=0, frac_train=0.5, **LIVE_KW), Config(seed=1, frac_train=0.5, **LIVE_KW)],
+                tmp_path / "r", device="cpu", progress=True, forecast=live)
+    assert sorted(live.history) == [10, 20, 30, 40, 50, 60] and not live.errors  # every checkpoint but epoch 0
+    for e, res in live.history.items():  # the finished run, cut at e, gives the same numbers
+        assert _plain(res) == _plain(fc.forecast_run(run, e)), e
+        assert res[0].features.last_checkpoint == e and max(res[0].features.window) == e
+    assert all(s > 0 for s in live.seconds.values())
+    assert live.text == fc.live_text(live.history[60], 60) and live.text.startswith("grok forecast @60: 0: ")
+    assert live.text in capsys.readouterr().err  # the progress bar's final postfix
+
+
+def test_live_forecast_every_and_final(tmp_path):
+    live = fc.LiveForecast(every=20)
+    train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 55})], tmp_path / "r", device="cpu",
+          progress=False, forecast=live)
+    assert sorted(live.history) == [20, 40, 55]  # every 20 epochs, and the final epoch (no multiple of 10)
+    assert live.due(40, 10, 55) and not live.due(30, 10, 55) and not live.due(0, 10, 55)
+    assert not live.due(45, 10, 55) and live.due(55, 10, 55)
+
+
+def test_live_forecast_failure_does_not_stop_training(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fc, "forecast_run", broken)
+    live = fc.LiveForecast()
+    run = train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 20})], tmp_path / "r", device="cpu",
+                progress=False, forecast=live)
+    assert max(run.checkpoint_epochs) == 20 and sorted(live.errors) == [10, 20] and not live.history
+    assert live.text == "grok forecast @20: failed (RuntimeError)" and "boom" in live.errors[20]
+
+
+def test_live_text():
+    f = feats()
+    mk = lambda m, g, p, lo, hi: fc.Forecast(m, 100, g, p, lo, hi, None, None, None, "x", f)  # noqa: E731
+    assert fc.live_text([mk(0, False, 3000.0, 2500.0, 4000.0)], 100) == "grok forecast @100: ~3,000 [2,500-4,000]"
+    text = fc.live_text([mk(0, True, 1170.0, 1170.0, 1170.0), mk(1, False, None, None, None)], 1200)
+    assert text == "grok forecast @1,200: 0: grokked at 1,170; 1: no forecast yet"
+
+
+def test_cli_train_forecast_without_bar_logs_lines(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "40", "--checkpoint-every", "10", "--out", str(out),
+                 "--no-progress", "--forecast", "--forecast-every", "20"]) == 0
+    cap = capsys.readouterr()
+    lines = [ln for ln in cap.err.splitlines() if "grok forecast" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["r epoch 20", "r epoch 40"]
+    want = fc.live_text(fc.forecast_run(Run.load(out), 40), 40)
+    assert lines[-1] == f"r epoch 40: {want}"
+    assert "forecast: 2 updates, median" in cap.out and "of this command's wall time" in cap.out
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--forecast-every", "20"], "forecast_every is invalid without --forecast"),
+    (["--forecast", "--forecast-every", "15"], "forecast_every=15 is invalid: must be a multiple of checkpoint_every=10"),
+    (["--forecast", "--forecast-every", "0"], "forecast_every=0 is invalid"),
+    (["--forecast", "--forecast-every", "x"], "forecast_every='x' is invalid"),
+    (["--forecast", "--preset", "digit-addition-finite"], "forecast is invalid for a sequence task"),
+])
+def test_cli_train_forecast_bad_input_exits_2(tmp_path, args, text, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "40", "--checkpoint-every", "10", "--out", str(out),
+                 "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert text in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -65,7 +65,7 @@ FORECAST_FILE = "forecast.json"
 
 __all__ = ["THRESHOLD", "Features", "Calibration", "Forecast", "trend", "crossing", "spectral_energy",
            "features_run", "fit_calibration", "predict", "forecast_run", "forecast_frame", "write_forecast",
-           "format_table", "grok_epochs"]
+           "format_table", "grok_epochs", "live_text", "LiveForecast"]
 
 
 # ====================================================================== pure pieces
@@ -202,15 +202,18 @@ def keys_at(run: Run, epoch: int) -> tuple[dict[int, list[int]], dict[int, str]]
     return keys, rule
 
 
-def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int | None = None) -> list[Features]:
-    """:class:`Features` of every model of ``run`` from the checkpoints and metrics at epochs ``<= until``."""
+def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int | None = None,
+                 metrics: pd.DataFrame | None = None) -> list[Features]:
+    """:class:`Features` of every model of ``run`` from the checkpoints and metrics at epochs ``<= until``.
+    ``metrics``: the metrics frame to read instead of ``run.metrics`` (a trainer's rows so far, for
+    :class:`LiveForecast`); its rows after ``until`` are dropped too."""
     eps = _allowed(run, until)
     n_points = integer("n_points", n_points, lo=2)
     last = eps[-1]
     keys, rule = keys_at(run, last)
     win = _window(eps, n_points)
     prog = compute_progress(run, keys, epochs=win, workers=workers)
-    met = run.metrics
+    met = run.metrics if metrics is None else metrics
     met = met[met["epoch"] <= until]
     out = []
     for k in range(run.K):
@@ -313,12 +316,12 @@ def grok_epochs(run: Run) -> dict[int, float]:
 
 
 def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, Calibration] | None = None, *,
-                 threshold: float = THRESHOLD, n_points: int = N_POINTS, workers: int | None = None
-                 ) -> list[Forecast]:
+                 threshold: float = THRESHOLD, n_points: int = N_POINTS, workers: int | None = None,
+                 metrics: pd.DataFrame | None = None) -> list[Forecast]:
     """Forecasts of every model of ``run`` from epochs ``<= until``. Without a ``calibration``, ours uses the
     defaults and the baseline is fitted leave-one-out on the run's *other* models that grokked by ``until``
     (their observed epochs are known at ``until``; none if fewer than 2)."""
-    feats = features_run(run, until, n_points=n_points, workers=workers)
+    feats = features_run(run, until, n_points=n_points, workers=workers, metrics=metrics)
     out = []
     for f in feats:
         if isinstance(calibration, Mapping):
@@ -367,3 +370,65 @@ def format_table(forecasts: Sequence[Forecast]) -> str:
                      f"{e(fc.baseline):>9}  {keys:<18.18} {f.log_restricted:>7.2f} {f.restricted_slope:>8.3f} "
                      f"{f.excluded_slope:>10.3f}  {fc.method}")
     return "\n".join(lines)
+
+
+# ====================================================================== while training: grokscope train --forecast
+def live_text(forecasts: Sequence[Forecast], epoch: int) -> str:
+    """The progress-bar postfix of :class:`LiveForecast`: per model ``~PRED [LOWER-UPPER]``, ``grokked at E`` or
+    ``no forecast yet`` (models numbered when there are several)."""
+    def one(fc: Forecast) -> str:
+        if fc.grokked:
+            return f"grokked at {fc.predicted:,.0f}"
+        if fc.predicted is None:
+            return "no forecast yet"
+        return f"~{fc.predicted:,.0f} [{fc.lower:,.0f}-{fc.upper:,.0f}]"
+
+    parts = [one(fc) if len(forecasts) == 1 else f"{fc.model}: {one(fc)}" for fc in forecasts]
+    return f"grok forecast @{epoch:,}: " + "; ".join(parts)
+
+
+class LiveForecast:
+    """``grokscope train --forecast``: at every ``every``-th epoch that has a checkpoint (default: every
+    checkpoint) and at the final epoch, :func:`forecast_run` of the run directory at ``until = epoch`` -- the same
+    function as ``grokscope forecast RUN --until epoch``, given the trainer's metrics rows ``<= epoch`` (the file
+    on disk lags the trainer by the epoch's own row), so it reads nothing after the current epoch.
+
+    Calibration: ``calibration`` if given, else the uncalibrated defaults of :func:`forecast_run` (``scale = 1``:
+    the raw restricted-loss line; interval: remaining time x/÷ 2; the baseline fitted on the run's other models
+    that grokked by then, none before two have), so the bar shows what ``grokscope forecast`` prints.
+
+    Called as ``live(run_dir, epoch, metrics)`` -> the postfix text; keeps ``history`` (epoch -> forecasts),
+    ``seconds`` (epoch -> wall seconds of the update) and ``errors`` (epoch -> message: a forecast that fails,
+    e.g. on a diverged model, is shown as failed and never stops training)."""
+
+    def __init__(self, every: int | None = None, calibration: Calibration | Mapping[int, Calibration] | None = None,
+                 threshold: float = THRESHOLD, workers: int | None = 1):
+        self.every = None if every is None else integer("forecast_every", every, lo=1)
+        self.calibration, self.threshold, self.workers = calibration, threshold, workers
+        self.history: dict[int, list[Forecast]] = {}
+        self.seconds: dict[int, float] = {}
+        self.errors: dict[int, str] = {}
+        self.text = "grok forecast: none yet"
+
+    def due(self, epoch: int, checkpoint_every: int, final: int) -> bool:
+        """Whether to forecast at ``epoch`` (which has a checkpoint): epoch >= 1, and a multiple of ``every``
+        (default: every checkpoint) or the final epoch."""
+        if epoch < 1 or (epoch % checkpoint_every != 0 and epoch != final):
+            return False
+        return epoch == final or self.every is None or epoch % self.every == 0
+
+    def __call__(self, run_dir: str | Path, epoch: int, metrics: pd.DataFrame | None = None) -> str:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            res = forecast_run(Run.load(run_dir), epoch, self.calibration, threshold=self.threshold,
+                               workers=self.workers, metrics=metrics)
+        except Exception as e:  # noqa: BLE001 - a display: it must not stop a training run
+            self.errors[epoch] = f"{type(e).__name__}: {e}"
+            self.text = f"grok forecast @{epoch:,}: failed ({type(e).__name__})"
+        else:
+            self.history[epoch] = res
+            self.text = live_text(res, epoch)
+        self.seconds[epoch] = time.perf_counter() - t0
+        return self.text
