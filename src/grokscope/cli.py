@@ -181,6 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                               log=log, forecast=live)
         finally:
             log.close() if log else None
+            _forecast_cost(live, t0)
     else:
         configs = configs_from_args(args)
         out = args.out or f"runs/{args.preset}"
@@ -192,14 +193,21 @@ def cmd_train(args: argparse.Namespace) -> int:
                              progress=not args.no_progress, until=args.until, log=log, forecast=live)
         finally:
             log.close() if log else None
+            _forecast_cost(live, t0)
     _summary(run)
-    if live is not None and live.seconds:
-        ms = sorted(1e3 * v for v in live.seconds.values())
-        share = sum(ms) / 1e3 / max(time.perf_counter() - t0, 1e-9)
-        print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
-              f"({share:.1%} of this command's wall time)"
-              + (f"; {len(live.errors)} failed (last: {list(live.errors.values())[-1]})" if live.errors else ""))
     return 0
+
+
+def _forecast_cost(live: "forecast_mod.LiveForecast | None", t0: float) -> None:
+    """``--forecast``: the updates' cost, also when training was interrupted (on stderr)."""
+    if live is None or not live.seconds:
+        return
+    ms = sorted(1e3 * v for v in live.seconds.values())
+    share = sum(ms) / 1e3 / max(time.perf_counter() - t0, 1e-9)
+    print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
+          f"({share:.1%} of this command's wall time)"
+          + (f"; {len(live.errors)} failed (last: {list(live.errors.values())[-1]})" if live.errors else ""),
+          file=sys.stderr)
 
 
 def _live_forecast(args: argparse.Namespace, checkpoint_every: int) -> "forecast_mod.LiveForecast | None":

@@ -512,7 +512,9 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None,
             return False
         tr.postfix_extra = forecast(path, e, metrics_frame(tr, e))
         if not progress:
-            print(f"{path.name} epoch {e}: {tr.postfix_extra}", file=sys.stderr, flush=True)
+            secs = getattr(forecast, "seconds", {}).get(e)
+            print(f"{path.name} epoch {e}: {tr.postfix_extra}" + ("" if secs is None else f" ({secs:.2f} s)"),
+                  file=sys.stderr, flush=True)
         return True
 
     def on_checkpoint(tr: Trainer, e: int) -> None:
