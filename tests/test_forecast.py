@@ -146,7 +146,7 @@ LIVE_KW = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_ever
 
 
 def test_live_forecast_is_forecast_run_at_that_epoch(tmp_path, capsys):
-    live = fc.LiveForecast()
+    live = fc.LiveForecast(budget=None)  # every checkpoint
     run = train([Config(seed=0, frac_train=0.5, **LIVE_KW), Config(seed=1, frac_train=0.5, **LIVE_KW)],
                 tmp_path / "r", device="cpu", progress=True, forecast=live)
     assert sorted(live.history) == [10, 20, 30, 40, 50, 60] and not live.errors  # every checkpoint but epoch 0
@@ -167,12 +167,26 @@ def test_live_forecast_every_and_final(tmp_path):
     assert not live.due(45, 10, 55) and live.due(55, 10, 55)
 
 
+def test_live_forecast_time_budget():
+    now = [0.0]
+    live = fc.LiveForecast(budget=0.05, clock=lambda: now[0])
+    assert live.due(10, 10, 100)  # the first checkpoint: always
+    live._t0, live.seconds = 0.0, {10: 5.0}  # one update of 5 s, started at t = 0
+    now[0] = 99.0
+    assert not live.due(20, 10, 100)  # 5 s > 5% of 99 s
+    assert live.due(100, 10, 100)  # the final epoch: always
+    now[0] = 100.0
+    assert live.due(20, 10, 100) and not live.due(25, 10, 100)  # 5 s <= 5% of 100 s; 25 has no checkpoint
+    with pytest.raises(fc.ConfigError, match="forecast_budget=0 is invalid"):
+        fc.LiveForecast(budget=0)
+
+
 def test_live_forecast_failure_does_not_stop_training(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
     monkeypatch.setattr(fc, "forecast_run", broken)
-    live = fc.LiveForecast()
+    live = fc.LiveForecast(budget=None)
     run = train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 20})], tmp_path / "r", device="cpu",
                 progress=False, forecast=live)
     assert max(run.checkpoint_epochs) == 20 and sorted(live.errors) == [10, 20] and not live.history

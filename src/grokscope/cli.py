@@ -113,7 +113,8 @@ def _add_train(sub) -> None:
                    "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
                    "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
     p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
-                   "a multiple of checkpoint_every (default: every checkpoint)")
+                   "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
+                   "of the wall time, and at the end)")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")

@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .checks import ConfigError, integer
+from .checks import ConfigError, integer, number
 from .files import atomic_write
 from . import fourier as fr
 from .jsonutil import clean
@@ -388,10 +388,15 @@ def live_text(forecasts: Sequence[Forecast], epoch: int) -> str:
 
 
 class LiveForecast:
-    """``grokscope train --forecast``: at every ``every``-th epoch that has a checkpoint (default: every
-    checkpoint) and at the final epoch, :func:`forecast_run` of the run directory at ``until = epoch`` -- the same
-    function as ``grokscope forecast RUN --until epoch``, given the trainer's metrics rows ``<= epoch`` (the file
-    on disk lags the trainer by the epoch's own row), so it reads nothing after the current epoch.
+    """``grokscope train --forecast``: :func:`forecast_run` of the run directory at ``until = epoch``, at epochs
+    that have a checkpoint -- the same function as ``grokscope forecast RUN --until epoch``, given the trainer's
+    metrics rows ``<= epoch`` (the file on disk lags the trainer by the epoch's own row), so it reads nothing
+    after the current epoch.
+
+    When: with ``every``, at every multiple of ``every`` (a checkpoint epoch); else at the checkpoints that keep
+    the forecasts' share of the wall time since the first one within ``budget`` (default 5%: a forecast computes
+    the progress measures of up to 12 checkpoints, seconds for the paper's model, against ~0.1-1 s an epoch);
+    ``budget=None``: every checkpoint. Always at the final epoch. Never at epoch 0 (no trend yet).
 
     Calibration: ``calibration`` if given, else the uncalibrated defaults of :func:`forecast_run` (``scale = 1``:
     the raw restricted-loss line; interval: remaining time x/÷ 2; the baseline fitted on the run's other models
@@ -401,26 +406,40 @@ class LiveForecast:
     ``seconds`` (epoch -> wall seconds of the update) and ``errors`` (epoch -> message: a forecast that fails,
     e.g. on a diverged model, is shown as failed and never stops training)."""
 
+    BUDGET = 0.05
+
     def __init__(self, every: int | None = None, calibration: Calibration | Mapping[int, Calibration] | None = None,
-                 threshold: float = THRESHOLD, workers: int | None = 1):
+                 threshold: float = THRESHOLD, workers: int | None = 1, budget: float | None = BUDGET,
+                 clock=None):
+        import time
+
         self.every = None if every is None else integer("forecast_every", every, lo=1)
+        self.budget = None if budget is None else number("forecast_budget", budget, lo=0, hi=1, lo_open=True)
         self.calibration, self.threshold, self.workers = calibration, threshold, workers
+        self.clock = clock or time.perf_counter
         self.history: dict[int, list[Forecast]] = {}
         self.seconds: dict[int, float] = {}
         self.errors: dict[int, str] = {}
         self.text = "grok forecast: none yet"
+        self._t0: float | None = None
 
     def due(self, epoch: int, checkpoint_every: int, final: int) -> bool:
-        """Whether to forecast at ``epoch`` (which has a checkpoint): epoch >= 1, and a multiple of ``every``
-        (default: every checkpoint) or the final epoch."""
+        """Whether to forecast at ``epoch``: one with a checkpoint, >= 1, and the final epoch, or a multiple of
+        ``every``, or (no ``every``) within the time ``budget``."""
         if epoch < 1 or (epoch % checkpoint_every != 0 and epoch != final):
             return False
-        return epoch == final or self.every is None or epoch % self.every == 0
+        if epoch == final:
+            return True
+        if self.every is not None:
+            return epoch % self.every == 0
+        if self.budget is None or self._t0 is None:
+            return True
+        return sum(self.seconds.values()) <= self.budget * (self.clock() - self._t0)
 
     def __call__(self, run_dir: str | Path, epoch: int, metrics: pd.DataFrame | None = None) -> str:
-        import time
-
-        t0 = time.perf_counter()
+        t0 = self.clock()
+        if self._t0 is None:
+            self._t0 = t0
         try:
             res = forecast_run(Run.load(run_dir), epoch, self.calibration, threshold=self.threshold,
                                workers=self.workers, metrics=metrics)
@@ -430,5 +449,5 @@ class LiveForecast:
         else:
             self.history[epoch] = res
             self.text = live_text(res, epoch)
-        self.seconds[epoch] = time.perf_counter() - t0
+        self.seconds[epoch] = self.clock() - t0
         return self.text
