@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +153,11 @@ def main(argv=None) -> int:
     print(table(summary))
     print(f"{len(models)} models grok (forecast targets); {len(skipped)} do not (skipped); "
           f"{time.perf_counter() - t0:.0f} s")
+    pooled = fc.fit_calibration([(f, G) for _, _, G, fs in models for f in fs.values()])
+    print(f"calibration fitted on all of them (every fraction): ours scale {pooled.scale:.3g} (n = {pooled.n}), "
+          f"interval x{10 ** pooled.lo:.2f}..x{10 ** pooled.hi:.2f}; baseline a {pooled.base_a}, b {pooled.base_b}")
     doc = {"runs": a.runs, "models": len(models), "skipped": [list(s) for s in skipped], "summary": summary,
-           "rows": rows}
+           "calibration": asdict(pooled), "rows": rows}
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
     if a.html or a.png:
         fig = figure(rows, summary)

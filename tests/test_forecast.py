@@ -215,6 +215,8 @@ def test_cli_train_forecast_without_bar_logs_lines(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, text", [
     (["--forecast-every", "20"], "forecast_every is invalid without --forecast"),
+    (["--forecast-calibration", "x.json"], "forecast_calibration is invalid without --forecast"),
+    (["--forecast", "--forecast-calibration", "/nonexistent/x.json"], "calibration='/nonexistent/x.json' is invalid"),
     (["--forecast", "--forecast-every", "15"], "forecast_every=15 is invalid: must be a multiple of checkpoint_every=10"),
     (["--forecast", "--forecast-every", "0"], "forecast_every=0 is invalid"),
     (["--forecast", "--forecast-every", "x"], "forecast_every='x' is invalid"),
@@ -227,3 +229,47 @@ def test_cli_train_forecast_bad_input_exits_2(tmp_path, args, text, capsys):
     err = capsys.readouterr().err
     assert text in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------- --calibration FILE
+def test_forecast_with_a_calibration_file(tiny_run, tmp_path):
+    from dataclasses import asdict
+    cal = fc.Calibration(scale=2.0, lo=-0.5, hi=0.25, base_a=3.0, base_b=0.5, base_lo=-0.1, base_hi=0.2, n=5,
+                         n_base=5)
+    f = tmp_path / "eval.json"
+    f.write_text(json.dumps({"summary": {}, "calibration": asdict(cal)}))
+    assert fc.load_calibration(f) == cal
+    out = tmp_path / "fc.json"
+    assert main(["forecast", str(tiny_run.path), "--until", "50", "--calibration", str(f), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    want = [fc.predict(g, cal) for g in fc.features_run(tiny_run, 50)]
+    assert [m["predicted"] for m in doc["models"]] == pytest.approx([w.predicted for w in want])
+    assert [m["baseline"] for m in doc["models"]] == pytest.approx([w.baseline for w in want])
+    assert doc["calibration"] == str(f)
+    live = fc.LiveForecast(calibration=cal)
+    live(tiny_run.path, 50)
+    assert _plain(live.history[50]) == _plain(fc.forecast_run(tiny_run, 50, cal))
+
+
+@pytest.mark.parametrize("content, text", [
+    ("{", "not JSON"),
+    ('{"calibration": {"scale": -1}}', "field scale=-1 is invalid: must be a finite number > 0"),
+    ('{"calibration": {"scale": "2"}}', "field scale='2' is invalid: must be a number"),
+    ('{"calibration": {"lo": 0.5}}', "field lo=0.5 is invalid: must be a finite number <= 0"),
+    ('{"calibration": {"n": 1.5}}', "field n=1.5 is invalid"),
+    ('{"calibration": {"bogus": 1}}', "unknown field 'bogus'"),
+    ('{"calibration": {"base_a": 1.0}}', "base_a and base_b must both be"),
+    ("[1, 2]", "must hold a JSON object"),
+])
+def test_bad_calibration_file_exits_2(tiny_run, tmp_path, content, text, capsys):
+    f = tmp_path / "c.json"
+    f.write_text(content)
+    assert main(["forecast", str(tiny_run.path), "--until", "50", "--calibration", str(f),
+                 "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert text in err and f"calibration='{f}'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.json").exists()
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "20", "--out", str(out), "--no-progress", "--forecast",
+                 "--forecast-calibration", str(f)]) == 2
+    assert text in capsys.readouterr().err and not out.exists()

@@ -112,6 +112,8 @@ def _add_train(sub) -> None:
     p.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
                    "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
                    "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
+    p.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
+                   "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
     p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
                    "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
                    "of the wall time, and at the end)")
@@ -160,8 +162,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
     seq = (args.resume and is_seq_run(args.resume)) or (not args.resume and seqcli.is_seq(args))
-    if args.forecast_every is not None and not args.forecast:
-        raise ConfigError("forecast_every is invalid without --forecast")
+    for name in ("forecast_every", "forecast_calibration"):
+        if getattr(args, name) is not None and not args.forecast:
+            raise ConfigError(f"{name} is invalid without --forecast")
     if args.forecast and seq:
         raise ConfigError("forecast is invalid for a sequence task: it forecasts the modular-arithmetic models")
     if args.resume and is_seq_run(args.resume):
@@ -218,7 +221,8 @@ def _live_forecast(args: argparse.Namespace, checkpoint_every: int) -> "forecast
     if args.forecast_every is not None and args.forecast_every % checkpoint_every != 0:
         raise ConfigError(f"forecast_every={args.forecast_every} is invalid: must be a multiple of "
                           f"checkpoint_every={checkpoint_every} (forecasts are made at checkpoints)")
-    return forecast_mod.LiveForecast(every=args.forecast_every)
+    cal = None if args.forecast_calibration is None else forecast_mod.load_calibration(args.forecast_calibration)
+    return forecast_mod.LiveForecast(every=args.forecast_every, calibration=cal)
 
 
 def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":
@@ -418,14 +422,20 @@ def _add_forecast(sub) -> None:
     p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
                    help=f"restricted loss taken as grokked (default {forecast_mod.THRESHOLD:g})")
     p.add_argument("--out", default=None, help="JSON output (default: RUN/forecast.json)")
+    p.add_argument("--calibration", default=None, metavar="FILE", help="constants fitted on other models: the "
+                   "JSON of benchmarks/forecast_eval.py (its 'calibration') or a bare Calibration object "
+                   "(default: uncalibrated, scale 1, interval x/÷ 2; the baseline fitted on the run's other models "
+                   "that grokked by --until)")
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     run = _run_with_checkpoints(args.run)
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
-    res = forecast_mod.forecast_run(run, args.until, threshold=args.threshold)
+    cal = None if args.calibration is None else forecast_mod.load_calibration(args.calibration)
+    res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
     print(forecast_mod.format_table(res))
-    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold)
+    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,
+                                calibration=args.calibration)
     print(f"wrote {out}")
     return 0
 

@@ -65,7 +65,7 @@ FORECAST_FILE = "forecast.json"
 
 __all__ = ["THRESHOLD", "Features", "Calibration", "Forecast", "trend", "crossing", "spectral_energy",
            "features_run", "fit_calibration", "predict", "forecast_run", "forecast_frame", "write_forecast",
-           "format_table", "grok_epochs", "live_text", "LiveForecast"]
+           "format_table", "grok_epochs", "live_text", "LiveForecast", "load_calibration"]
 
 
 # ====================================================================== pure pieces
@@ -283,6 +283,47 @@ def fit_calibration(pairs: Sequence[tuple[Features, float]], threshold: float = 
         cal.lo, cal.hi = float(min(np.quantile(rem, 0.1), 0.0)), float(max(np.quantile(rem, 0.9), 0.0))
         cal.n = len(ratios)
     _fit_baseline(cal, [(f.spectral, a) for f, a in pairs if a > f.until])
+    return cal
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """A :class:`Calibration` from JSON: the ``"calibration"`` object of ``benchmarks/forecast_eval.py``'s output
+    (fitted on every model it evaluated, all fractions pooled) or a bare object of the same fields. One-line
+    ConfigError naming the file and the field otherwise."""
+    name = f"calibration={str(path)!r}"
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{name} is invalid: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"{name} is invalid: not JSON ({str(e).splitlines()[0]})") from None
+    d = doc.get("calibration", doc) if isinstance(doc, dict) else None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{name} is invalid: must hold a JSON object of Calibration fields")
+    known = {f.name for f in Calibration.__dataclass_fields__.values()}
+    extra = sorted(set(d) - known)
+    if extra:
+        raise ConfigError(f"{name} is invalid: unknown field {extra[0]!r} (fields: {', '.join(sorted(known))})")
+    kw = {}
+    for k, v in d.items():
+        where = f"{name} field {k}"
+        if k in ("base_a", "base_b") and v is None:
+            kw[k] = None
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}={v!r} is invalid: must be a number")
+        elif k in ("n", "n_base"):
+            kw[k] = integer(f"{name} field {k}", v, lo=0)
+        elif k == "scale":
+            kw[k] = number(where, v, lo=0, lo_open=True)
+        elif k in ("lo", "base_lo"):
+            kw[k] = number(where, v, hi=0)
+        elif k in ("hi", "base_hi"):
+            kw[k] = number(where, v, lo=0)
+        else:
+            kw[k] = number(where, v)
+    cal = Calibration(**kw)
+    if (cal.base_a is None) != (cal.base_b is None):
+        raise ConfigError(f"{name} is invalid: base_a and base_b must both be numbers or both null")
     return cal
 
 
