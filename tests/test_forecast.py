@@ -132,3 +132,144 @@ def test_bad_run_exits_2(tmp_path, capsys):
     assert main(["forecast", str(tmp_path / "none"), "--until", "5"]) == 2
     assert "not a grokscope run" in capsys.readouterr().err
     assert main(["forecast", str(tmp_path), "--until", "5", "--out", "/proc/x.json"]) == 2
+
+
+# ---------------------------------------------------------------------- grokscope train --forecast
+def _plain(forecasts):
+    from dataclasses import asdict
+
+    from grokscope.jsonutil import clean
+    return clean([asdict(f) for f in forecasts])  # NaN -> None, so equal dicts compare equal
+
+
+LIVE_KW = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_every=10, test_every=5)
+
+
+def test_live_forecast_is_forecast_run_at_that_epoch(tmp_path, capsys):
+    live = fc.LiveForecast(budget=None)  # every checkpoint
+    run = train([Config(seed=0, frac_train=0.5, **LIVE_KW), Config(seed=1, frac_train=0.5, **LIVE_KW)],
+                tmp_path / "r", device="cpu", progress=True, forecast=live)
+    assert sorted(live.history) == [10, 20, 30, 40, 50, 60] and not live.errors  # every checkpoint but epoch 0
+    for e, res in live.history.items():  # the finished run, cut at e, gives the same numbers
+        assert _plain(res) == _plain(fc.forecast_run(run, e)), e
+        assert res[0].features.last_checkpoint == e and max(res[0].features.window) == e
+    assert all(s > 0 for s in live.seconds.values())
+    assert live.text == fc.live_text(live.history[60], 60) and live.text.startswith("grok forecast @60: 0: ")
+    assert live.text in capsys.readouterr().err  # the progress bar's final postfix
+
+
+def test_live_forecast_every_and_final(tmp_path):
+    live = fc.LiveForecast(every=20)
+    train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 55})], tmp_path / "r", device="cpu",
+          progress=False, forecast=live)
+    assert sorted(live.history) == [20, 40, 55]  # every 20 epochs, and the final epoch (no multiple of 10)
+    assert live.due(40, 10, 55) and not live.due(30, 10, 55) and not live.due(0, 10, 55)
+    assert not live.due(45, 10, 55) and live.due(55, 10, 55)
+
+
+def test_live_forecast_time_budget():
+    now = [0.0]
+    live = fc.LiveForecast(budget=0.05, clock=lambda: now[0])
+    assert live.due(10, 10, 100)  # the first checkpoint: always
+    live._t0, live.seconds = 0.0, {10: 5.0}  # one update of 5 s, started at t = 0
+    now[0] = 99.0
+    assert not live.due(20, 10, 100)  # 5 s > 5% of 99 s
+    assert live.due(100, 10, 100)  # the final epoch: always
+    now[0] = 100.0
+    assert live.due(20, 10, 100) and not live.due(25, 10, 100)  # 5 s <= 5% of 100 s; 25 has no checkpoint
+    with pytest.raises(fc.ConfigError, match="forecast_budget=0 is invalid"):
+        fc.LiveForecast(budget=0)
+
+
+def test_live_forecast_failure_does_not_stop_training(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(fc, "forecast_run", broken)
+    live = fc.LiveForecast(budget=None)
+    run = train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 20})], tmp_path / "r", device="cpu",
+                progress=False, forecast=live)
+    assert max(run.checkpoint_epochs) == 20 and sorted(live.errors) == [10, 20] and not live.history
+    assert live.text == "grok forecast @20: failed (RuntimeError)" and "boom" in live.errors[20]
+
+
+def test_live_text():
+    f = feats()
+    mk = lambda m, g, p, lo, hi: fc.Forecast(m, 100, g, p, lo, hi, None, None, None, "x", f)  # noqa: E731
+    assert fc.live_text([mk(0, False, 3000.0, 2500.0, 4000.0)], 100) == "grok forecast @100: ~3,000 [2,500-4,000]"
+    text = fc.live_text([mk(0, True, 1170.0, 1170.0, 1170.0), mk(1, False, None, None, None)], 1200)
+    assert text == "grok forecast @1,200: 0: grokked at 1,170; 1: no forecast yet"
+
+
+def test_cli_train_forecast_without_bar_logs_lines(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "40", "--checkpoint-every", "10", "--out", str(out),
+                 "--no-progress", "--forecast", "--forecast-every", "20"]) == 0
+    cap = capsys.readouterr()
+    lines = [ln for ln in cap.err.splitlines() if "grok forecast" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["r epoch 20", "r epoch 40"]
+    want = fc.live_text(fc.forecast_run(Run.load(out), 40), 40)
+    assert lines[-1].startswith(f"r epoch 40: {want} (") and lines[-1].endswith(" s)")
+    assert "forecast: 2 updates, median" in cap.err and "of this command's wall time" in cap.err
+
+
+@pytest.mark.parametrize("args, text", [
+    (["--forecast-every", "20"], "forecast_every is invalid without --forecast"),
+    (["--forecast-calibration", "x.json"], "forecast_calibration is invalid without --forecast"),
+    (["--forecast", "--forecast-calibration", "/nonexistent/x.json"], "calibration='/nonexistent/x.json' is invalid"),
+    (["--forecast", "--forecast-every", "15"], "forecast_every=15 is invalid: must be a multiple of checkpoint_every=10"),
+    (["--forecast", "--forecast-every", "0"], "forecast_every=0 is invalid"),
+    (["--forecast", "--forecast-every", "x"], "forecast_every='x' is invalid"),
+    (["--forecast", "--preset", "digit-addition-finite"], "forecast is invalid for a sequence task"),
+])
+def test_cli_train_forecast_bad_input_exits_2(tmp_path, args, text, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "40", "--checkpoint-every", "10", "--out", str(out),
+                 "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert text in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------- --calibration FILE
+def test_forecast_with_a_calibration_file(tiny_run, tmp_path):
+    from dataclasses import asdict
+    cal = fc.Calibration(scale=2.0, lo=-0.5, hi=0.25, base_a=3.0, base_b=0.5, base_lo=-0.1, base_hi=0.2, n=5,
+                         n_base=5)
+    f = tmp_path / "eval.json"
+    f.write_text(json.dumps({"summary": {}, "calibration": asdict(cal)}))
+    assert fc.load_calibration(f) == cal
+    out = tmp_path / "fc.json"
+    assert main(["forecast", str(tiny_run.path), "--until", "50", "--calibration", str(f), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    want = [fc.predict(g, cal) for g in fc.features_run(tiny_run, 50)]
+    assert [m["predicted"] for m in doc["models"]] == pytest.approx([w.predicted for w in want])
+    assert [m["baseline"] for m in doc["models"]] == pytest.approx([w.baseline for w in want])
+    assert doc["calibration"] == str(f)
+    live = fc.LiveForecast(calibration=cal)
+    live(tiny_run.path, 50)
+    assert _plain(live.history[50]) == _plain(fc.forecast_run(tiny_run, 50, cal))
+
+
+@pytest.mark.parametrize("content, text", [
+    ("{", "not JSON"),
+    ('{"calibration": {"scale": -1}}', "field scale=-1 is invalid: must be a finite number > 0"),
+    ('{"calibration": {"scale": "2"}}', "field scale='2' is invalid: must be a number"),
+    ('{"calibration": {"lo": 0.5}}', "field lo=0.5 is invalid: must be a finite number <= 0"),
+    ('{"calibration": {"n": 1.5}}', "field n=1.5 is invalid"),
+    ('{"calibration": {"bogus": 1}}', "unknown field 'bogus'"),
+    ('{"calibration": {"base_a": 1.0}}', "base_a and base_b must both be"),
+    ("[1, 2]", "must hold a JSON object"),
+])
+def test_bad_calibration_file_exits_2(tiny_run, tmp_path, content, text, capsys):
+    f = tmp_path / "c.json"
+    f.write_text(content)
+    assert main(["forecast", str(tiny_run.path), "--until", "50", "--calibration", str(f),
+                 "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert text in err and f"calibration='{f}'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.json").exists()
+    out = tmp_path / "r"
+    assert main(["train", "--preset", "tiny", "--epochs", "20", "--out", str(out), "--no-progress", "--forecast",
+                 "--forecast-calibration", str(f)]) == 2
+    assert text in capsys.readouterr().err and not out.exists()

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 import types
 import typing
@@ -80,6 +81,8 @@ LOSS_THRESHOLD = _opt("threshold", lambda t: ck.number("threshold", ck.parse("th
                                                        lo_open=True))
 SEED = _opt("seed", lambda t: ck.seed("seed", ck.parse("seed", t, int)))
 FRAC = _opt("frac_train", lambda t: ck.number("frac_train", ck.parse("frac_train", t, float), lo=0, hi=1, lo_open=True))
+FORECAST_EVERY = _opt("forecast_every", lambda t: ck.integer("forecast_every", ck.parse("forecast_every", t, int),
+                                                           lo=1))
 THRESHOLD = _opt("threshold", lambda t: ck.number("threshold", ck.parse("threshold", t, float), lo=0, hi=1,
                                                   lo_open=True))
 
@@ -106,6 +109,14 @@ def _add_train(sub) -> None:
                    "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
     p.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
     p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
+    p.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
+                   "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
+                   "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
+    p.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
+                   "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
+    p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
+                   "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
+                   "of the wall time, and at the end)")
     helps = field_help()
     for f in fields(Config):
         flag = "--" + f.name.replace("_", "-")
@@ -148,7 +159,14 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
+    seq = (args.resume and is_seq_run(args.resume)) or (not args.resume and seqcli.is_seq(args))
+    for name in ("forecast_every", "forecast_calibration"):
+        if getattr(args, name) is not None and not args.forecast:
+            raise ConfigError(f"{name} is invalid without --forecast")
+    if args.forecast and seq:
+        raise ConfigError("forecast is invalid for a sequence task: it forecasts the modular-arithmetic models")
     if args.resume and is_seq_run(args.resume):
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds \
                 or any(getattr(args, "seq_" + n) is not None for n in seqcli.SEQ_ONLY):
@@ -159,24 +177,52 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
-        log = _logger(args, args.resume, runs.Run.load(args.resume).meta["models"])
+        models = runs.Run.load(args.resume).meta["models"]
+        live = _live_forecast(args, Config.from_dict(models[0]).checkpoint_every)
+        log = _logger(args, args.resume, models)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
-                              log=log)
+                              log=log, forecast=live)
         finally:
             log.close() if log else None
+            _forecast_cost(live, t0)
     else:
         configs = configs_from_args(args)
         out = args.out or f"runs/{args.preset}"
         runs.create_run(out, configs, args.overwrite)  # checked before a logger is opened
+        live = _live_forecast(args, configs[0].checkpoint_every)
         log = _logger(args, out, [c.to_dict() for c in configs])
         try:
             run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
-                             progress=not args.no_progress, until=args.until, log=log)
+                             progress=not args.no_progress, until=args.until, log=log, forecast=live)
         finally:
             log.close() if log else None
+            _forecast_cost(live, t0)
     _summary(run)
     return 0
+
+
+def _forecast_cost(live: "forecast_mod.LiveForecast | None", t0: float) -> None:
+    """``--forecast``: the updates' cost, also when training was interrupted (on stderr)."""
+    if live is None or not live.seconds:
+        return
+    ms = sorted(1e3 * v for v in live.seconds.values())
+    share = sum(ms) / 1e3 / max(time.perf_counter() - t0, 1e-9)
+    print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
+          f"({share:.1%} of this command's wall time)"
+          + (f"; {len(live.errors)} failed (last: {list(live.errors.values())[-1]})" if live.errors else ""),
+          file=sys.stderr)
+
+
+def _live_forecast(args: argparse.Namespace, checkpoint_every: int) -> "forecast_mod.LiveForecast | None":
+    """``--forecast``: the live forecaster (``--forecast-every`` checked to be a multiple of checkpoint_every)."""
+    if not args.forecast:
+        return None
+    if args.forecast_every is not None and args.forecast_every % checkpoint_every != 0:
+        raise ConfigError(f"forecast_every={args.forecast_every} is invalid: must be a multiple of "
+                          f"checkpoint_every={checkpoint_every} (forecasts are made at checkpoints)")
+    cal = None if args.forecast_calibration is None else forecast_mod.load_calibration(args.forecast_calibration)
+    return forecast_mod.LiveForecast(every=args.forecast_every, calibration=cal)
 
 
 def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":
@@ -376,14 +422,20 @@ def _add_forecast(sub) -> None:
     p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
                    help=f"restricted loss taken as grokked (default {forecast_mod.THRESHOLD:g})")
     p.add_argument("--out", default=None, help="JSON output (default: RUN/forecast.json)")
+    p.add_argument("--calibration", default=None, metavar="FILE", help="constants fitted on other models: the "
+                   "JSON of benchmarks/forecast_eval.py (its 'calibration') or a bare Calibration object "
+                   "(default: uncalibrated, scale 1, interval x/÷ 2; the baseline fitted on the run's other models "
+                   "that grokked by --until)")
 
 
 def cmd_forecast(args: argparse.Namespace) -> int:
     run = _run_with_checkpoints(args.run)
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
-    res = forecast_mod.forecast_run(run, args.until, threshold=args.threshold)
+    cal = None if args.calibration is None else forecast_mod.load_calibration(args.calibration)
+    res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
     print(forecast_mod.format_table(res))
-    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold)
+    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,
+                                calibration=args.calibration)
     print(f"wrote {out}")
     return 0
 

@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .checks import ConfigError, integer
+from .checks import ConfigError, integer, number
 from .files import atomic_write
 from . import fourier as fr
 from .jsonutil import clean
@@ -65,7 +65,7 @@ FORECAST_FILE = "forecast.json"
 
 __all__ = ["THRESHOLD", "Features", "Calibration", "Forecast", "trend", "crossing", "spectral_energy",
            "features_run", "fit_calibration", "predict", "forecast_run", "forecast_frame", "write_forecast",
-           "format_table", "grok_epochs"]
+           "format_table", "grok_epochs", "live_text", "LiveForecast", "load_calibration"]
 
 
 # ====================================================================== pure pieces
@@ -202,15 +202,18 @@ def keys_at(run: Run, epoch: int) -> tuple[dict[int, list[int]], dict[int, str]]
     return keys, rule
 
 
-def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int | None = None) -> list[Features]:
-    """:class:`Features` of every model of ``run`` from the checkpoints and metrics at epochs ``<= until``."""
+def features_run(run: Run, until: int, *, n_points: int = N_POINTS, workers: int | None = None,
+                 metrics: pd.DataFrame | None = None) -> list[Features]:
+    """:class:`Features` of every model of ``run`` from the checkpoints and metrics at epochs ``<= until``.
+    ``metrics``: the metrics frame to read instead of ``run.metrics`` (a trainer's rows so far, for
+    :class:`LiveForecast`); its rows after ``until`` are dropped too."""
     eps = _allowed(run, until)
     n_points = integer("n_points", n_points, lo=2)
     last = eps[-1]
     keys, rule = keys_at(run, last)
     win = _window(eps, n_points)
     prog = compute_progress(run, keys, epochs=win, workers=workers)
-    met = run.metrics
+    met = run.metrics if metrics is None else metrics
     met = met[met["epoch"] <= until]
     out = []
     for k in range(run.K):
@@ -283,6 +286,47 @@ def fit_calibration(pairs: Sequence[tuple[Features, float]], threshold: float = 
     return cal
 
 
+def load_calibration(path: str | Path) -> Calibration:
+    """A :class:`Calibration` from JSON: the ``"calibration"`` object of ``benchmarks/forecast_eval.py``'s output
+    (fitted on every model it evaluated, all fractions pooled) or a bare object of the same fields. One-line
+    ConfigError naming the file and the field otherwise."""
+    name = f"calibration={str(path)!r}"
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"{name} is invalid: {e.strerror or e}") from None
+    except ValueError as e:
+        raise ConfigError(f"{name} is invalid: not JSON ({str(e).splitlines()[0]})") from None
+    d = doc.get("calibration", doc) if isinstance(doc, dict) else None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{name} is invalid: must hold a JSON object of Calibration fields")
+    known = {f.name for f in Calibration.__dataclass_fields__.values()}
+    extra = sorted(set(d) - known)
+    if extra:
+        raise ConfigError(f"{name} is invalid: unknown field {extra[0]!r} (fields: {', '.join(sorted(known))})")
+    kw = {}
+    for k, v in d.items():
+        where = f"{name} field {k}"
+        if k in ("base_a", "base_b") and v is None:
+            kw[k] = None
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}={v!r} is invalid: must be a number")
+        elif k in ("n", "n_base"):
+            kw[k] = integer(f"{name} field {k}", v, lo=0)
+        elif k == "scale":
+            kw[k] = number(where, v, lo=0, lo_open=True)
+        elif k in ("lo", "base_lo"):
+            kw[k] = number(where, v, hi=0)
+        elif k in ("hi", "base_hi"):
+            kw[k] = number(where, v, lo=0)
+        else:
+            kw[k] = number(where, v)
+    cal = Calibration(**kw)
+    if (cal.base_a is None) != (cal.base_b is None):
+        raise ConfigError(f"{name} is invalid: base_a and base_b must both be numbers or both null")
+    return cal
+
+
 def predict(f: Features, cal: Calibration | None = None, threshold: float = THRESHOLD) -> Forecast:
     """The :class:`Forecast` of one model from its features (and constants fitted on other models)."""
     cal = cal or Calibration()
@@ -313,12 +357,12 @@ def grok_epochs(run: Run) -> dict[int, float]:
 
 
 def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, Calibration] | None = None, *,
-                 threshold: float = THRESHOLD, n_points: int = N_POINTS, workers: int | None = None
-                 ) -> list[Forecast]:
+                 threshold: float = THRESHOLD, n_points: int = N_POINTS, workers: int | None = None,
+                 metrics: pd.DataFrame | None = None) -> list[Forecast]:
     """Forecasts of every model of ``run`` from epochs ``<= until``. Without a ``calibration``, ours uses the
     defaults and the baseline is fitted leave-one-out on the run's *other* models that grokked by ``until``
     (their observed epochs are known at ``until``; none if fewer than 2)."""
-    feats = features_run(run, until, n_points=n_points, workers=workers)
+    feats = features_run(run, until, n_points=n_points, workers=workers, metrics=metrics)
     out = []
     for f in feats:
         if isinstance(calibration, Mapping):
@@ -367,3 +411,84 @@ def format_table(forecasts: Sequence[Forecast]) -> str:
                      f"{e(fc.baseline):>9}  {keys:<18.18} {f.log_restricted:>7.2f} {f.restricted_slope:>8.3f} "
                      f"{f.excluded_slope:>10.3f}  {fc.method}")
     return "\n".join(lines)
+
+
+# ====================================================================== while training: grokscope train --forecast
+def live_text(forecasts: Sequence[Forecast], epoch: int) -> str:
+    """The progress-bar postfix of :class:`LiveForecast`: per model ``~PRED [LOWER-UPPER]``, ``grokked at E`` or
+    ``no forecast yet`` (models numbered when there are several)."""
+    def one(fc: Forecast) -> str:
+        if fc.grokked:
+            return f"grokked at {fc.predicted:,.0f}"
+        if fc.predicted is None:
+            return "no forecast yet"
+        return f"~{fc.predicted:,.0f} [{fc.lower:,.0f}-{fc.upper:,.0f}]"
+
+    parts = [one(fc) if len(forecasts) == 1 else f"{fc.model}: {one(fc)}" for fc in forecasts]
+    return f"grok forecast @{epoch:,}: " + "; ".join(parts)
+
+
+class LiveForecast:
+    """``grokscope train --forecast``: :func:`forecast_run` of the run directory at ``until = epoch``, at epochs
+    that have a checkpoint -- the same function as ``grokscope forecast RUN --until epoch``, given the trainer's
+    metrics rows ``<= epoch`` (the file on disk lags the trainer by the epoch's own row), so it reads nothing
+    after the current epoch.
+
+    When: with ``every``, at every multiple of ``every`` (a checkpoint epoch); else at the checkpoints that keep
+    the forecasts' share of the wall time since the first one within ``budget`` (default 5%: a forecast computes
+    the progress measures of up to 12 checkpoints, seconds for the paper's model, against ~0.1-1 s an epoch);
+    ``budget=None``: every checkpoint. Always at the final epoch. Never at epoch 0 (no trend yet).
+
+    Calibration: ``calibration`` if given, else the uncalibrated defaults of :func:`forecast_run` (``scale = 1``:
+    the raw restricted-loss line; interval: remaining time x/÷ 2; the baseline fitted on the run's other models
+    that grokked by then, none before two have), so the bar shows what ``grokscope forecast`` prints.
+
+    Called as ``live(run_dir, epoch, metrics)`` -> the postfix text; keeps ``history`` (epoch -> forecasts),
+    ``seconds`` (epoch -> wall seconds of the update) and ``errors`` (epoch -> message: a forecast that fails,
+    e.g. on a diverged model, is shown as failed and never stops training)."""
+
+    BUDGET = 0.05
+
+    def __init__(self, every: int | None = None, calibration: Calibration | Mapping[int, Calibration] | None = None,
+                 threshold: float = THRESHOLD, workers: int | None = 1, budget: float | None = BUDGET,
+                 clock=None):
+        import time
+
+        self.every = None if every is None else integer("forecast_every", every, lo=1)
+        self.budget = None if budget is None else number("forecast_budget", budget, lo=0, hi=1, lo_open=True)
+        self.calibration, self.threshold, self.workers = calibration, threshold, workers
+        self.clock = clock or time.perf_counter
+        self.history: dict[int, list[Forecast]] = {}
+        self.seconds: dict[int, float] = {}
+        self.errors: dict[int, str] = {}
+        self.text = "grok forecast: none yet"
+        self._t0: float | None = None
+
+    def due(self, epoch: int, checkpoint_every: int, final: int) -> bool:
+        """Whether to forecast at ``epoch``: one with a checkpoint, >= 1, and the final epoch, or a multiple of
+        ``every``, or (no ``every``) within the time ``budget``."""
+        if epoch < 1 or (epoch % checkpoint_every != 0 and epoch != final):
+            return False
+        if epoch == final:
+            return True
+        if self.every is not None:
+            return epoch % self.every == 0
+        if self.budget is None or self._t0 is None:
+            return True
+        return sum(self.seconds.values()) <= self.budget * (self.clock() - self._t0)
+
+    def __call__(self, run_dir: str | Path, epoch: int, metrics: pd.DataFrame | None = None) -> str:
+        t0 = self.clock()
+        if self._t0 is None:
+            self._t0 = t0
+        try:
+            res = forecast_run(Run.load(run_dir), epoch, self.calibration, threshold=self.threshold,
+                               workers=self.workers, metrics=metrics)
+        except Exception as e:  # noqa: BLE001 - a display: it must not stop a training run
+            self.errors[epoch] = f"{type(e).__name__}: {e}"
+            self.text = f"grok forecast @{epoch:,}: failed ({type(e).__name__})"
+        else:
+            self.history[epoch] = res
+            self.text = live_text(res, epoch)
+        self.seconds[epoch] = self.clock() - t0
+        return self.text

@@ -23,6 +23,7 @@ import platform
 import re
 import shutil
 import signal
+import sys
 import threading
 import warnings
 from contextlib import contextmanager
@@ -369,9 +370,10 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
 
 
 def train(configs: list[Config], out: str | Path, device: str = "auto", overwrite: bool = False,
-          progress: bool = True, until: int | None = None, log=None) -> Run:
+          progress: bool = True, until: int | None = None, log=None, forecast=None) -> Run:
     """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). ``log``: called
-    with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.tracking.MetricsLogger`). Everything is
+    with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.tracking.MetricsLogger`).
+    ``forecast``: a :class:`grokscope.forecast.LiveForecast`, shown in the progress bar. Everything is
     checked before anything is written; ``overwrite`` deletes only a run's files (:data:`RUN_FILES`,
     checkpoints), and only in a run directory (:func:`create_run`)."""
     out = Path(out)
@@ -394,7 +396,7 @@ def train(configs: list[Config], out: str | Path, device: str = "auto", overwrit
             raise ConfigError(f"out={str(out)!r} is invalid: another process wrote into it meanwhile")
         meta = _meta(trainer.configs, dev)
         atomic_write(out / CONFIG, lambda t: Path(t).write_text(json.dumps(meta, indent=2)))
-        _fit_locked(out, trainer, progress, until, log)
+        _fit_locked(out, trainer, progress, until, log, forecast)
     finally:
         _release_lock(lock)
     return Run.load(out)
@@ -405,7 +407,7 @@ def _check_until(until: int | None) -> int | None:
 
 
 def resume(path: str | Path, device: str = "auto", progress: bool = True, until: int | None = None,
-           log=None) -> Run:
+           log=None, forecast=None) -> Run:
     """Continue a run from its ``state.pt``, bit-exactly on the same machine and device. A run that stopped before
     its first checkpoint (e.g. the disk was full) starts again from its config."""
     until = _check_until(until)
@@ -420,7 +422,7 @@ def resume(path: str | Path, device: str = "auto", progress: bool = True, until:
         _load_state(run.path / STATE, trainer)  # a damaged state.pt: one line, before anything is written
     lock = _acquire_lock(run.path)
     try:
-        _fit_locked(run.path, trainer, progress, until, log)
+        _fit_locked(run.path, trainer, progress, until, log, forecast)
     finally:
         _release_lock(lock)
     return Run.load(run.path)
@@ -496,21 +498,37 @@ def _warn_nonfinite(trainer: Trainer, warned: set[int]) -> None:
                           NonFiniteLoss, stacklevel=2)
 
 
-def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None, log=None) -> None:
+def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None, log=None, forecast=None) -> None:
     for d in (path, path / CKPT_DIR):
         clean_stale_tmp(d)
     warned: set[int] = set()
     trainer.interrupted = False
+    ce, final = trainer.cfg.checkpoint_every, trainer.cfg.epochs
+
+    def show(tr: Trainer, e: int) -> bool:
+        """``forecast`` (:class:`grokscope.forecast.LiveForecast`) at checkpoint epoch ``e`` once its metrics row
+        is filled: into the progress bar's postfix, or a log line on stderr without a bar."""
+        if forecast is None or not forecast.due(e, ce, final):
+            return False
+        tr.postfix_extra = forecast(path, e, metrics_frame(tr, e))
+        if not progress:
+            secs = getattr(forecast, "seconds", {}).get(e)
+            print(f"{path.name} epoch {e}: {tr.postfix_extra}" + ("" if secs is None else f" ({secs:.2f} s)"),
+                  file=sys.stderr, flush=True)
+        return True
 
     def on_checkpoint(tr: Trainer, e: int) -> None:
         _save_checkpoint(path, tr, e)
         _warn_nonfinite(tr, warned)
         if log is not None:
             log(metrics_frame(tr, e), e)
+        if e == final:  # after the final evaluation: its row is filled (other epochs: after their step)
+            show(tr, e)
 
     with _signals_deferred(trainer):
         try:
-            trainer.fit(until, on_checkpoint=on_checkpoint, progress=progress, desc=path.name)
+            trainer.fit(until, on_checkpoint=on_checkpoint, progress=progress, desc=path.name,
+                        after_step=lambda tr: show(tr, tr.epoch - 1))
             if trainer.epoch % trainer.cfg.checkpoint_every != 0 and trainer.epoch != trainer.cfg.epochs:
                 _save_state(path, trainer)  # stopped early by `until`: keep what resume needs
             _warn_nonfinite(trainer, warned)

@@ -220,6 +220,7 @@ class Trainer:
         self.mcfg = self.cfg.model_config
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
         self.K = len(configs)
+        self.postfix_extra = ""  # appended to the progress bar's postfix (grokscope train --forecast)
         self.fast = (self.mcfg.n_layers == 1) if fast is None else fast
         self.layout = ParamLayout(self.mcfg)
         self.ws = Workspace()  # the fast path's large outputs, reused across steps
@@ -349,10 +350,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self, until: int | None = None, on_checkpoint: Callable[["Trainer", int], None] | None = None,
-            progress: bool = False, desc: str = "train") -> "Trainer":
+            progress: bool = False, desc: str = "train",
+            after_step: Callable[["Trainer"], bool] | None = None) -> "Trainer":
         """Train until ``until`` epochs (default: the config's). Calls ``on_checkpoint(self, epoch)`` at
         every multiple of ``checkpoint_every`` (epoch 0 included) and at the end, after the final
-        evaluation."""
+        evaluation; ``after_step(self)`` after every step (the epoch's metrics row is then filled): when it
+        returns True the progress bar's postfix is refreshed at once (:attr:`postfix_extra` changed)."""
         E = self.cfg.epochs
         until = E if until is None else min(until, E)
         bar = None
@@ -371,9 +374,10 @@ class Trainer:
                 if self.epoch % ce == 0 and on_checkpoint is not None:
                     on_checkpoint(self, self.epoch)
                 self.step()
+                changed = after_step(self) if after_step is not None else False
                 if bar is not None:
                     bar.update(1)
-                    if self.epoch % 50 == 0 or self.epoch == until:
+                    if self.epoch % 50 == 0 or self.epoch == until or changed:
                         bar.set_postfix_str(self.postfix(), refresh=False)
             if self.epoch == E and torch.isnan(self.metrics["train_loss"][E]).all():
                 self.final_evaluate()
@@ -401,7 +405,9 @@ class Trainer:
         j = int(last_test[-1]) if len(last_test) else 0
         f = lambda t: float(t.mean()) if self.K == 1 else float(t.median())
         label = "" if self.K == 1 else " (median of %d)" % self.K
-        return (f"train {f(tl):.2e} test {f(m['test_loss'][j]):.2e} test_acc {f(m['test_acc'][j]):.3f}{label}")
+        extra = f" | {self.postfix_extra}" if self.postfix_extra else ""
+        return (f"train {f(tl):.2e} test {f(m['test_loss'][j]):.2e} test_acc {f(m['test_acc'][j]):.3f}{label}"
+                + extra)
 
     # ------------------------------------------------------------------ state for resume
     def state_dict(self) -> dict[str, torch.Tensor]:
