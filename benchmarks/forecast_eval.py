@@ -131,8 +131,10 @@ def figure(rows, summary: dict | None = None):
                         name="y = x", legendgroup="yx", showlegend=col == 1)
         fig.update_xaxes(type="log", range=[np.log10(lo), np.log10(hi)], title_text="actual grokking epoch "
                          "(test accuracy > 99%)", row=1, col=col)
-    fig.update_yaxes(type="log", range=[np.log10(lo), np.log10(hi)], title_text="predicted grokking epoch", row=1,
-                     col=1)
+    # both panels' y axes log (shared_yaxes only matches the range: an axis left linear draws the log range's
+    # numbers as linear values, which put every baseline point at the bottom of its panel)
+    fig.update_yaxes(type="log", range=[np.log10(lo), np.log10(hi)])
+    fig.update_yaxes(title_text="predicted grokking epoch", row=1, col=1)
     n_models = len({(r["run"], r["model"]) for r in rows})
     fig.update_layout(title=f"Forecast grokking epoch vs actual: {n_models} models, leave-one-model-out",
                       width=1200, height=560, margin=dict(t=110))

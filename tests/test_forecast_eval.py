@@ -58,6 +58,7 @@ def _check_figure_matches(fig, rows, summary):
         for f, s in summary.items():
             assert f"{float(f):.0%}: " + ev._cell(s[name]).split(", ", 1)[1] in title
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis2.type == "log" and fig.layout.yaxis2.type == "log"  # the baseline panel too
     yx = [t for t in fig.data if t.name == "y = x"]
     assert len(yx) == 2 and all(list(t.x) == list(t.y) for t in yx)
 
