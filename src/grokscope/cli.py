@@ -37,7 +37,7 @@ from . import report as report_mod
 from .report import report_html, run_progress, write_pngs
 from .runs import NonFiniteLoss, Run
 from .seqtasks import SEQ_PRESETS
-from .seqtrain import is_seq_run
+from .seqtrain import SeqRun, is_seq_run
 from .version import __version__
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed)
@@ -404,6 +404,8 @@ def _add_report(sub) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Everything is checked first (run, model, epoch, finite weights, output paths); nothing is written before."""
+    if is_seq_run(args.run):
+        return _cmd_seq_report(args)
     run = _run_with_checkpoints(args.run)
     _run_checkpoint(run, args.epoch, args.model)
     _final_finite(run, "report", "analyse an earlier checkpoint with `grokscope analyze RUN --epoch E`")
@@ -423,6 +425,33 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
     path = report_html(run, out, epoch=args.epoch, model=args.model)
+    print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_seq_report(args: argparse.Namespace) -> int:
+    """``grokscope report`` on a sequence-task run (:mod:`grokscope.seqreport`)."""
+    run = SeqRun.load(args.run)
+    if args.model != 0:
+        raise ConfigError(f"model={args.model} is invalid: a sequence-task run has one model (0)")
+    run.metrics  # noqa: B018 - read to check it
+    try:
+        import plotly  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    from . import seqreport
+
+    epoch = seqreport._check_epoch(run, args.epoch)
+    if args.png:
+        check_output("png", args.png, kind="dir")
+        try:
+            paths = seqreport.write_seq_pngs(run, args.png, epoch=epoch)
+        except ImportError as e:
+            raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
+        print(f"wrote {len(paths)} PNG files into {args.png}")
+        return 0
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    path = seqreport.seq_report_html(run, out, epoch=epoch)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
 
