@@ -27,7 +27,7 @@ from typing import Any, Sequence
 from . import checks as ck
 from . import export as export_mod
 from . import forecast as forecast_mod
-from . import experiment_report, numerics, runs, seqcli, tracking
+from . import experiment_report, numerics, runs, seqcli, seqreport, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -393,7 +393,9 @@ def _add_report(sub) -> None:
                        description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
                                    "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
                                    "claims table into one HTML file that opens offline. Computes progress.parquet "
-                                   "and phases.json first if the run has none.")
+                                   "and phases.json first if the run has none. On a sequence-task run (Appendix D.3): its loss "
+                                   "curves over the authors', per-token losses (digit addition) or attention "
+                                   "patterns and head scores (induction, skip trigram).")
     p.add_argument("run", help="run directory")
     p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
     p.add_argument("--png", default=None, metavar="DIR", help="write the figures as PNG images into DIR instead "
@@ -439,9 +441,7 @@ def _cmd_seq_report(args: argparse.Namespace) -> int:
         import plotly  # noqa: F401  (an optional extra)
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
-    from . import seqreport
-
-    epoch = seqreport._check_epoch(run, args.epoch)
+    epoch = seqreport.check_epoch(run, args.epoch)
     if args.png:
         check_output("png", args.png, kind="dir")
         try:

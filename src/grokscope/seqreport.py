@@ -44,7 +44,7 @@ from .seqtasks import Examples, make_test_set
 from .seqtrain import SeqRun
 
 __all__ = ["REFERENCE_FILES", "PER_TOKEN_FILE", "reference_curves", "reference_per_token", "figure_names",
-           "seq_figure", "milestones_rows", "head_scores", "scores_of_heads", "attention_patterns", "seq_report_html", "write_seq_pngs"]
+           "seq_figure", "milestones_rows", "head_scores", "scores_of_heads", "attention_patterns", "check_epoch", "seq_report_html", "write_seq_pngs"]
 
 #: (task, infinite) -> the authors' file of that setup, and the paper's figure
 REFERENCE_FILES = {("digit_addition", False): ("5_digit_addition_finite.pth", "Fig 30"),
@@ -313,7 +313,7 @@ def seq_figure(run: SeqRun, name: str, *, epoch: int | None = None, reference: s
     return (_attention_skip if run.config.task == "skip_trigram" else _attention_induction)(run, epoch, scores)
 
 
-def _check_epoch(run: SeqRun, epoch: int | None) -> int:
+def check_epoch(run: SeqRun, epoch: int | None) -> int:
     eps = run.checkpoint_epochs
     if not eps:
         raise ConfigError(f"run={str(run.path)!r} is invalid: it has no checkpoints yet")
@@ -328,7 +328,7 @@ def seq_report_html(run: SeqRun, path: str | Path, *, epoch: int | None = None,
     (default: all of :func:`figure_names`), the head scores and the config. Returns the path."""
     import plotly.io as pio  # an optional extra
 
-    epoch = _check_epoch(run, epoch)
+    epoch = check_epoch(run, epoch)
     names = figure_names(run) if figures is None else list(figures)
     scores = head_scores(run, epoch) if run.config.task != "digit_addition" else []
     parts = []
@@ -363,7 +363,7 @@ def write_seq_pngs(run: SeqRun, outdir: str | Path, *, epoch: int | None = None,
         import kaleido  # noqa: F401  (an optional extra)
     except ImportError as e:
         raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
-    epoch = _check_epoch(run, epoch)
+    epoch = check_epoch(run, epoch)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     scores = head_scores(run, epoch) if run.config.task != "digit_addition" else []
