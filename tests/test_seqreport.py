@@ -82,6 +82,8 @@ def test_reference_curves_are_aligned_to_steps(runs):
     assert len(da["train"]) == len(da["test"]) == 18053 and da["train"]["loss"].iloc[-1] < 1e-6
     rows = milestones_rows(runs["digit_addition", 32])
     assert rows[1]["last epoch"] == 18052 and rows[1]["max_test_over_train"] > 1e6  # their train/test divergence
+    assert rows[0]["last epoch"] == 20 and rows[1]["train loss at our last epoch"] == da["train"]["loss"].iloc[20]
+    assert rows[0]["train loss at our last epoch"] == rows[0]["final_train_loss"]
 
 
 def test_per_token_figure_with_the_authors_per_token_losses(tmp_path):

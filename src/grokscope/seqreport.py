@@ -112,19 +112,24 @@ def _curve_stats(train: pd.DataFrame | None, test: pd.DataFrame | None) -> dict[
 
 
 def milestones_rows(run: SeqRun, reference: str | Path | None = None) -> list[dict[str, Any]]:
-    """Ours and the authors' (their curve of the same setup, when present) side by side."""
+    """Ours and the authors' (their curve of the same setup, when present) side by side; the last column is
+    each curve's train loss at our last epoch (a run stopped early compared at the same step)."""
     m = run.milestones()
     df = run.metrics
     train = df[["epoch", "train_loss"]].dropna().rename(columns={"train_loss": "loss"})
     test = df[["epoch", "test_loss"]].dropna().rename(columns={"test_loss": "loss"})
-    ours = {"curve": "grokscope", "last epoch": m["last_epoch"], "train acc 100% at": m["train_acc_100"],
-            "test acc > 95% at": m["test_acc_95"], **_curve_stats(train, test)}
+    last = m["last_epoch"]
+    ours = {"curve": "grokscope", "last epoch": last, "train acc 100% at": m["train_acc_100"],
+            "test acc > 95% at": m["test_acc_95"], **_curve_stats(train, test),
+            "train loss at our last epoch": m["final_train_loss"]}
     rows = [ours]
     ref = reference_curves(run, reference)
     if ref:
+        at = ref["train"][ref["train"]["epoch"] == last]["loss"]
         theirs = {"curve": "authors (" + REFERENCE_FILES[(run.config.task, run.config.infinite)][0] + ")",
                   "last epoch": float(ref["train"]["epoch"].iloc[-1]), "train acc 100% at": None,
-                  "test acc > 95% at": None, **_curve_stats(ref["train"], ref.get("test"))}
+                  "test acc > 95% at": None, **_curve_stats(ref["train"], ref.get("test")),
+                  "train loss at our last epoch": float(at.iloc[0]) if len(at) else None}
         rows.append(theirs)
     ints = ("last epoch", "train acc 100% at", "test acc > 95% at", "train_loss_1e-2")
     return [{k: ("" if v is None or (isinstance(v, float) and v != v) else int(v) if k in ints else v)
