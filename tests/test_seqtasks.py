@@ -90,6 +90,48 @@ def test_attention_only_shapes_hook_names_and_causality():
     assert Transformer(dc)(make_train_set(tiny("digit_addition")).tokens).shape == (32, 12, 10)
 
 
+@pytest.mark.parametrize("task,kw", [
+    ("digit_addition", {}), ("digit_addition", {"n_layers": 2, "act": "gelu"}), ("skip_trigram", {}),
+    ("repeated_subsequence", {"n_layers": 2}), ("repeated_subsequence", {"n_layers": 1, "d_mlp": 8}),
+])
+def test_fast_path_is_the_plain_path_in_float64(task, kw):
+    """forward_scored (last block at the scored positions only, fused attention) against the full-sequence
+    Transformer: logits, loss, per-token losses and every parameter's gradient, in float64."""
+    from grokscope.seqfast import forward_scored, scored_positions
+    tr = SeqTrainer(tiny(task, **kw))
+    tr.params = (tr.params.double() + 0.3 * torch.randn(tr.params.shape, dtype=torch.float64,
+                                                        generator=torch.Generator().manual_seed(5)))
+    ex = tr.batch(0)
+    named = tr.named_params()
+    pos = scored_positions(ex.mask)
+    assert pos.shape == (32, tr.task.n_scored) and bool((pos[:, 1:] > pos[:, :-1]).all())
+    plain = tr.logits(named, ex.tokens)
+    torch.testing.assert_close(forward_scored(named, ex.tokens, pos, tr.mcfg).reshape(-1, tr.mcfg.n_out),
+                               plain[ex.mask], rtol=1e-12, atol=1e-12)
+    out = {}
+    for fast in (False, True):
+        tr.fast = fast
+        flat = tr.params.detach().requires_grad_(True)
+        loss, acc, tok = tr.loss(tr.named_params(flat), ex)
+        (grad,) = torch.autograd.grad(loss, flat)
+        out[fast] = loss.detach(), acc, tok, tr.layout.unflatten(grad)
+    assert float(out[False][0]) > 0.1  # a loss with gradients worth comparing
+    for a, b in zip(out[False][:3], out[True][:3]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    for k, g in out[False][3].items():
+        assert float(g.abs().max()) > 0, k  # every parameter gets a gradient
+        torch.testing.assert_close(out[True][3][k], g, rtol=1e-10, atol=1e-12 * float(g.abs().max()), msg=k)
+
+
+def test_fast_path_trains_as_the_plain_path_float32():
+    """In float32 the two paths differ by rounding only: 20 steps stay within float32 tolerances."""
+    c = tiny("digit_addition", epochs=20)
+    a, b = SeqTrainer(c).fit(), SeqTrainer(c, fast=False).fit()
+    torch.testing.assert_close(a.metrics["train_loss"], b.metrics["train_loss"], rtol=1e-4, atol=1e-6,
+                               equal_nan=True)
+    torch.testing.assert_close(a.params, b.params, rtol=1e-3, atol=1e-5)
+
+
 def test_our_digit_format_is_the_authors_model_input():
     """The authors' 5-digit-addition model reads our examples: MSB first, '+' = 10, '=' = 11."""
     sd = torch.load(need_reference("5_digit_addition_infinite.pth"), map_location="cpu", weights_only=False)["model"]

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from . import checks as ck
 from . import export as export_mod
 from . import forecast as forecast_mod
-from . import experiment_report, numerics, runs, seqcli, tracking
+from . import experiment_report, numerics, runs, seqcli, seqreport, tracking
 from .analysis import analyze, model_and_dataset_from_authors
 from .config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
 from .files import DamagedFile, atomic_write, check_output
@@ -38,7 +38,7 @@ from . import report as report_mod
 from .report import report_html, run_progress, write_pngs
 from .runs import NonFiniteLoss, Run
 from .seqtasks import SEQ_PRESETS
-from .seqtrain import is_seq_run
+from .seqtrain import SeqRun, is_seq_run
 from .version import __version__
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed)
@@ -445,7 +445,9 @@ def _add_report(sub) -> None:
                        description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
                                    "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
                                    "claims table into one HTML file that opens offline. Computes progress.parquet "
-                                   "and phases.json first if the run has none.")
+                                   "and phases.json first if the run has none. On a sequence-task run (Appendix D.3): its loss "
+                                   "curves over the authors', per-token losses (digit addition) or attention "
+                                   "patterns and head scores (induction, skip trigram).")
     p.add_argument("run", help="run directory")
     p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
     p.add_argument("--png", default=None, metavar="DIR", help="write the figures as PNG images into DIR instead "
@@ -456,6 +458,8 @@ def _add_report(sub) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Everything is checked first (run, model, epoch, finite weights, output paths); nothing is written before."""
+    if is_seq_run(args.run):
+        return _cmd_seq_report(args)
     run = _run_with_checkpoints(args.run)
     _run_checkpoint(run, args.epoch, args.model)
     _final_finite(run, "report", "analyse an earlier checkpoint with `grokscope analyze RUN --epoch E`")
@@ -475,6 +479,31 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
     path = report_html(run, out, epoch=args.epoch, model=args.model)
+    print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _cmd_seq_report(args: argparse.Namespace) -> int:
+    """``grokscope report`` on a sequence-task run (:mod:`grokscope.seqreport`)."""
+    run = SeqRun.load(args.run)
+    if args.model != 0:
+        raise ConfigError(f"model={args.model} is invalid: a sequence-task run has one model (0)")
+    run.metrics  # noqa: B018 - read to check it
+    try:
+        import plotly  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    epoch = seqreport.check_epoch(run, args.epoch)
+    if args.png:
+        check_output("png", args.png, kind="dir")
+        try:
+            paths = seqreport.write_seq_pngs(run, args.png, epoch=epoch)
+        except ImportError as e:
+            raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
+        print(f"wrote {len(paths)} PNG files into {args.png}")
+        return 0
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    path = seqreport.seq_report_html(run, out, epoch=epoch)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
 

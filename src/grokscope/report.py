@@ -38,7 +38,8 @@ PHASES_FILE = "phases.json"
 
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
            "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "figure",
-           "table1", "table2", "phases_table", "milestones_table", "claims_table", "report_html", "write_pngs"]
+           "table1", "table2", "phases_table", "milestones_table", "claims_table", "report_html", "write_pngs",
+           "write_png"]
 
 
 # ---------------------------------------------------------------------- progress.parquet and phases.json
@@ -323,15 +324,19 @@ def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = Non
     outdir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in (_default_names(ctx) if figures is None else list(figures)):
-        fig = figure(ctx, name)
         path = outdir / f"{name}.png"
-        for attempt in range(PNG_TRIES):  # kaleido's Chromium page sometimes is not ready yet on a loaded machine
-            try:  # ("ReferenceError: kaleido_scopes is not defined"): the same figure again then succeeds
-                fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600,
-                                scale=scale)
-                break
-            except Exception:
-                if attempt == PNG_TRIES - 1:
-                    raise
+        write_png(figure(ctx, name), path, scale)
         paths.append(path)
     return paths
+
+
+def write_png(fig, path: str | Path, scale: float = 1.0) -> None:
+    """One figure as a PNG (kaleido), at its layout's size (1000 x 600 where it has none), tried
+    :data:`PNG_TRIES` times."""
+    for attempt in range(PNG_TRIES):  # kaleido's Chromium page sometimes is not ready yet on a loaded machine
+        try:  # ("ReferenceError: kaleido_scopes is not defined"): the same figure again then succeeds
+            fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)
+            return
+        except Exception:
+            if attempt == PNG_TRIES - 1:
+                raise
