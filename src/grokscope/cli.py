@@ -178,51 +178,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
         models = runs.Run.load(args.resume).meta["models"]
-        live = _live_forecast(args, Config.from_dict(models[0]).checkpoint_every)
+        live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
+                                          Config.from_dict(models[0]).checkpoint_every)
         log = _logger(args, args.resume, models)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
                               log=log, forecast=live)
         finally:
             log.close() if log else None
-            _forecast_cost(live, t0)
+            forecast_mod.print_cost(live, time.perf_counter() - t0)
     else:
         configs = configs_from_args(args)
         out = args.out or f"runs/{args.preset}"
         runs.create_run(out, configs, args.overwrite)  # checked before a logger is opened
-        live = _live_forecast(args, configs[0].checkpoint_every)
+        live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
+                                          configs[0].checkpoint_every)
         log = _logger(args, out, [c.to_dict() for c in configs])
         try:
             run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, until=args.until, log=log, forecast=live)
         finally:
             log.close() if log else None
-            _forecast_cost(live, t0)
+            forecast_mod.print_cost(live, time.perf_counter() - t0)
     _summary(run)
     return 0
-
-
-def _forecast_cost(live: "forecast_mod.LiveForecast | None", t0: float) -> None:
-    """``--forecast``: the updates' cost, also when training was interrupted (on stderr)."""
-    if live is None or not live.seconds:
-        return
-    ms = sorted(1e3 * v for v in live.seconds.values())
-    share = sum(ms) / 1e3 / max(time.perf_counter() - t0, 1e-9)
-    print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
-          f"({share:.1%} of this command's wall time)"
-          + (f"; {len(live.errors)} failed (last: {list(live.errors.values())[-1]})" if live.errors else ""),
-          file=sys.stderr)
-
-
-def _live_forecast(args: argparse.Namespace, checkpoint_every: int) -> "forecast_mod.LiveForecast | None":
-    """``--forecast``: the live forecaster (``--forecast-every`` checked to be a multiple of checkpoint_every)."""
-    if not args.forecast:
-        return None
-    if args.forecast_every is not None and args.forecast_every % checkpoint_every != 0:
-        raise ConfigError(f"forecast_every={args.forecast_every} is invalid: must be a multiple of "
-                          f"checkpoint_every={checkpoint_every} (forecasts are made at checkpoints)")
-    cal = None if args.forecast_calibration is None else forecast_mod.load_calibration(args.forecast_calibration)
-    return forecast_mod.LiveForecast(every=args.forecast_every, calibration=cal)
 
 
 def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":

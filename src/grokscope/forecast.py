@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -65,7 +66,8 @@ FORECAST_FILE = "forecast.json"
 
 __all__ = ["THRESHOLD", "Features", "Calibration", "Forecast", "trend", "crossing", "spectral_energy",
            "features_run", "fit_calibration", "predict", "forecast_run", "forecast_frame", "write_forecast",
-           "format_table", "grok_epochs", "live_text", "LiveForecast", "load_calibration"]
+           "format_table", "grok_epochs", "live_text", "LiveForecast", "load_calibration",
+           "live_forecast", "print_cost"]
 
 
 # ====================================================================== pure pieces
@@ -492,3 +494,30 @@ class LiveForecast:
             self.text = live_text(res, epoch)
         self.seconds[epoch] = self.clock() - t0
         return self.text
+
+
+def live_forecast(enabled: bool, every: int | None, calibration_file: str | None,
+                  checkpoint_every: int) -> LiveForecast | None:
+    """``grokscope train --forecast [--forecast-every N] [--forecast-calibration FILE]``: the live forecaster, or
+    None without ``--forecast``; ``every`` must be a multiple of ``checkpoint_every`` (forecasts are made at
+    checkpoints)."""
+    if not enabled:
+        return None
+    if every is not None and every % checkpoint_every != 0:
+        raise ConfigError(f"forecast_every={every} is invalid: must be a multiple of "
+                          f"checkpoint_every={checkpoint_every} (forecasts are made at checkpoints)")
+    cal = None if calibration_file is None else load_calibration(calibration_file)
+    return LiveForecast(every=every, calibration=cal)
+
+
+def print_cost(live: LiveForecast | None, wall_s: float) -> None:
+    """``--forecast``: one stderr line with the updates' count, median and maximum time and their share of
+    ``wall_s`` (the command's wall time so far; also printed when training was interrupted)."""
+    if live is None or not live.seconds:
+        return
+    ms = sorted(1e3 * v for v in live.seconds.values())
+    share = sum(ms) / 1e3 / max(wall_s, 1e-9)
+    print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
+          f"({share:.1%} of this command's wall time)"
+          + (f"; {len(live.errors)} failed (last: {list(live.errors.values())[-1]})" if live.errors else ""),
+          file=sys.stderr)
