@@ -512,7 +512,7 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None,
             return False
         tr.postfix_extra = forecast(path, e, metrics_frame(tr, e))
         if not progress:
-            secs = getattr(forecast, "seconds", {}).get(e)
+            secs = forecast.seconds.get(e)  # LiveForecast records each update's time
             print(f"{path.name} epoch {e}: {tr.postfix_extra}" + ("" if secs is None else f" ({secs:.2f} s)"),
                   file=sys.stderr, flush=True)
         return True
