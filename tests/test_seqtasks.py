@@ -199,6 +199,8 @@ def test_presets_are_the_authors_runs():
                                 for d in ("finite", "infinite")}
     assert seq_preset("digit-addition-finite").n_train == 700 and seq_preset("digit-addition-finite").epochs == 18053
     assert seq_preset("skip-trigram-finite").epochs == 5000 and seq_preset("skip-trigram-infinite").epochs == 3000
+    assert seq_preset("skip-trigram-finite").ctx_len == seq_preset("skip-trigram-infinite").ctx_len == 200
+    assert seq_preset("skip-trigram-finite", seq_len=10).ctx_len == 10  # the flag still overrides it
     ind = seq_preset("induction-finite")
     assert ind.n_train // ind.batch_size == 4 and ind.model_config.attn_only and ind.model_config.n_layers == 2
     for name in SEQ_PRESETS:
