@@ -2,7 +2,7 @@
 
 :class:`grokscope.model.Transformer` runs every position through every block; the loss of a sequence task
 (:mod:`grokscope.seqtasks`) reads the logits of ``n_scored`` positions per example only (digit addition: 6 of 18;
-induction: 30 of 85; skip trigram: 1 of 10). :func:`forward_scored` computes *the same function* at those
+induction: 30 of 85; skip trigram: 1 of its 200 at the presets' length). :func:`forward_scored` computes *the same function* at those
 positions:
 
 * the blocks before the last run on every position (their outputs are the last block's keys and values);

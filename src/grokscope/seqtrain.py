@@ -10,7 +10,7 @@ Speed: the loss goes through :func:`grokscope.seqfast.forward_scored` (``fast=Tr
 last block at the scored positions only (keys and values from all of them) with a fused attention: the same
 function as the plain full-sequence path (``fast=False``, tested equal in float64 on logits, loss and every
 gradient). On the 2-core AMD EPYC, one thread: digit addition 3.0-4.2x, induction 2.1-2.9x, skip trigram
-3.5-4.6x faster per step (README "Other tasks", ``benchmarks/seq_speed.py``). Float32 denormals are flushed as in the modular trainer (:mod:`grokscope.numerics`).
+(10 tokens) 3.5-4.6x faster per step (README "Other tasks", ``benchmarks/seq_speed.py``). Float32 denormals are flushed as in the modular trainer (:mod:`grokscope.numerics`).
 
 Conventions (as :mod:`grokscope.training`):
 
