@@ -186,6 +186,31 @@ def test_resume_is_bit_exact_with_the_stream(tmp_path, n_train):
         Run.load(tmp_path / "a")
 
 
+def test_state_holds_the_rows_so_far_and_older_full_length_states_resume(tmp_path):
+    """``state.pt`` keeps the metric rows 0..epoch only (not the NaN rows of steps still to come); a state written
+    with the full-length buffers (runs before this change) resumes to the same run; a row block of the wrong
+    length is reported as damage."""
+    from grokscope.files import DamagedFile
+    c = tiny("skip_trigram", n_train=32, epochs=40)
+    a = train_seq(c, tmp_path / "a", progress=False)
+    train_seq(c, tmp_path / "b", progress=False, until=13)
+    st = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
+    assert int(st["epoch"]) == 13 and st["metrics.train_loss"].shape == (14,)
+    assert st["tok_rows"].tolist() == [0, 5, 10] and st["tok.test"].shape == (3, c.task_spec.n_scored)  # test_every 5
+    full = SeqTrainer(c)
+    full.load_state_dict(st)
+    old = {k: v for k, v in full.state_dict().items() if k != "tok_rows"}
+    old |= {"metrics." + k: v.clone() for k, v in full.metrics.items()} | {"tok." + k: v.clone() for k, v in full.tok.items()}
+    assert old["metrics.train_loss"].shape == (41,)
+    torch.save(old, tmp_path / "b" / "state.pt")
+    b = resume_seq(tmp_path / "b", progress=False)
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+    bad = dict(st) | {"metrics.test_loss": st["metrics.test_loss"][:5]}
+    torch.save(bad, tmp_path / "b" / "state.pt")
+    with pytest.raises(DamagedFile, match="metrics.test_loss"):
+        resume_seq(tmp_path / "b", progress=False)
+
+
 def test_per_token_columns_of_digit_addition(tmp_path):
     run = train_seq(tiny("digit_addition", epochs=10), tmp_path / "r", progress=False)
     df = run.metrics

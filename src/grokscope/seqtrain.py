@@ -196,21 +196,33 @@ class SeqTrainer:
 
     # ------------------------------------------------------------------ state for resume
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters, Adam's moments, the step, the stream's state and the metric rows ``0..epoch`` (the rows
+        after the current step are all NaN, so they are not saved: induction-finite's buffers for 285,821 steps
+        would otherwise make every ``state.pt`` 146 MB from its first step)."""
+        n = self.epoch + 1
         st = {"params": self.params, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq,
               "epoch": torch.tensor(self.epoch), "stream": self.stream.get_state()}
-        st |= {"metrics." + k: v for k, v in self.metrics.items()}
-        st |= {"tok." + k: v for k, v in self.tok.items()}
+        st |= {"metrics." + k: v[:n] for k, v in self.metrics.items()}
+        # the per-token rows exist at the test steps only: those rows, and which they are
+        rows = torch.nonzero(~torch.stack([v[:n].isnan().all(1) for v in self.tok.values()]).all(0))[:, 0]
+        st |= {"tok_rows": rows} | {"tok." + k: v[rows] for k, v in self.tok.items()}
         return {k: v.detach().cpu().clone() for k, v in st.items()}
 
     def load_state_dict(self, st: dict[str, torch.Tensor]) -> None:
+        """The inverse of :meth:`state_dict`; also takes a state written with the full-length metric buffers."""
         for k in ("params", "exp_avg", "exp_avg_sq"):
             getattr(self, k).copy_(st[k].to(self.device))
         self.epoch = int(st["epoch"])
         self.stream.set_state(st["stream"])
-        for k in self.metrics:
-            self.metrics[k].copy_(st["metrics." + k])
-        for k in self.tok:
-            self.tok[k].copy_(st["tok." + k])
+        for k, buf in self.metrics.items():
+            buf.fill_(float("nan"))
+            buf[: len(st["metrics." + k])] = st["metrics." + k]
+        for k, buf in self.tok.items():
+            buf.fill_(float("nan"))
+            if "tok_rows" in st:
+                buf[st["tok_rows"]] = st["tok." + k]
+            else:  # a state written before tok_rows: the leading rows
+                buf[: len(st["tok." + k])] = st["tok." + k]
 
 
 def metrics_frame(tr: SeqTrainer, upto: int) -> pd.DataFrame:
@@ -317,10 +329,26 @@ def _save_checkpoint(path: Path, tr: SeqTrainer, epoch: int) -> None:
 
 
 def _load_state(path: Path, tr: SeqTrainer) -> None:
-    want = {k: (tuple(v.shape), v.dtype) for k, v in tr.state_dict().items() if k != "stream"}
+    full = tr.state_dict()
+    rows = [k for k in full if k.startswith(("metrics.", "tok"))]  # their length depends on the saved epoch
+    want = {k: (tuple(v.shape), v.dtype) for k, v in full.items() if k != "stream" and k not in rows}
 
     def problem(st: Any) -> str | None:
-        return runs.state_problem(st, want, tr.cfg.epochs, ("stream",))
+        bad = runs.state_problem(st, want, tr.cfg.epochs, ("stream", *(k for k in rows if k != "tok_rows")))
+        if bad:
+            return bad
+        n, E = int(st["epoch"]) + 1, tr.cfg.epochs + 1
+        r = st.get("tok_rows")
+        if r is not None and (r.dtype != torch.int64 or r.dim() != 1 or (len(r) and not 0 <= int(r.min())
+                                                                           <= int(r.max()) < n)):
+            return f"tok_rows {tuple(r.shape)} {r.dtype}: expected int64 rows in 0..{n - 1}"
+        lo = {k: (len(r) if r is not None else n) if k.startswith("tok.") else n for k in rows}
+        hi = {k: (len(r) if r is not None else E) if k.startswith("tok.") else E for k in rows}
+        wrong = [f"{k} {tuple(st[k].shape)} {st[k].dtype} (expected ({lo[k]}..{hi[k]}, *{tuple(full[k].shape[1:])}) "
+                 f"{full[k].dtype})" for k in rows if k != "tok_rows"
+                 and not (lo[k] <= st[k].shape[0] <= hi[k] and st[k].shape[1:] == full[k].shape[1:]
+                          and st[k].dtype == full[k].dtype)]
+        return "wrong shapes: " + ", ".join(wrong) if wrong else None
 
     st = load(path, lambda p: torch.load(p, map_location="cpu", weights_only=True), problem,
               hint="train again with --overwrite")
