@@ -90,14 +90,21 @@ def test_attention_only_shapes_hook_names_and_causality():
     assert Transformer(dc)(make_train_set(tiny("digit_addition")).tokens).shape == (32, 12, 10)
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
 @pytest.mark.parametrize("task,kw", [
     ("digit_addition", {}), ("digit_addition", {"n_layers": 2, "act": "gelu"}), ("skip_trigram", {}),
     ("repeated_subsequence", {"n_layers": 2}), ("repeated_subsequence", {"n_layers": 1, "d_mlp": 8}),
 ])
-def test_fast_path_is_the_plain_path_in_float64(task, kw):
-    """forward_scored (last block at the scored positions only, fused attention) against the full-sequence
-    Transformer: logits, loss, per-token losses and every parameter's gradient, in float64."""
+def test_fast_path_is_the_plain_path_in_float64(task, kw, kernel, monkeypatch):
+    """forward_scored (last block at the scored positions only; the compiled attention of grokscope.seqkernel,
+    or torch's fused one) against the full-sequence Transformer: logits, loss, per-token losses and every
+    parameter's gradient, in float64."""
+    from grokscope import seqfast
     from grokscope.seqfast import forward_scored, scored_positions
+    from helpers_kernel import need_kernel
+    if kernel == "compiled":
+        need_kernel()
+    monkeypatch.setattr(seqfast, "USE_KERNEL", kernel == "compiled")
     tr = SeqTrainer(tiny(task, **kw))
     tr.params = (tr.params.double() + 0.3 * torch.randn(tr.params.shape, dtype=torch.float64,
                                                         generator=torch.Generator().manual_seed(5)))

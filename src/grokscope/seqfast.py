@@ -14,11 +14,13 @@ positions:
   :mod:`grokscope.fastpath`); later blocks' Q, K and V are one fused matmul;
 * the heads' outputs go through ``W_O`` concatenated, as one ``(n_heads * d_head, d_model)`` matmul.
 
-The attention is ``torch.nn.functional.scaled_dot_product_attention`` (fused; ~25% faster on CPU than the three
-separate ops) with a boolean mask: a masked key's weight is exactly 0, as ``exp(-1e10 - max)`` is in the plain
+The attention is the compiled kernel of :mod:`grokscope.seqkernel` where it can be built (CPU), else
+``torch.nn.functional.scaled_dot_product_attention`` (fused; ~25% faster on CPU than the three separate ops) with a
+boolean mask: a masked key's weight is exactly 0, as ``exp(-1e10 - max)`` is in the plain
 path's ``where(mask, scores, -1e10)``. Only the order of floating-point
 operations differs; ``tests/test_seqtasks.py`` checks the logits, the loss and every parameter's gradient against
-the plain full-sequence path in float64, for 1- and 2-layer, full and attention-only models, and for every task.
+the plain full-sequence path in float64, for 1- and 2-layer, full and attention-only models, and for every task,
+with the kernel and without it.
 
 Parameters are a dict ``{name: tensor}`` without a model axis (:meth:`grokscope.seqtrain.SeqTrainer.named_params`).
 """
@@ -30,7 +32,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import seqkernel
 from .config import ModelConfig
+
+#: use the compiled attention (:mod:`grokscope.seqkernel`) where it is built; else PyTorch's fused attention
+USE_KERNEL = True
 
 
 def scored_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -78,6 +84,10 @@ def _attention(p: dict[str, torch.Tensor], pre: str, x: torch.Tensor | None, tok
         k, v = _project(p, x, tokens, None, torch.cat([W_K, W_V], 1)).split(H * dh, dim=-1)
         q = xq @ W_Q if x is not None else _project(p, None, tokens.gather(1, qpos), qpos, W_Q)
         keep = (torch.arange(T, device=tokens.device) <= qpos[:, :, None])[:, None]  # (n, 1, S, T)
+    if USE_KERNEL and seqkernel.usable(q):  # the compiled attention, in the projections' own layout
+        lim = torch.arange(T, device=tokens.device).expand(n, T) if qpos is None else qpos  # last key each query sees
+        z = seqkernel.attention(q.view(n, -1, H, dh), k.view(n, T, H, dh), v.view(n, T, H, dh), lim, 1 / math.sqrt(dh))
+        return z.reshape(n, -1, H * dh) @ p[pre + "W_O"].reshape(H * dh, D)
     q, k, v = _heads(q, H), _heads(k, H), _heads(v, H)
     # softmax(q k^T / sqrt(dh), masked) v, fused (the masked keys' weights are exactly 0, as with -1e10)
     z = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, scale=1 / math.sqrt(dh))  # (n, H, queries, dh)
