@@ -1,43 +1,68 @@
-"""Time one training step of each Appendix D.3 preset on the plain path (``fast=False``) and the fast path
-(:mod:`grokscope.seqfast`), interleaved in one process so that both see the same load.
+"""Time one training step of each Appendix D.3 preset on the plain path (``fast=False``), the fast path
+(:mod:`grokscope.seqfast`) with torch's fused attention, and the fast path with the compiled attention
+(:mod:`grokscope.seqkernel`), interleaved in one process so that all three see the same load.
 
-    OMP_NUM_THREADS=1 python benchmarks/seq_speed.py [--steps 10] [--presets digit-addition-finite,...]
+    OMP_NUM_THREADS=1 python benchmarks/seq_speed.py [--steps 10] [--rounds 3] [--presets induction-finite,...]
 
 Each step includes what training does per step (the test evaluation every ``test_every`` steps). Prints, per
-preset, the best of 2 rounds of ``--steps`` steps for each path and the ratio.
+preset, the CPU, the best of ``--rounds`` rounds of ``--steps`` steps for each path and the ratios. Where the
+kernel cannot be built, its column says so and the other two are still timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import time
+from pathlib import Path
 
 import torch
 
+from grokscope import seqfast, seqkernel
 from grokscope.seqtasks import SEQ_PRESETS, seq_preset
 from grokscope.seqtrain import SeqTrainer
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--presets", default=",".join(SEQ_PRESETS))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    have_kernel = seqkernel.kernel() is not None
+    print(f"CPU: {cpu_model()}, {args.threads} thread(s), torch {torch.__version__}, compiled attention: "
+          f"{'built' if have_kernel else 'not available here'}", flush=True)
+    paths = {"plain": (False, False), "fast": (True, False)} | ({"kernel": (True, True)} if have_kernel else {})
     for name in args.presets.split(","):
-        trs = {fast: SeqTrainer(seq_preset(name), fast=fast) for fast in (False, True)}
-        for tr in trs.values():
-            tr.step()  # warm-up
-        best = {}
-        for _ in range(2):
-            for fast, tr in trs.items():
+        trs = {p: SeqTrainer(seq_preset(name), fast=fast) for p, (fast, _) in paths.items()}
+        best: dict[str, float] = {}
+        for r in range(args.rounds + 1):  # round 0: warm-up
+            for p, tr in trs.items():
+                seqfast.USE_KERNEL = paths[p][1]
                 t = time.perf_counter()
                 for _ in range(args.steps):
                     tr.step()
-                best[fast] = min(best.get(fast, float("inf")), (time.perf_counter() - t) / args.steps * 1000)
-        print(f"{name}: plain {best[False]:.0f} ms/step, fast {best[True]:.0f} ms/step, x{best[False] / best[True]:.2f}",
-              flush=True)
+                if r:
+                    best[p] = min(best.get(p, float("inf")), (time.perf_counter() - t) / args.steps * 1000)
+        seqfast.USE_KERNEL = True
+        line = f"{name}: plain {best['plain']:.0f} ms/step, fast (torch attention) {best['fast']:.0f} ms/step " \
+               f"x{best['plain'] / best['fast']:.2f}"
+        if "kernel" in best:
+            line += f", fast (compiled attention) {best['kernel']:.0f} ms/step x{best['plain'] / best['kernel']:.2f} " \
+                    f"(x{best['fast'] / best['kernel']:.2f} the torch attention)"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -114,3 +114,16 @@ def test_failed_build_falls_back(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
     assert seqkernel.kernel() is None and seqkernel._tried
     assert seqkernel.kernel() is None  # not retried
+
+
+@pytest.mark.parametrize("task,layers,calls", [("repeated_subsequence", 2, 2), ("skip_trigram", 1, 0)])
+def test_which_layers_use_the_kernel(task, layers, calls, monkeypatch):
+    """seqfast's rule: the kernel where a layer's queries are at least a quarter of its keys (induction: both
+    layers), torch's attention for one query over many keys (skip trigram)."""
+    need_kernel()
+    seen = []
+    real = seqkernel.attention
+    monkeypatch.setattr(seqkernel, "attention", lambda *a: seen.append(a[0].shape) or real(*a))
+    tr = SeqTrainer(tiny(task, n_layers=layers))
+    tr.step()
+    assert len(seen) == calls

@@ -35,7 +35,11 @@ import torch.nn.functional as F
 from . import seqkernel
 from .config import ModelConfig
 
-#: use the compiled attention (:mod:`grokscope.seqkernel`) where it is built; else PyTorch's fused attention
+#: use the compiled attention (:mod:`grokscope.seqkernel`) where it is built; else PyTorch's fused attention.
+#: KERNEL_RULE: only where a layer's queries are at least a quarter of its keys: the kernel copies each (example,
+#: head)'s keys and values into its own layouts, which costs more than it saves for few queries over many keys
+#: (the skip trigram's one query over 200 keys: 0.89x torch's attention; induction-finite 1.31x, digit addition
+#: 1.05x; ``benchmarks/seq_speed.py``, README "Other tasks").
 USE_KERNEL = True
 
 
@@ -84,7 +88,7 @@ def _attention(p: dict[str, torch.Tensor], pre: str, x: torch.Tensor | None, tok
         k, v = _project(p, x, tokens, None, torch.cat([W_K, W_V], 1)).split(H * dh, dim=-1)
         q = xq @ W_Q if x is not None else _project(p, None, tokens.gather(1, qpos), qpos, W_Q)
         keep = (torch.arange(T, device=tokens.device) <= qpos[:, :, None])[:, None]  # (n, 1, S, T)
-    if USE_KERNEL and seqkernel.usable(q):  # the compiled attention, in the projections' own layout
+    if USE_KERNEL and 4 * q.shape[1] >= T and seqkernel.usable(q):  # the compiled attention (see KERNEL_RULE)
         lim = torch.arange(T, device=tokens.device).expand(n, T) if qpos is None else qpos  # last key each query sees
         z = seqkernel.attention(q.view(n, -1, H, dh), k.view(n, T, H, dh), v.view(n, T, H, dh), lim, 1 / math.sqrt(dh))
         return z.reshape(n, -1, H * dh) @ p[pre + "W_O"].reshape(H * dh, D)
