@@ -127,3 +127,20 @@ def test_which_layers_use_the_kernel(task, layers, calls, monkeypatch):
     tr = SeqTrainer(tiny(task, n_layers=layers))
     tr.step()  # step 0 evaluates the test set, then trains: two forwards
     assert len(seen) == 2 * calls
+
+
+def test_kernel_checks_its_inputs_and_other_layouts():
+    """Keys out of range are an error, not a read past the slice; a second derivative is an error, not zeros;
+    q with its heads not adjacent (torch's (n, H, S, dh) layout transposed) is copied and gives the same result."""
+    need_kernel()
+    qkv, q, k, v, lim = inputs(torch.float64)
+    with pytest.raises(RuntimeError, match="lim"):
+        seqkernel.attention(q, k, v, lim + 1, 0.3)
+    z = seqkernel.attention(q, k, v, lim, 0.3)
+    (g,) = torch.autograd.grad(z.sum(), qkv, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), qkv)
+    qt = q.detach().transpose(1, 2).contiguous().transpose(1, 2)  # (n, S, H, dh) with heads S * dh apart
+    assert qt.stride(2) != qt.shape[3]
+    torch.testing.assert_close(seqkernel.attention(qt, k.detach(), v.detach(), lim, 0.3), z.detach(),
+                               rtol=1e-12, atol=1e-12)

@@ -217,6 +217,8 @@ Shape shape_of(const torch::Tensor& q, const torch::Tensor& k, const torch::Tens
   TORCH_CHECK(q.stride(2) == q.size(3) && k.stride(2) == k.size(3) && v.stride(2) == v.size(3),
               "heads adjacent along the last axis");
   TORCH_CHECK(q.size(3) <= 128, "d_head above 128");
+  TORCH_CHECK(k.sizes() == v.sizes() && k.size(0) == q.size(0) && k.size(2) == q.size(2) && k.size(3) == q.size(3),
+              "k, v: (n, T, heads, d_head) as q");
   return {q.size(0), q.size(1), k.size(1), q.size(2), q.size(3),
           q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1)};
 }
@@ -230,13 +232,19 @@ Shape shape_of(const torch::Tensor& q, const torch::Tensor& k, const torch::Tens
 
 }  // namespace
 
+static void check_lim(const torch::Tensor& lim, const Shape& sh) {  // every query sees keys 0..lim, lim < T
+  TORCH_CHECK(lim.scalar_type() == torch::kLong && lim.dim() == 2 && lim.size(0) == sh.n && lim.size(1) == sh.S,
+              "lim: int64 (n, S)");
+  TORCH_CHECK(lim.numel() == 0 || (lim.min().item<int64_t>() >= 0 && lim.max().item<int64_t>() < sh.T),
+              "lim: key positions in 0..T-1");
+}
+
 std::vector<torch::Tensor> attn_fwd(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor lim,
                                     double scale) {
   const Shape sh = shape_of(q, k, v);
   auto z = torch::empty({sh.n, sh.S, sh.H, sh.dh}, q.options());
   auto lse = torch::empty({sh.n, sh.H, sh.S}, q.options());
-  TORCH_CHECK(lim.scalar_type() == torch::kLong && lim.dim() == 2 && lim.size(0) == sh.n && lim.size(1) == sh.S,
-              "lim: int64 (n, S)");
+  check_lim(lim, sh);
   lim = lim.contiguous();
   AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "attn_fwd", [&] {
     GS_DISPATCH_DP(sh.dh, forward<scalar_t, DP>(q.data_ptr<scalar_t>(), k.data_ptr<scalar_t>(),
@@ -250,6 +258,8 @@ std::vector<torch::Tensor> attn_fwd(torch::Tensor q, torch::Tensor k, torch::Ten
 std::vector<torch::Tensor> attn_bwd(torch::Tensor q, torch::Tensor k, torch::Tensor v, torch::Tensor lim,
                                     torch::Tensor z, torch::Tensor lse, torch::Tensor dz, double scale) {
   const Shape sh = shape_of(q, k, v);
+  check_lim(lim, sh);
+  TORCH_CHECK(dz.sizes() == z.sizes() && z.sizes() == q.sizes(), "dz, z: the shape of q");
   dz = dz.contiguous();
   lim = lim.contiguous();
   auto dq = torch::empty({sh.n, sh.S, sh.H, sh.dh}, q.options());

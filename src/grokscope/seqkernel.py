@@ -70,7 +70,7 @@ def kernel():
 
             src = SOURCE.read_text()
             key = hashlib.sha256("\0".join([src, *CFLAGS, *LDFLAGS, _cpu_id(), torch.__version__]).encode())
-            log.info("building the sequence-attention kernel (once; ~1 min)")
+            log.info("loading the sequence-attention kernel (built at first use: ~1 min)")
             _ext = load_inline(f"grokscope_seqattn_{key.hexdigest()[:16]}", src, functions=["attn_fwd", "attn_bwd"],
                                extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back
@@ -89,6 +89,7 @@ class _Attention(torch.autograd.Function):
         return z
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no second derivatives through it: an error, not zeros
     def backward(ctx, dz):  # noqa: D102
         q, k, v, lim, z, lse = ctx.saved_tensors
         dq, dk, dv = _ext.attn_bwd(q, k, v, lim, z, lse, dz, ctx.scale)
@@ -107,4 +108,5 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lim: torch.Tens
     projections: unit stride along ``dh``, heads adjacent), query ``i`` of example ``b`` seeing keys
     ``0..lim[b, i]`` (``lim (n, S)`` int64). Returns ``z (n, S, H, dh)``, differentiable in q, k, v (not twice).
     Only where :func:`usable`."""
+    q, k, v = (x if x.stride(-1) == 1 and x.stride(-2) == x.shape[-1] else x.contiguous() for x in (q, k, v))
     return _Attention.apply(q, k, v, lim, float(scale))
