@@ -52,6 +52,16 @@ def _cpu_id() -> str:
         return platform.processor() + platform.machine()
 
 
+def _built(name: str) -> bool:
+    """Whether torch's extension cache already holds ``name`` (then loading it takes a moment)."""
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(name, False)) / f"{name}.so").is_file()
+    except Exception:  # noqa: BLE001 - a private helper of torch's: if it moved, just say nothing is built
+        return False
+
+
 def enabled() -> bool:
     """Whether the kernel may be used (``GROKSCOPE_SEQ_KERNEL=0`` turns it off)."""
     return os.environ.get("GROKSCOPE_SEQ_KERNEL", "1") != "0"
@@ -70,9 +80,12 @@ def kernel():
 
             src = SOURCE.read_text()
             key = hashlib.sha256("\0".join([src, *CFLAGS, *LDFLAGS, _cpu_id(), torch.__version__]).encode())
-            log.info("loading the sequence-attention kernel (built at first use: ~1 min)")
-            _ext = load_inline(f"grokscope_seqattn_{key.hexdigest()[:16]}", src, functions=["attn_fwd", "attn_bwd"],
-                               extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, verbose=False)
+            name = f"grokscope_seqattn_{key.hexdigest()[:16]}"
+            if not _built(name):  # a one-minute pause deserves a line (stderr, through logging's last resort)
+                log.warning("grokscope: building the compiled attention for this CPU (once, ~1 min; "
+                            "GROKSCOPE_SEQ_KERNEL=0 skips it)")
+            _ext = load_inline(name, src, functions=["attn_fwd", "attn_bwd"], extra_cflags=CFLAGS,
+                               extra_ldflags=LDFLAGS, verbose=False)
         except Exception as e:  # noqa: BLE001 - no compiler, no ninja, a failed build: fall back
             log.info("sequence-attention kernel unavailable (%s); using torch's attention", str(e).splitlines()[0]
                      if str(e) else type(e).__name__)
