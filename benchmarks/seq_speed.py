@@ -12,25 +12,14 @@ kernel cannot be built, its column says so and the other two are still timed.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import torch
 
 from grokscope import seqfast, seqkernel
 from grokscope.seqtasks import SEQ_PRESETS, seq_preset
 from grokscope.seqtrain import SeqTrainer
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from train_speed import cpu_model  # the benchmarks' one CPU description (lscpu: model and ISA)
 
 
 def main() -> None:
