@@ -166,6 +166,26 @@ def test_authors_induction_model_loads_and_predicts_our_repeats():
     assert acc > 0.3
 
 
+def test_authors_induction_model_reads_absolute_positions():
+    """What the README says of the authors' infinite-data induction model on our random placements: it copies
+    only where its own data had copies to predict. Targets at positions <= 29 (a predicting position <= 28) and at
+    57 are almost never right; targets at 30..56 mostly are."""
+    sd = torch.load(need_reference("induction_head_infinite.pth"), map_location="cpu", weights_only=False)["model"]
+    sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
+    m = Transformer(config_from_authors_state_dict(sd), seed=None)
+    m.load_state_dict(from_authors_state_dict(sd))
+    ex = make_test_set(seq_preset("induction-infinite", n_test=256))
+    with torch.no_grad():
+        right = m(ex.tokens).argmax(-1) == ex.targets
+    target_pos = torch.nonzero(ex.mask)[:, 1] + 1  # the logit at t predicts the token at t + 1
+    right = right[ex.mask]
+    early, at57, middle = target_pos <= 29, target_pos == 57, (target_pos >= 30) & (target_pos <= 56)
+    assert early.sum() > 200 and at57.sum() > 20 and middle.sum() > 1000  # enough tokens of each kind
+    assert right[early].float().mean() < 0.25
+    assert right[at57].float().mean() < 0.25
+    assert right[middle].float().mean() > 0.5
+
+
 @pytest.mark.parametrize("task", ["digit_addition", "repeated_subsequence", "skip_trigram"])
 @pytest.mark.parametrize("n_train", [32, None])
 def test_short_training_lowers_the_loss(task, n_train):
