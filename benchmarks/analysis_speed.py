@@ -1,4 +1,4 @@
-"""Time ``grokscope.analysis.analyze`` end to end on the authors' mainline-size checkpoint (p = 113).
+"""Time ``grokscope.interp.analysis.analyze`` end to end on the authors' mainline-size checkpoint (p = 113).
 
     python benchmarks/analysis_speed.py [--path FILE] [--repeats 3] [--threads N]
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from grokscope.analysis import analyze, model_and_dataset_from_authors
+    from grokscope.interp.analysis import analyze, model_and_dataset_from_authors
 
     t0 = time.perf_counter()
     model, ds = model_and_dataset_from_authors(args.path, args.seed, args.frac_train)

@@ -1,4 +1,4 @@
-"""Leave-one-model-out evaluation of grokscope.forecast against the Notsawo et al. 2023 baseline.
+"""Leave-one-model-out evaluation of grokscope.measures.forecast against the Notsawo et al. 2023 baseline.
 
     python benchmarks/forecast_eval.py RUN [RUN ...] --out forecast_eval.json [--html forecast_eval.html]
                                        [--png forecast_eval.png]
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from grokscope import forecast as fc
-from grokscope.runs import Run
+from grokscope.measures import forecast as fc
+from grokscope.train.run import Run
 
 FRACTIONS = (0.25, 0.5, 0.75)
 #: (name, JSON key of the forecast, of its lower and upper bound, panel title)

@@ -1,4 +1,4 @@
-"""Time computing every progress measure for every checkpoint of a run (grokscope.progress.compute_progress).
+"""Time computing every progress measure for every checkpoint of a run (grokscope.measures.progress.compute_progress).
 
     python benchmarks/progress_speed.py RUN_DIR [--every 1] [--repeats 1] [--threads N] [--workers W] [--rows 8]
                                                 [--save]
@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from grokscope.progress import ROWS_PER_CHUNK, compute_progress
-    from grokscope.report import save_progress
-    from grokscope.runs import Run
+    from grokscope.measures.progress import ROWS_PER_CHUNK, compute_progress
+    from grokscope.report.run import save_progress
+    from grokscope.train.run import Run
 
     run = Run.load(args.run)
     kw = {"every": args.every, "rows_per_chunk": args.rows or ROWS_PER_CHUNK, "workers": args.workers}

@@ -1,6 +1,6 @@
 """Time one training step of each Appendix D.3 preset on the plain path (``fast=False``), the fast path
-(:mod:`grokscope.seqfast`) with torch's fused attention, and the fast path with the compiled attention
-(:mod:`grokscope.seqkernel`), interleaved in one process so that all three see the same load.
+(:mod:`grokscope.fast.scored`) with torch's fused attention, and the fast path with the compiled attention
+(:mod:`grokscope.fast.kernel`), interleaved in one process so that all three see the same load.
 
     OMP_NUM_THREADS=1 python benchmarks/seq_speed.py [--steps 10] [--rounds 3] [--presets induction-finite,...]
 
@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from grokscope import seqfast, seqkernel
-from grokscope.seqtasks import SEQ_PRESETS, seq_preset
-from grokscope.seqtrain import SeqTrainer
+from grokscope.fast import scored as seqfast, kernel as seqkernel
+from grokscope.tasks.sequence import SEQ_PRESETS, seq_preset
+from grokscope.train.seqrun import SeqTrainer
 from train_speed import cpu_model  # the benchmarks' one CPU description (lscpu: model and ISA)
 
 

@@ -33,7 +33,7 @@ code("""run.metrics.dropna().tail()"""),
 code("""run.milestones()"""),
 md("## Analyse a checkpoint (§4)\n\nKey frequencies, attention and neuron periodicity, the composition of "
    "`W_L`, and the ablations, on the last checkpoint."),
-code("""from grokscope.analysis import analyze
+code("""from grokscope.interp.analysis import analyze
 
 model, ds = run.model(), run.dataset()
 res = analyze(model, ds)
@@ -48,7 +48,7 @@ code("""figure(run, "neuron", analysis=res)"""),
 md("## An ablation by hook name\n\nEvery activation has a TransformerLens-style hook name. Zero-ablate the "
    "MLP neurons (`blocks.0.mlp.hook_post`) and compare the loss on all p² pairs."),
 code("""import torch.nn.functional as F
-from grokscope.hooks import hooks
+from grokscope.model.hooks import hooks
 
 print([n for n in model.hook_names][:6], "...")
 tokens, labels = ds.tokens, ds.labels
@@ -73,7 +73,7 @@ print("blocks.0.attn.hook_pattern:", tuple(cache["blocks.0.attn.hook_pattern"].s
 assert torch.allclose(logits, ours, rtol=0, atol=1e-5 * max(1.0, float(ours.abs().max())))"""),
 md("The same export from the command line, and the way back into grokscope:\n\n"
    "```bash\ngrokscope export runs/tour --to transformer-lens --out tour_tl.pt\n```"),
-code("""from grokscope import export
+code("""from grokscope.model import export
 
 f = export.save(model, RUN.parent / "tour_tl.pt")
 back = export.from_transformer_lens(export.load_transformer_lens(f))

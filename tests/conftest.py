@@ -3,7 +3,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from grokscope.numerics import configure_denormals  # noqa: E402
+from grokscope.numerics import configure_denormals
 
 configure_denormals(True)  # as `grokscope train` does, before any torch work: tests run in the trainer's mode
 

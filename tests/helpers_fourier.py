@@ -30,8 +30,8 @@ import math
 import torch
 
 from grokscope.config import Config, ModelConfig
-from grokscope.model import Transformer
-from grokscope.tasks import Dataset, make_dataset
+from grokscope.model.transformer import Transformer
+from grokscope.tasks.modular import Dataset, make_dataset
 
 
 def fourier_model(p: int = 31, keys: tuple[int, ...] = (3, 7, 10), n_knots: int = 12, scale: float = 6.0,

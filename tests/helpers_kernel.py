@@ -1,10 +1,10 @@
-"""The compiled sequence attention (grokscope.seqkernel): skip where it cannot be built, unless CI requires it."""
+"""The compiled sequence attention (grokscope.fast.kernel): skip where it cannot be built, unless CI requires it."""
 
 import os
 
 import pytest
 
-from grokscope import seqkernel
+from grokscope.fast import kernel as seqkernel
 
 
 def need_kernel():
@@ -13,6 +13,6 @@ def need_kernel():
     ext = seqkernel.kernel()
     if ext is None:
         if os.environ.get("GROKSCOPE_REQUIRE_KERNEL") == "1":
-            pytest.fail("GROKSCOPE_REQUIRE_KERNEL=1 but grokscope.seqkernel could not be built here")
-        pytest.skip("grokscope.seqkernel cannot be built here (a C++ compiler and ninja are needed)")
+            pytest.fail("GROKSCOPE_REQUIRE_KERNEL=1 but grokscope.fast.kernel could not be built here")
+        pytest.skip("grokscope.fast.kernel cannot be built here (a C++ compiler and ninja are needed)")
     return ext

@@ -1,4 +1,4 @@
-"""The reverse-engineering analysis (grokscope.analysis) on a hand-built Fourier-multiplication transformer,
+"""The reverse-engineering analysis (grokscope.interp.analysis) on a hand-built Fourier-multiplication transformer,
 on small random models (fast path == hooks path), and on the authors' grokked checkpoint when present."""
 
 import json
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from grokscope import analysis as an
-from grokscope import fourier as fr
+from grokscope.interp import analysis as an
+from grokscope.fourier import basis as fr
 from grokscope.config import Config, ModelConfig
-from grokscope.model import Transformer
-from grokscope.tasks import make_dataset
+from grokscope.model.transformer import Transformer
+from grokscope.tasks.modular import make_dataset
 
 from helpers import need_reference
 from helpers_fourier import fourier_dataset, fourier_model
@@ -89,7 +89,7 @@ def test_attention_and_ov_circuits_in_fourier_basis(hand):
     """Figs 10, 11 on the hand-built model: head 2's score to token a is 0.4 cos(w_3 a) (one component,
     0.4 sqrt(P/2) in the unit basis); heads 0/1 score a constant; heads 0/1 copy T (cos/sin of every key, unit
     amplitude: norm sqrt(P/2) per component) and head 2 has W_V = 0."""
-    from grokscope import fourier as fr
+    from grokscope.fourier import basis as fr
 
     _, _, res = hand
     pe = res.periodicity
@@ -151,7 +151,7 @@ def test_neurons_and_heads(hand):
     assert ne.n_well_fit == ne.n_well_fit_key and ne.frac_well_fit > 0.6
     assert set(ne.clusters) == set(KEYS)
     assert all(share > 0.999 for share in ne.cluster_wl_share.values())  # W_L localised by frequency
-    from grokscope import fourier as fr
+    from grokscope.fourier import basis as fr
 
     hand_model = hand[0]
     WL = hand_model.blocks[0].mlp.W_out.detach().double() @ hand_model.W_U[:, :P].detach().double()
@@ -268,7 +268,7 @@ def test_rejects_unsupported_models():
 
 # ---------------------------------------------------------------------- input helpers
 def test_analysis_from_run(tmp_path):
-    from grokscope.runs import train
+    from grokscope.train.run import train
 
     cfg = Config(p=11, d_model=8, n_heads=2, d_mlp=16, epochs=20, checkpoint_every=10, frac_train=0.5)
     train([cfg], tmp_path / "run", device="cpu", progress=False)

@@ -10,13 +10,13 @@ import pytest
 import torch
 from helpers import need_reference
 
-from grokscope import experiments as ex
-from grokscope.analysis import analyze
-from grokscope.cli import main
+from grokscope.experiments import registry as ex
+from grokscope.interp.analysis import analyze
+from grokscope.cli.commands import main
 from grokscope.config import Config, ConfigError
-from grokscope.experiments import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
-from grokscope.report import load_phases, load_progress
-from grokscope.runs import Run, train
+from grokscope.experiments.registry import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
+from grokscope.report.run import load_phases, load_progress
+from grokscope.train.run import Run, train
 
 RUNNABLE = [n for n, s in EXPERIMENTS.items() if not s.missing()]
 
@@ -271,7 +271,7 @@ def test_seeds_keeps_only_those_models(tmp_path, capsys):
 # ---------------------------------------------------------------------- the report
 def test_report(tiny, tmp_path):
     pytest.importorskip("plotly")
-    from grokscope.experiment_report import report_html, table5, table6
+    from grokscope.report.experiment import report_html, table5, table6
 
     exp = tiny("frac")
     path = report_html(exp, tmp_path / "r.html")
@@ -290,7 +290,7 @@ def test_report(tiny, tmp_path):
 def test_report_overlays_the_authors_curves(tiny, tmp_path):
     pytest.importorskip("plotly")
     need_reference("mod_addition_frac_train_sweep.pth")
-    from grokscope.experiment_report import REFERENCE, overlay, reference_curves
+    from grokscope.report.experiment import REFERENCE, overlay, reference_curves
 
     ref = reference_curves("frac", REFERENCE)
     assert sorted(ref) == [0.25, 0.28, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
@@ -300,7 +300,7 @@ def test_report_overlays_the_authors_curves(tiny, tmp_path):
     fig = overlay(exp, ref, exp.summary)
     names = [t.name for t in fig.data if t.showlegend]
     assert sum(n.startswith("grokscope") for n in names) == 7  # 0.3 .. 0.9 have authors' curves; 0.1, 0.2 not
-    from grokscope.experiment_report import report_html
+    from grokscope.report.experiment import report_html
     assert 'id="fig-reference-overlay"' in report_html(exp, tmp_path / "r.html").read_text()
 
 
@@ -345,7 +345,7 @@ def test_report_renders_in_chromium(tiny, tmp_path):
 
     from test_report_browser import _browse, _chromium, _js_errors
 
-    from grokscope.experiment_report import figures, report_html
+    from grokscope.report.experiment import figures, report_html
 
     exe = _chromium()
     exp = tiny("frac")
@@ -360,7 +360,7 @@ def test_report_renders_in_chromium(tiny, tmp_path):
 def test_reference_curves_of_the_width_scan_and_low_precision():
     need_reference("no_wd_width_scan.pth")
     need_reference("low_precision_mod_addition.pth")
-    from grokscope.experiment_report import REFERENCE, reference_curves
+    from grokscope.report.experiment import REFERENCE, reference_curves
 
     w = reference_curves("width-no-wd", REFERENCE)
     assert sorted(w) == [8, 16, 32, 64, 128, 256, 512, 1024]

@@ -10,10 +10,10 @@ import os
 import pytest
 import torch
 
-from grokscope import export
+from grokscope.model import export
 from grokscope.checks import ConfigError
-from grokscope.model import Transformer
-from grokscope.tasks import make_dataset
+from grokscope.model.transformer import Transformer
+from grokscope.tasks.modular import make_dataset
 from helpers import need_reference, tiny_config
 
 HOOKS = ("hook_embed", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_z", "blocks.0.mlp.hook_post",
@@ -73,7 +73,7 @@ def test_mainline_model_round_trips(tmp_path):
     """The paper's architecture (p = 113, a trained model of the authors'): export to a file, load into
     TransformerLens, back into grokscope; logits on all p*p inputs equal to 1e-5."""
     need_tl()
-    from grokscope.authors import load_authors_model
+    from grokscope.model.authors import load_authors_model
 
     ours, _ = load_authors_model(need_reference("low_precision_mod_addition.pth"))
     tokens = make_dataset(tiny_config(p=113, d_model=128, n_heads=4, d_mlp=512)).tokens
@@ -125,7 +125,7 @@ def test_cli_export_and_run_method(tmp_path, capsys):
     from fuzz_cli import TINY
 
     from grokscope import Run
-    from grokscope.cli import main
+    from grokscope.cli.commands import main
 
     out = tmp_path / "r"
     assert main(["train", "--out", str(out), "--no-progress"] + TINY) == 0
@@ -153,7 +153,7 @@ def test_cli_export_and_run_method(tmp_path, capsys):
 def test_an_ablation_by_hook_name_is_the_same_in_transformer_lens():
     """Zero-ablating blocks.0.mlp.hook_post through TransformerLens's run_with_hooks gives our ablated logits."""
     need_tl()
-    from grokscope.hooks import hooks
+    from grokscope.model.hooks import hooks
 
     ours, tokens = _tiny()
     tl = export.to_transformer_lens(ours)

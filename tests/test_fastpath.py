@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from grokscope.config import ModelConfig
-from grokscope.fastpath import forward_fast, forward_plain
-from grokscope.model import Transformer, init_params
+from grokscope.fast.tables import forward_fast, forward_plain
+from grokscope.model.transformer import Transformer, init_params
 
 P = 7
 
@@ -45,7 +45,7 @@ def dropout_inputs(K, N, d_mlp):
 def test_fast_equals_plain_values_and_grads(act, K, variant, dropout, monkeypatch):
     """Logits and every parameter's gradient, in float64: the fast path (each option, buffers reused
     across two calls) against the plain full-sequence model."""
-    import grokscope.fastpath as fp
+    import grokscope.fast.tables as fp
     for name, value in VARIANTS[variant].items():
         monkeypatch.setattr(fp, name, value)
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16, act=act)
@@ -65,7 +65,7 @@ def test_fast_equals_plain_values_and_grads(act, K, variant, dropout, monkeypatc
 
 
 def test_workspace_gives_the_fresh_outputs_bitwise_in_float32():
-    import grokscope.fastpath as fp
+    import grokscope.fast.tables as fp
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16)
     ps = {k: v.detach().float().requires_grad_() for k, v in stacked(cfg, [0, 1]).items()}
     a, b = inputs(2, 25)

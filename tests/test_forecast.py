@@ -1,4 +1,4 @@
-"""grokscope.forecast: the crossing of synthetic curves, calibration on other models, --until hides the future."""
+"""grokscope.measures.forecast: the crossing of synthetic curves, calibration on other models, --until hides the future."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokscope import forecast as fc
-from grokscope.cli import main
+from grokscope.measures import forecast as fc
+from grokscope.cli.commands import main
 from grokscope.config import Config
-from grokscope.runs import Run, train
+from grokscope.train.run import Run, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

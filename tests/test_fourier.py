@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grokscope import fourier as fr
+from grokscope.fourier import basis as fr
 
 PRIMES_AND_EVENS = [2, 3, 4, 5, 7, 8, 12, 23, 31, 113]
 

@@ -17,10 +17,10 @@ import torch
 from helpers import assert_close_tree
 from helpers_fourier import fourier_dataset, fourier_model
 
-from grokscope import phases as ph
-from grokscope import progress as pg
-from grokscope import report
-from grokscope.runs import Run
+from grokscope.measures import phases as ph
+from grokscope.measures import progress as pg
+from grokscope.report import run as report
+from grokscope.train.run import Run
 
 DATA = Path(__file__).resolve().parent / "data"
 RUN_KEYS = {0: [1, 3], 1: [2]}
@@ -45,7 +45,7 @@ def run(tmp_path_factory):
 
 
 def test_analysis_of_the_hand_built_model():
-    from grokscope.analysis import analyze
+    from grokscope.interp.analysis import analyze
 
     res = analyze(fourier_model(31, (3, 7, 10), scale=20.0, dtype=torch.float64), fourier_dataset(31))
     got = json.loads(json.dumps(res.to_dict(), allow_nan=False))
@@ -102,7 +102,7 @@ def test_phases_of_the_synthetic_run():
 
 def test_report_figure_list(run):
     pytest.importorskip("plotly")
-    from grokscope.analysis import analyze
+    from grokscope.interp.analysis import analyze
 
     df = pg.compute_progress(run, keys=RUN_KEYS)  # the stored table predates the freq column
     rep = json.loads((DATA / "phases_run.json").read_text())

@@ -12,15 +12,14 @@ import torch.nn.functional as F
 from helpers import tiny_config
 
 from grokscope import Run
-from grokscope.cli import main
+from grokscope.cli.commands import main
 from grokscope.config import Config, ConfigError
-from grokscope.fastpath import forward_fast, forward_plain
-from grokscope.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy,
-                               stablemax_s)
-from grokscope.model import Transformer, init_params
-from grokscope.runs import resume, train
-from grokscope.tasks import make_dataset
-from grokscope.training import NEW_METRICS, Trainer, cross_entropy_float64
+from grokscope.fast.tables import forward_fast, forward_plain
+from grokscope.train.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy, stablemax_s)
+from grokscope.model.transformer import Transformer, init_params
+from grokscope.train.run import resume, train
+from grokscope.tasks.modular import make_dataset
+from grokscope.train.trainer import NEW_METRICS, Trainer, cross_entropy_float64
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -338,8 +337,8 @@ def test_method_flags_train_and_take_per_model_lists(tmp_path, capsys):
 
 def test_the_loss_figure_marks_slingshots():
     pytest.importorskip("plotly")
-    from grokscope import plots
-    from grokscope.plots_methods import mark_slingshots
+    from grokscope.report import plots
+    from grokscope.report.plots_methods import mark_slingshots
 
     loss = [2.0] * 5 + [1e-2, 1e-4, 1e-6, 1e-7, 5e-6, 3e-4, 2e-5, 5e-7, 1e-7, 1e-8, 2e-7, 1e-8]
     df = _metrics(loss).assign(test_loss=1.0, test_acc=0.5)

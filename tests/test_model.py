@@ -3,8 +3,8 @@ import math
 import torch
 
 from grokscope.config import ModelConfig
-from grokscope.model import Transformer, from_authors_state_dict, init_params, param_shapes
-from grokscope.tasks import all_tokens
+from grokscope.model.transformer import Transformer, from_authors_state_dict, init_params, param_shapes
+from grokscope.tasks.modular import all_tokens
 
 CFG = ModelConfig(d_vocab=8, n_ctx=3, d_model=8, n_heads=2, d_mlp=16, n_layers=1)
 
@@ -28,7 +28,7 @@ def test_shapes_and_names():
 
 
 def test_hooks_are_scoped_and_can_intervene():
-    from grokscope.hooks import hooks
+    from grokscope.model.hooks import hooks
     m = Transformer(CFG, seed=0)
     toks = all_tokens(7)
     base = m(toks)

@@ -1,4 +1,4 @@
-"""Phase detection and the §5.2 claims (grokscope.phases) on synthetic progress curves with known transitions,
+"""Phase detection and the §5.2 claims (grokscope.measures.phases) on synthetic progress curves with known transitions,
 and end to end on a tiny run."""
 
 import json
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from grokscope import phases as ph
-from grokscope import report
+from grokscope.measures import phases as ph
+from grokscope.report import run as report
 from grokscope.config import Config
-from grokscope.runs import train
+from grokscope.train.run import train
 
 EPOCHS = np.arange(0, 20001, 100)
 # one logistic transition per phase end: centre c, width w; the landmark detector (THETA = 0.1) puts the start

@@ -1,4 +1,4 @@
-"""grokscope.plots: every figure of a tiny run, and the self-contained HTML report."""
+"""grokscope.report.plots: every figure of a tiny run, and the self-contained HTML report."""
 
 import re
 
@@ -6,10 +6,10 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from grokscope import plots, report  # noqa: E402
-from grokscope.interp import analyze  # noqa: E402
-from grokscope.config import Config  # noqa: E402
-from grokscope.runs import train  # noqa: E402
+from grokscope.report import plots, run as report
+from grokscope.interp import analyze
+from grokscope.config import Config
+from grokscope.train.run import train
 
 NUMBERS = {"losses": "Fig 2", "progress": "Fig 7", "fourier_norms": "Fig 3", "attention": "Fig 4", "neuron": "Fig 4",
            "logit_fourier": "Fig 4", "ablate_freqs": "Fig 6", "interference": "Fig 8", "restricted_acc": "Fig 13",
@@ -92,7 +92,7 @@ def test_neuron_cluster_heatmap_is_localised():
     """Fig 5 right on the hand-built Fourier model: the W_L rows of a cluster have only cos/sin w_k."""
     import numpy as np
 
-    from grokscope import analysis as an
+    from grokscope.interp import analysis as an
     from helpers_fourier import fourier_dataset, fourier_model
 
     model = fourier_model(31, (3, 7, 10))

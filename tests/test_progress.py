@@ -1,4 +1,4 @@
-"""Progress measures over training (grokscope.progress): the batched path against a plain per-checkpoint loop over
+"""Progress measures over training (grokscope.measures.progress): the batched path against a plain per-checkpoint loop over
 the single-checkpoint analysis functions, the Gini coefficient, and a hand-built Fourier-multiplication model."""
 
 import math
@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 import torch
 
-from grokscope import analysis as an
-from grokscope import fourier as fr
-from grokscope import progress as pg
-from grokscope import report
-from grokscope import tables
-from grokscope.keys import wl_keys
+from grokscope.interp import analysis as an
+from grokscope.fourier import basis as fr
+from grokscope.measures import progress as pg
+from grokscope.report import run as report
+from grokscope.measures import tables
+from grokscope.fourier.keys import wl_keys
 from grokscope.config import Config
-from grokscope.fastpath import forward_fast
-from grokscope.runs import Run, train
+from grokscope.fast.tables import forward_fast
+from grokscope.train.run import Run, train
 
 from helpers_fourier import fourier_dataset, fourier_model
 
@@ -41,7 +41,7 @@ def plain_gini(x) -> float:
 
 
 def reference(run: Run, epoch: int, k: int, keys: list[int]) -> tuple[dict[str, float], torch.Tensor]:
-    """The measures of one model at one checkpoint, from grokscope.analysis (one checkpoint at a time), and the
+    """The measures of one model at one checkpoint, from grokscope.interp.analysis (one checkpoint at a time), and the
     train loss with each single frequency removed."""
     model, ds = run.model(epoch, k), run.dataset(k)
     acts = an.collect(model, ds)

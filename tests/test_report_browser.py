@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from grokscope.config import Config  # noqa: E402
-from grokscope.report import FIGURES, report_html  # noqa: E402
-from grokscope.runs import Run, train  # noqa: E402
+from grokscope.config import Config
+from grokscope.report.run import FIGURES, report_html
+from grokscope.train.run import Run, train
 
 
 def _chromium() -> str:
@@ -81,7 +81,7 @@ def test_browser_check_catches_a_script_error(report):
 def test_png_export(report, tmp_path):
     _chromium()
     pytest.importorskip("kaleido")
-    from grokscope.report import write_pngs
+    from grokscope.report.run import write_pngs
 
     html, tmp = report
     paths = write_pngs(Run.load(tmp / "run"), tmp_path / "figs", figures=["losses", "interference"])

@@ -1,4 +1,4 @@
-"""The compiled CPU attention of the sequence tasks (grokscope.seqkernel) against torch's attention, and the
+"""The compiled CPU attention of the sequence tasks (grokscope.fast.kernel) against torch's attention, and the
 fallback when it cannot be built."""
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from grokscope import seqfast, seqkernel
-from grokscope.seqtrain import SeqTrainer
+from grokscope.fast import scored as seqfast, kernel as seqkernel
+from grokscope.train.seqrun import SeqTrainer
 from helpers_kernel import need_kernel
 from test_seqtasks import tiny
 

@@ -1,4 +1,4 @@
-"""``grokscope report`` on the Appendix D.3 sequence-task runs (grokscope.seqreport): tiny runs, with and without
+"""``grokscope report`` on the Appendix D.3 sequence-task runs (grokscope.report.sequence): tiny runs, with and without
 the authors' reference folder."""
 
 import re
@@ -11,12 +11,11 @@ from test_seqtasks import tiny
 
 pytest.importorskip("plotly")
 
-from grokscope.cli import main  # noqa: E402
-from grokscope.model import Transformer, config_from_authors_state_dict, from_authors_state_dict  # noqa: E402
-from grokscope.seqreport import (attention_patterns, figure_names, milestones_rows, reference_curves,  # noqa: E402
-                                 reference_per_token, scores_of_heads, seq_figure, seq_report_html)
-from grokscope.seqtasks import make_test_set, make_train_set, seq_preset  # noqa: E402
-from grokscope.seqtrain import train_seq  # noqa: E402
+from grokscope.cli.commands import main
+from grokscope.model.transformer import Transformer, config_from_authors_state_dict, from_authors_state_dict
+from grokscope.report.sequence import (attention_patterns, figure_names, milestones_rows, reference_curves, reference_per_token, scores_of_heads, seq_figure, seq_report_html)
+from grokscope.tasks.sequence import make_test_set, make_train_set, seq_preset
+from grokscope.train.seqrun import train_seq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ABSENT = "/nonexistent/reference"

@@ -5,11 +5,11 @@ import pytest
 import torch
 from helpers import need_reference
 
-from grokscope.cli import main
-from grokscope.model import Transformer, config_from_authors_state_dict, from_authors_state_dict, param_shapes
-from grokscope.runs import Run
-from grokscope.seqtasks import EQUALS, PLUS, SEQ_PRESETS, SeqConfig, seq_preset, make_test_set, make_train_set
-from grokscope.seqtrain import SeqRun, SeqTrainer, resume_seq, train_seq
+from grokscope.cli.commands import main
+from grokscope.model.transformer import (Transformer, config_from_authors_state_dict, from_authors_state_dict, param_shapes)
+from grokscope.train.run import Run
+from grokscope.tasks.sequence import EQUALS, PLUS, SEQ_PRESETS, SeqConfig, seq_preset, make_test_set, make_train_set
+from grokscope.train.seqrun import SeqRun, SeqTrainer, resume_seq, train_seq
 from grokscope.checks import ConfigError
 
 
@@ -96,11 +96,11 @@ def test_attention_only_shapes_hook_names_and_causality():
     ("repeated_subsequence", {"n_layers": 2}), ("repeated_subsequence", {"n_layers": 1, "d_mlp": 8}),
 ])
 def test_fast_path_is_the_plain_path_in_float64(task, kw, kernel, monkeypatch):
-    """forward_scored (last block at the scored positions only; the compiled attention of grokscope.seqkernel,
+    """forward_scored (last block at the scored positions only; the compiled attention of grokscope.fast.kernel,
     or torch's fused one) against the full-sequence Transformer: logits, loss, per-token losses and every
     parameter's gradient, in float64."""
-    from grokscope import seqfast
-    from grokscope.seqfast import forward_scored, scored_positions
+    from grokscope.fast import scored as seqfast
+    from grokscope.fast.scored import forward_scored, scored_positions
     from helpers_kernel import need_kernel
     if kernel == "compiled":
         need_kernel()

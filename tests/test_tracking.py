@@ -10,7 +10,7 @@ import pytest
 
 from fuzz_cli import TINY
 from grokscope import Run
-from grokscope.cli import main
+from grokscope.cli.commands import main
 
 
 def need(module: str, extra: str):
@@ -86,7 +86,7 @@ def test_bad_log_options_are_one_line(tmp_path, capsys):
 def test_the_reader_sees_a_missing_epoch(tmp_path):
     """The comparison above could fail: a log that skipped an epoch is not equal to the metrics."""
     need("tensorboard", "tensorboard")
-    from grokscope.tracking import MetricsLogger
+    from grokscope.train.tracking import MetricsLogger
 
     df = pd.DataFrame({"model": [0, 0, 0], "epoch": [0, 1, 2], "train_loss": [3.0, 2.0, 1.0],
                        "train_acc": [0.1, 0.2, 0.3], "test_loss": [float("nan")] * 3, "test_acc": [float("nan")] * 3})
@@ -100,7 +100,7 @@ def test_progress_measures_at_every_nth_checkpoint(tmp_path):
     """--progress-every 2: the progress measures of checkpoints 0, 20 (of 0, 10, 20) equal those of
     `grokscope progress` with the same keys."""
     need("tensorboard", "tensorboard")
-    from grokscope.progress import compute_progress
+    from grokscope.measures.progress import compute_progress
 
     out, logs = tmp_path / "r", tmp_path / "tb"
     assert main(["train", "--out", str(out), "--no-progress", "--log", "tensorboard", "--log-dir", str(logs),

@@ -125,7 +125,7 @@ class Config(Serialisable):
     loss_dtype: str = _f("float64", "precision of the loss: float64 (the paper's; computed accurately in float32, "
                          "see training.cross_entropy_accurate) | float32 | bfloat16 (a plain log-softmax in that "
                          "dtype, as the authors' low-precision run, Appendix D.2)")
-    # --- methods beyond the paper (grokscope.methods; README "Methods beyond the paper")
+    # --- methods beyond the paper (grokscope.train.methods; README "Methods beyond the paper")
     grokfast: str = _f("none", "Grokfast gradient filter (Lee et al. 2024): none | ema | ma")
     grokfast_alpha: float = _f(0.98, "Grokfast EMA momentum alpha, in [0, 1)")
     grokfast_lambda: float | None = _f(None, "Grokfast amplification lambda >= 0; none: the filter's published "

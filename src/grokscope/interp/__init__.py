@@ -6,7 +6,7 @@
 Each part runs on its own from the activations collected once by :func:`collect`::
 
     acts = collect(model, dataset)         # activations.py: one forward pass, float64 from there on
-    kf = key_frequencies(acts)              # spectra.py: the rule of grokscope.keys, with cross-checks
+    kf = key_frequencies(acts)              # spectra.py: the rule of grokscope.fourier.keys, with cross-checks
     periodicity(acts, kf.keys)              # periodicity.py: evidence 1 (§4.1)
     composition(acts, kf.keys)              # composition.py: evidence 2 (§4.2, Table 1)
     neurons(acts, kf.keys)                  # neurons.py: evidence 3 (§4.3, C.1.2-C.1.3, Table 2)
@@ -29,18 +29,16 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from .ablations import (Ablation, Ablations, FrequencyAblation, ablations, excluded_logits, frequency_ablation,
-                        restricted_logits)
-from .activations import (DTYPE, HOOK_PATTERN, HOOK_POST, HOOK_RESID_POST, PATCHABLE, POS, Activations, Metrics,
-                          Result, collect, metrics, patch_hooks, run_patched, split_masks, tail_logits)
+from .ablations import (Ablation, Ablations, FrequencyAblation, ablations, excluded_logits, frequency_ablation, restricted_logits)
+from .activations import (DTYPE, HOOK_PATTERN, HOOK_POST, HOOK_RESID_POST, PATCHABLE, POS, Activations, Metrics, Result, collect, metrics, patch_hooks, run_patched, split_masks, tail_logits)
 from .composition import Composition, DirectionFit, composition
 from .neurons import HeadFit, Neurons, head_fits, neurons
 from .periodicity import Periodicity, periodicity
 from .spectra import KeyFrequencies, NeuronSpectra, key_frequencies, neuron_spectra
 
 if TYPE_CHECKING:
-    from ..model import Transformer
-    from ..tasks import Dataset
+    from ..model.transformer import Transformer
+    from ..tasks.modular import Dataset
 
 __all__ = [
     "DTYPE", "POS", "HOOK_PATTERN", "HOOK_POST", "HOOK_RESID_POST", "PATCHABLE", "Activations", "collect",

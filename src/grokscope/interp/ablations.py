@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor
 
-from .. import fourier as fr
+from ..fourier import basis as fr
 from ..jsonutil import clean
-from .activations import (DTYPE, HOOK_PATTERN, HOOK_POST, HOOK_RESID_POST, Activations, Metrics, Result, metrics,
-                          metrics_s_table, run_patched, split_masks, tail_logits)
+from .activations import (DTYPE, HOOK_PATTERN, HOOK_POST, HOOK_RESID_POST, Activations, Metrics, Result, metrics, metrics_s_table, run_patched, split_masks, tail_logits)
 from .spectra import NeuronSpectra, neuron_spectra, resolve_keys
 
 if TYPE_CHECKING:  # annotations only
     from jaxtyping import Float  # noqa: F401
 
-    from ..model import Transformer
+    from ..model.transformer import Transformer
 
 __all__ = ['Ablation', 'FrequencyAblation', 'Ablations', 'restricted_logits', 'excluded_logits', 'frequency_ablation', 'ablations']
 
@@ -219,7 +218,7 @@ def ablations(acts: Activations, keys: Sequence[int] | None = None, *, threshold
     ``"both"``. Each costs one recomputation of the MLP at ``=``.
 
     ``method='hooks'`` builds every model-level ablation as a patch of a hook point at ``=`` and runs ``model``
-    under :func:`grokscope.hooks.hooks` (:func:`run_patched`). ``method='fast'`` (default) gets the same logits
+    under :func:`grokscope.model.hooks.hooks` (:func:`run_patched`). ``method='fast'`` (default) gets the same logits
     without re-running the model: MLP-activation patches go through ``W_L`` exploiting their structure (low
     rank, or a few Fourier terms per frequency), the skip ablations subtract ``resid_mid @ W_U``, and attention
     patches recompute the MLP at ``=`` only (:func:`tail_logits`). The two agree to float64 rounding (tested).

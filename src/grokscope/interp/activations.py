@@ -3,9 +3,9 @@ and the loss/accuracy of answer logits (paper §4; everything after the forward 
 
 Interventions on the model are *patches* of hook points at position 2 (``blocks.0.attn.hook_pattern``,
 ``blocks.0.mlp.hook_post``, ``blocks.0.hook_resid_post``). They are evaluated either by running the model
-under the scoped :func:`grokscope.hooks.hooks` (:func:`run_patched`) or by recomputing the one-layer model's
+under the scoped :func:`grokscope.model.hooks.hooks` (:func:`run_patched`) or by recomputing the one-layer model's
 output downstream of the patched point in float64 from the cached activations (:func:`tail_logits`).
-Losses are the mean float64 cross-entropy of ``logits[:, -1, :p]`` (:func:`grokscope.training.cross_entropy_float64`).
+Losses are the mean float64 cross-entropy of ``logits[:, -1, :p]`` (:func:`grokscope.train.trainer.cross_entropy_float64`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import fourier as fr
-from ..hooks import hooks, run_with_cache
+from ..fourier import basis as fr
+from ..model.hooks import hooks, run_with_cache
 from ..jsonutil import clean
-from ..training import cross_entropy_float64
+from ..train.trainer import cross_entropy_float64
 
 if TYPE_CHECKING:  # annotations only
     from jaxtyping import Float, Int  # noqa: F401
 
-    from ..model import Transformer
-    from ..tasks import Dataset
+    from ..model.transformer import Transformer
+    from ..tasks.modular import Dataset
 
 DTYPE = torch.float64
 POS = 2  # the '=' position, where the answer is read
@@ -181,7 +181,7 @@ def tail_logits(acts: Activations, patches: dict[str, Tensor] | None = None) -> 
 
 
 def patch_hooks(patches: dict[str, Tensor], pos: int = POS) -> list[tuple[str, Any]]:
-    """Hook functions for :func:`grokscope.hooks.hooks` that write ``patches`` (see :func:`tail_logits`) at ``pos``."""
+    """Hook functions for :func:`grokscope.model.hooks.hooks` that write ``patches`` (see :func:`tail_logits`) at ``pos``."""
     out = []
     for name, value in patches.items():
         if name.endswith("hook_pattern"):

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .. import fourier as fr
+from ..fourier import basis as fr
 from .activations import DTYPE, Activations, Metrics, Result, metrics_s_table
 from .spectra import resolve_keys, top_components
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor
 
-from .. import fourier as fr
+from ..fourier import basis as fr
 from .activations import DTYPE, Activations, Result
 from .spectra import key_mask, neuron_spectra, resolve_keys
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import Tensor
 
-from .. import fourier as fr
+from ..fourier import basis as fr
 from ..jsonutil import clean
 from .activations import DTYPE, Activations, Result
 from .spectra import neuron_spectra, resolve_keys, top_components

@@ -1,5 +1,5 @@
 """What several lines of evidence share: the neurons' 2-D Fourier spectra, the key frequencies (the rule of
-:mod:`grokscope.keys` on ``W_L``, with the ``W_E`` and neuron-cluster cross-checks) and the largest entries of
+:mod:`grokscope.fourier.keys` on ``W_L``, with the ``W_E`` and neuron-cluster cross-checks) and the largest entries of
 a 2-D map."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import Tensor
 
-from .. import fourier as fr
+from ..fourier import basis as fr
 from ..jsonutil import clean
-from ..keys import FLOOR_RATIO, MIN_GAP, RULE, check_keys, default_max_keys, gap, key_mask, select_by_gap, wl_shares
+from ..fourier.keys import (FLOOR_RATIO, MIN_GAP, RULE, check_keys, default_max_keys, gap, key_mask, select_by_gap, wl_shares)
 from .activations import DTYPE, Activations, Result
 
 if TYPE_CHECKING:  # annotations only
@@ -112,7 +112,7 @@ class KeyFrequencies(Result):
 
 def key_frequencies(acts: Activations, *, min_gap: float = MIN_GAP, floor_ratio: float = FLOOR_RATIO,
                     max_keys: int | None = None) -> KeyFrequencies:
-    """Key frequencies by :func:`grokscope.keys.select_by_gap` on ``W_L`` (see :mod:`grokscope.keys`), with the
+    """Key frequencies by :func:`grokscope.fourier.keys.select_by_gap` on ``W_L`` (see :mod:`grokscope.fourier.keys`), with the
     ``W_E`` and neuron-cluster cross-checks."""
     p = acts.p
     max_keys = max_keys or default_max_keys(p)
@@ -131,7 +131,7 @@ def key_frequencies(acts: Activations, *, min_gap: float = MIN_GAP, floor_ratio:
 
 
 def resolve_keys(acts: Activations, keys: Sequence[int] | None) -> list[int]:
-    """``keys`` checked (:func:`grokscope.keys.check_keys`), or the model's own key frequencies if None."""
+    """``keys`` checked (:func:`grokscope.fourier.keys.check_keys`), or the model's own key frequencies if None."""
     return check_keys(key_frequencies(acts).keys if keys is None else keys, acts.p)
 
 

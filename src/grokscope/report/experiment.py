@@ -1,0 +1,399 @@
+"""An experiment's report (``OUT/report.html``) and the ``grokscope experiment`` command.
+
+The report puts the experiment's summary (:attr:`grokscope.experiments.Experiment.summary`) next to the paper's
+numbers for the same rows (:data:`PAPER_TABLE5`, :data:`PAPER_TABLE6`, :data:`PAPER_WORDS`) and draws:
+
+* every group's loss curves (the run report's ``losses`` figure, :func:`grokscope.report.figure`, its traces
+  labelled by the models' configs): the paper's Figs 20, 22, 24-25, 27, 28;
+* the grokking epochs against the varied field: first epoch of train / test loss < 1e-6 and of test accuracy
+  > 99% (Fig 21 for ``frac``);
+* our curves over the authors' (``../shared/reference``: the frac sweep, the width scan, the low-precision run)
+  where an experiment has them;
+* the multi-model figures of the run report (Figs 16-19) for ``seeds``, and the progress panels (excluded loss:
+  Figs 23, 26) of the first model for ``two-layer`` and ``wd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import ConfigError
+from ..experiments.registry import EXPERIMENTS, Experiment, listing, run_experiment
+from .plots import _colour, thin_log
+from .run import _CSS, _html_table, figure
+from ..train.run import atomic_write
+
+#: the authors' saved runs: $GROKSCOPE_REFERENCE, else ../shared/reference beside the checkout
+REFERENCE = Path(os.environ.get("GROKSCOPE_REFERENCE") or Path(__file__).resolve().parents[4] / "shared" / "reference")
+REPORT = "report.html"
+
+
+def _t5(match: dict[str, Any], loss: float, ge: float, gl: float, keys: list[int], lf: float, mf: float,
+        ms: float) -> dict[str, Any]:
+    return {"match": match, "test_loss": loss, "gini_W_E": ge, "gini_W_L": gl, "keys": keys, "logit_fve": lf,
+            "mlp_fve": mf, "mlp_fve_std": ms}
+
+
+#: Table 5 of the paper (Appendix C.2.3), by experiment: each row's matching config fields and its numbers
+#: (test loss "< 1e-8" entered as 1e-8). The paper does not say which seed each row is.
+PAPER_TABLE5: dict[str, list[dict[str, Any]]] = {
+    "frac": [_t5({"frac_train": 0.4}, 1.98e-7, 0.76, 0.79, [17, 43, 49, 55], 0.949, 0.833, 0.261),
+             _t5({"frac_train": 0.5}, 1.68e-7, 0.75, 0.77, [2, 17, 31, 41, 44], 0.912, 0.852, 0.282),
+             _t5({"frac_train": 0.6}, 1.23e-7, 0.79, 0.84, [2, 23, 34, 51], 0.964, 0.957, 0.014),
+             _t5({"frac_train": 0.7}, 9.85e-8, 0.80, 0.91, [14, 15, 26], 0.990, 0.989, 0.004),
+             _t5({"frac_train": 0.8}, 5.83e-7, 0.62, 0.80, [38, 41], 0.639, 0.941, 0.025),
+             _t5({"frac_train": 0.9}, 1.11e-7, 0.79, 0.88, [3, 26, 34, 43], 0.986, 0.987, 0.003)],
+    "two-layer": [_t5({}, 9.54e-7, 0.59, 0.80, [14, 18, 29], 0.918, 0.952, 0.019),
+                  _t5({}, 4.41e-5, 0.55, 0.73, [7, 12, 35, 49], 0.861, 0.862, 0.064),
+                  _t5({}, 6.50e-2, 0.66, 0.80, [4, 9, 28], 0.885, 0.854, 0.059),
+                  _t5({}, 4.18e-2, 0.56, 0.76, [4, 5, 15, 54], 0.914, 0.812, 0.178),
+                  _t5({}, 1.75e-2, 0.68, 0.71, [3, 4, 13, 30, 38], 0.840, 0.719, 0.195)],
+    "primes": [_t5({"p": 53}, 3.00e-4, 0.61, 0.68, [6, 9, 16, 21], 0.912, 0.902, 0.058),
+               _t5({"p": 53}, 1.03e-4, 0.56, 0.72, [4, 13, 16], 0.948, 0.931, 0.064),
+               _t5({"p": 53}, 1.21e-5, 0.66, 0.79, [13, 22, 23], 0.982, 0.976, 0.009),
+               _t5({"p": 53}, 3.95e-6, 0.66, 0.74, [3, 14, 15], 0.885, 0.918, 0.046),
+               _t5({"p": 53}, 5.56e-6, 0.67, 0.80, [10, 14, 22], 0.981, 0.983, 0.006),
+               _t5({"p": 109}, 2.02e-7, 0.76, 0.83, [6, 7, 22, 25], 0.980, 0.973, 0.019),
+               _t5({"p": 109}, 2.95e-7, 0.69, 0.82, [8, 14, 29, 32, 41], 0.952, 0.947, 0.023),
+               _t5({"p": 109}, 1.66e-7, 0.78, 0.86, [13, 23, 39, 45], 0.985, 0.976, 0.009),
+               _t5({"p": 109}, 2.50e-7, 0.68, 0.82, [8, 13, 32, 41], 0.968, 0.955, 0.023),
+               _t5({"p": 109}, 2.77e-7, 0.76, 0.85, [29, 37, 38, 49], 0.979, 0.981, 0.008)],
+    "dropout": [_t5({"dropout": 0.2}, 2.65e-1, 0.19, 0.46, [1, 4, 7, 17, 22, 33, 40, 49, 55], 0.713, 0.650, 0.175),
+                _t5({"dropout": 0.2}, 4.52e-1, 0.19, 0.46, [3, 8, 19, 28, 32, 34, 40, 44], 0.733, 0.714, 0.107),
+                _t5({"dropout": 0.2}, 2.03e-1, 0.20, 0.45, [4, 5, 32, 38, 41, 44, 49, 50], 0.742, 0.711, 0.106),
+                _t5({"dropout": 0.5}, 1e-8, 0.26, 0.56, [1, 4, 26, 46, 47, 55], 0.894, 0.889, 0.035),
+                _t5({"dropout": 0.5}, 2.01e-2, 0.20, 0.49, [16, 21, 35, 47, 53], 0.884, 0.884, 0.030),
+                _t5({"dropout": 0.5}, 1e-8, 0.25, 0.54, [1, 4, 7, 19, 29, 31, 42], 0.861, 0.856, 0.040)],
+}
+
+#: Table 6 (Appendix C.2.3): loss and accuracy on all pairs, before and with the skip connection around the MLP
+#: mean-ablated, averaged over the runs (std of the loss in parentheses in the paper).
+PAPER_TABLE6: dict[str, list[dict[str, Any]]] = {
+    "frac": [{"match": {}, "loss": 1.83e-7, "loss_std": 1.65e-7, "acc": 1.0, "ablated_loss": 7.74e-7,
+              "ablated_loss_std": 6.74e-7, "ablated_acc": 1.0}],
+    "two-layer": [{"match": {}, "loss": 1.97e-2, "loss_std": 2.41e-2, "acc": 0.996, "ablated_loss": 4.63e-2,
+                   "ablated_loss_std": 6.72e-2, "ablated_acc": 0.987}],
+    "primes": [{"match": {"p": 53}, "loss": 5.96e-5, "loss_std": 8.91e-5, "acc": 1.0, "ablated_loss": 1.5e-4,
+                "ablated_loss_std": 2.70e-4, "ablated_acc": 1.0},
+               {"match": {"p": 109}, "loss": 1.94e-7, "loss_std": 3.74e-8, "acc": 1.0, "ablated_loss": 6.53e-7,
+                "ablated_loss_std": 1.41e-7, "ablated_acc": 1.0}],
+    "dropout": [{"match": {"dropout": 0.2}, "loss": 0.215, "loss_std": 0.091, "acc": 0.997, "ablated_loss": 0.205,
+                 "ablated_loss_std": 0.075, "ablated_acc": 0.997},
+                {"match": {"dropout": 0.5}, "loss": 4.68e-3, "loss_std": 8.11e-3, "acc": 1.0, "ablated_loss": 3.6e-3,
+                 "ablated_loss_std": 5.82e-3, "ablated_acc": 1.0}],
+}
+
+#: What the paper says in words where it gives no table (grokking epochs of D.1 as numbers where it gives them).
+PAPER_WORDS: dict[str, str] = {
+    "seeds": "All 5 seeds use the Fourier algorithm with the same phases (C.2.1); our mainline: ~1.4k / ~9.4k / ~14k.",
+    "frac": "Smaller fractions grok later; >= 60% generalises at once; 10% and 20% do not grok in 40k epochs (Fig 20); "
+            "train loss < 1e-6 almost at once for all fractions (Fig 21).",
+    "wd": "On average ~3k epochs to grok at weight decay 0.3, 5-10k at 1, ~20k at 3; no grokking and no rise of the "
+          "excluded loss at 0 (D.1, Figs 26-27). [sic: the paper says smaller weight decay leads to slower "
+          "grokking, which its numbers contradict]",
+    "primes": "P=53 generalises only with weight decay 5; P=109 behaves like the mainline; P=401 at 5% and 10% never "
+              "generalises, at 20% generalises at once (C.2.2).",
+    "two-layer": "Two layers also grok, complicated by slingshots; the excluded loss improves smoothly before "
+                 "grokking (Figs 22-23).",
+    "dropout": "Grokking occurs for all three seeds with dropout 0.2 and 0.5 (D.1, Fig 28).",
+    "l1": "No grokking with L1 regularisation (D.1, Fig 28).",
+    "low-precision": "A lower-precision loss induces slingshots in a one-layer model (D.2).",
+    "width-no-wd": "Not in the paper's text; the authors' saved curves are overlaid.",
+}
+
+_PAPER_WD_EPOCHS = {0.3: 3000, 1.0: 7500, 3.0: 20000}  # "~3k", "5-10k" (middle), "~20k" epochs to grok
+
+#: The per-model fields an experiment varies besides the seed: the x axis of its grokking-epochs figure.
+VARIED = {"frac": "frac_train", "wd": "weight_decay", "primes": "p", "dropout": "dropout", "l1": "l1",
+          "width-no-wd": "d_model", "low-precision": "loss_dtype"}
+
+
+def _matches(row: pd.Series, match: dict[str, Any]) -> bool:
+    return all(k in row and row[k] == v for k, v in match.items())
+
+
+def _label(row: pd.Series, exp: str) -> str:
+    v = VARIED.get(exp)
+    parts = ([f"{v}={row[v]:g}" if isinstance(row[v], (int, float)) else f"{v}={row[v]}"] if v and v in row else [])
+    if exp == "primes":
+        parts.append(f"frac={row['frac_train']:g}")
+    return ", ".join(parts + [f"seed {row['seed']}"])
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+# ---------------------------------------------------------------------- tables
+def table5(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
+    """Table 5's columns for every model of the summary, each followed by the paper's rows that match it (by the
+    matching fields; the paper's rows are listed once, after the first of our models they match)."""
+    paper = PAPER_TABLE5.get(exp, [])
+    shown: set[int] = set()
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({"source": "grokscope", "model": _label(r, exp), "test loss": _f(r.final_test_loss),
+                     "Gini(W_E)": _f(r.gini_W_E, 2), "Gini(W_L)": _f(r.gini_W_L, 2),
+                     "key frequencies": ", ".join(map(str, r["keys"])), "logit FVE": _pct(r.logit_fve),
+                     "MLP FVE [std]": _pct(r.mlp_fve) + (f" [{_pct(r.mlp_fve_std)}]" if r.mlp_fve == r.mlp_fve else ""),
+                     "test acc": _pct(r.final_test_acc)})
+        for i, pr in enumerate(paper):
+            if i not in shown and _matches(r, pr["match"]):
+                shown.add(i)
+                rows.append({"source": "paper", "model": ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp,
+                             "test loss": _f(pr["test_loss"]), "Gini(W_E)": _f(pr["gini_W_E"], 2),
+                             "Gini(W_L)": _f(pr["gini_W_L"], 2), "key frequencies": ", ".join(map(str, pr["keys"])),
+                             "logit FVE": _pct(pr["logit_fve"]),
+                             "MLP FVE [std]": f"{_pct(pr['mlp_fve'])} [{_pct(pr['mlp_fve_std'])}]", "test acc": ""})
+    return rows
+
+
+def _pct(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def table6(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
+    """Table 6 (skip connection around the MLP mean-ablated; all pairs): our mean (std) over the models matching
+    each of the paper's rows, beside the paper's (for experiments without a paper row: over all models)."""
+    paper = PAPER_TABLE6.get(exp) or [{"match": {}}]
+    rows = []
+    for pr in paper:
+        sel = summary[[_matches(r, pr["match"]) for _, r in summary.iterrows()]] if len(summary) else summary
+        what = ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp
+        if len(sel):
+            rows.append({"source": "grokscope", "rows": f"{what} ({len(sel)} models)",
+                         "loss": f"{_f(sel.loss_all.mean())} ({_f(sel.loss_all.std())})",
+                         "accuracy": _pct(sel.acc_all.mean()),
+                         "ablated loss": f"{_f(sel.skip_mean_loss.mean())} ({_f(sel.skip_mean_loss.std())})",
+                         "ablated accuracy": _pct(sel.skip_mean_acc.mean()),
+                         "zero-ablated loss": _f(sel.skip_zero_loss.mean())})
+        if "loss" in pr:
+            rows.append({"source": "paper", "rows": what, "loss": f"{_f(pr['loss'])} ({_f(pr['loss_std'])})",
+                         "accuracy": _pct(pr["acc"]),
+                         "ablated loss": f"{_f(pr['ablated_loss'])} ({_f(pr['ablated_loss_std'])})",
+                         "ablated accuracy": _pct(pr["ablated_acc"]), "zero-ablated loss": ""})
+    return rows
+
+
+SUMMARY_COLUMNS = ("group", "model", "final_train_loss", "final_test_loss", "final_test_acc", "epoch_train_loss_1e6",
+                   "epoch_test_loss_1e6", "epoch_test_acc_99", "memorisation_end", "circuit_formation_end",
+                   "cleanup_end", "restricted_loss", "excluded_loss")
+
+
+def summary_rows(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
+    return [{"config": _label(r, exp), **{c: _f(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
+            for _, r in summary.iterrows()]
+
+
+# ---------------------------------------------------------------------- figures
+def grokking_epochs(summary: pd.DataFrame, exp: str):
+    """First epoch of train / test loss < 1e-6 and of test accuracy > 99% against the varied field, every model a
+    marker, the mean per value a line (Fig 21 for ``frac``; the paper's epochs to grok for ``wd``)."""
+    import plotly.graph_objects as go
+
+    x = VARIED.get(exp, "seed")
+    fig = go.Figure()
+    for col, name, sym in (("epoch_train_loss_1e6", "train loss < 1e-6", "circle"),
+                           ("epoch_test_loss_1e6", "test loss < 1e-6", "diamond"),
+                           ("epoch_test_acc_99", "test accuracy > 99%", "x")):
+        fig.add_trace(go.Scatter(x=summary[x], y=summary[col], mode="markers", name=name, marker=dict(symbol=sym)))
+        mean = summary.groupby(x)[col].mean()
+        fig.add_trace(go.Scatter(x=mean.index, y=mean.values, mode="lines", name=name + " (mean)", showlegend=False))
+    if exp == "wd":
+        fig.add_trace(go.Scatter(x=list(_PAPER_WD_EPOCHS), y=list(_PAPER_WD_EPOCHS.values()), mode="markers",
+                                 name="paper: epochs to grok (D.1, in words)", marker=dict(symbol="star", size=12)))
+    title = "Fig 21: " if exp == "frac" else ""
+    fig.update_layout(title=f"{title}epochs to train / test loss < 1e-6 and test accuracy > 99% vs {x} "
+                            "(missing: never reached)", xaxis_title=x, yaxis_title="epoch", yaxis_type="log",
+                      height=450)
+    return fig
+
+
+def reference_curves(exp: str, root: Path = REFERENCE) -> dict[Any, tuple[np.ndarray, np.ndarray, int]]:
+    """The authors' curves for an experiment: ``{value of the varied field: (train losses, test losses, test
+    every)}`` (``None`` as the key when there is one curve); empty when the experiment has none or the file is
+    absent."""
+    spec = EXPERIMENTS[exp]
+    f = root / spec.reference if spec.reference else None
+    if f is None or not f.is_file():
+        return {}
+    d = torch.load(f, map_location="cpu", weights_only=False)
+    arr = lambda v: np.asarray([float(x) for x in v])  # noqa: E731
+    if exp == "frac":
+        fracs, curves = d
+        return {float(fr): (arr(curves[2 * i]), arr(curves[2 * i + 1]), 1) for i, fr in enumerate(fracs)}
+    if exp == "width-no-wd":
+        return {int(w): (arr(d["losses"][2 * i]), arr(d["losses"][2 * i + 1]), 1) for i, w in enumerate(d["d_models"])}
+    return {None: (arr(d["train_losses"]), arr(d["test_losses"]), len(d["train_losses"]) // len(d["test_losses"]))}
+
+
+def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]], summary: pd.DataFrame):
+    """Our train / test losses (solid) over the authors' (dotted), for every model matching a reference curve
+    (the same value of the varied field; every model for a single curve). The authors log the loss before each
+    step, we after: their epoch e is our e - 1."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    x = VARIED.get(exp.name)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=["train loss", "test loss"])
+    i = 0
+    for _, r in summary.iterrows():
+        key = None if None in ref else r[x]
+        if key not in ref:
+            continue
+        m = exp.run(r.group).metrics
+        m = m[(m["model"] == r.model) & (m["epoch"] > 0)]
+        tr, te, every = ref[key]
+        c, lab = _colour(i), _label(r, exp.name)
+        for row, (col, theirs, step) in enumerate((("train_loss", tr, 1), ("test_loss", te, every)), start=1):
+            s = thin_log(m[["epoch", col]].dropna(), col)
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s[col], mode="lines", line=dict(color=c), legendgroup=lab,
+                                     showlegend=row == 1, name=f"grokscope {lab}"), row=row, col=1)
+            t = thin_log(pd.DataFrame({"epoch": np.arange(1, len(theirs) + 1) * step, col: theirs}), col)
+            fig.add_trace(go.Scatter(x=t["epoch"], y=t[col], mode="lines", line=dict(color=c, dash="dot"),
+                                     legendgroup=lab, showlegend=row == 1, name=f"authors {key if key is not None else ''}"),
+                          row=row, col=1)
+        i += 1
+    fig.update_xaxes(type="log", title_text="epoch", row=2, col=1)
+    fig.update_xaxes(type="log")
+    fig.update_yaxes(type="log")
+    fig.update_layout(title=f"{exp.name}: our losses (solid) over the authors' saved curves (dotted; "
+                            f"{EXPERIMENTS[exp.name].reference})", height=700)
+    return fig
+
+
+def _losses(exp: Experiment, group: str, summary: pd.DataFrame):
+    """The run report's ``losses`` figure of one group, its traces named by the models' configs."""
+    fig = figure(exp.run(group), "losses")
+    labels = {int(r.model): _label(r, exp.name) for _, r in summary[summary.group == group].iterrows()}
+    for t in fig.data:
+        if t.name and t.name.startswith("model "):
+            m, rest = t.name[6:].split(" ", 1)
+            t.name = f"{labels.get(int(m), 'model ' + m)} {rest}"
+    fig.update_layout(title=f"{exp.name}, group {group}: train (solid) and test (dashed) loss and accuracy; "
+                            "phase bands of its first model")
+    return fig
+
+
+def figures(exp: Experiment, summary: pd.DataFrame, reference: Path = REFERENCE) -> list[tuple[str, Any]]:
+    """``(name, plotly Figure)`` of the experiment report, in order (see the module docstring)."""
+    out = [(f"losses-{g.name}", _losses(exp, g.name, summary)) for g in exp.groups if (g.path / "summary.parquet").is_file()]
+    if len(summary):
+        out.append(("grokking-epochs", grokking_epochs(summary, exp.name)))
+        ref = reference_curves(exp.name, reference)
+        if ref:
+            out.append(("reference-overlay", overlay(exp, ref, summary)))
+    done = [g for g in exp.groups if (g.path / "summary.parquet").is_file()]
+    if exp.name == "seeds" and done and len(done[0].configs) > 1:
+        run = exp.run(done[0].name)
+        out += [(n, figure(run, n)) for n in ("fourier_norms_models", "seed_losses", "gini_models")]
+    if exp.name in ("two-layer", "wd") and done:
+        out.append(("progress", figure(exp.run(done[0].name), "progress", model=0)))
+    return out
+
+
+def report_html(exp: Experiment, path: str | Path | None = None, reference: Path = REFERENCE) -> Path:
+    """Write the experiment's self-contained HTML report (default ``OUT/report.html``); returns its path."""
+    import plotly.io as pio  # an optional extra
+
+    summary = exp.summary
+    spec = exp.spec
+    parts = [f"<h1>grokscope experiment {html.escape(exp.name)}: {html.escape(str(exp.path))}</h1>",
+             f"<p>{html.escape(spec.section)}. {html.escape(spec.doc)}.</p>",
+             f"<p><b>The paper:</b> {html.escape(PAPER_WORDS.get(exp.name, ''))}</p>",
+             _html_table(exp.status().to_dict("records"), "Groups (one batched run each)", "status")]
+    if len(summary):
+        parts.append(_html_table(summary_rows(summary, exp.name), "Per model: final losses, grokking epochs "
+                                 "(first epoch of train / test loss < 1e-6, of test accuracy > 99%), phase ends",
+                                 "summary"))
+        parts.append(_html_table(table5(summary, exp.name), "Table 5 columns: ours and the paper's matching rows "
+                                 "(MLP FVE: mean [std] over the W_L directions; two-layer models: not analysed)",
+                                 "table5"))
+        parts.append(_html_table(table6(summary, exp.name), "Table 6: skip connection around the MLP mean-ablated "
+                                 "(all pairs; mean (std) over the models)", "table6"))
+    for i, (name, fig) in enumerate(figures(exp, summary, reference)):
+        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
+                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
+                     + "</section>")
+    title = f"grokscope experiment {html.escape(exp.name)}"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head>"
+           f"<body>{''.join(parts)}</body></html>")
+    path = Path(path) if path is not None else exp.path / REPORT
+    atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------------- the command
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds={text!r} is invalid: must be integers separated by commas, "
+                                         "e.g. 0 or 0,1") from None
+
+
+def add_parser(sub) -> None:
+    """``grokscope experiment list`` / ``grokscope experiment NAME --out DIR ...`` (registered by the CLI)."""
+    p = sub.add_parser("experiment", help="the paper's experiments, one command each (list: what there is)",
+                       description="Run one of the paper's experiments (Appendices C.2, D.1, D.2): its models are "
+                                   "trained in batched groups, locally or as Ray tasks; a rerun resumes unfinished "
+                                   "groups and skips finished ones; then OUT/summary.parquet and OUT/report.html. "
+                                   "`grokscope experiment list` lists them.")
+    p.add_argument("name", help="list | " + " | ".join(EXPERIMENTS))
+    p.add_argument("--out", help="experiment directory (default exp/NAME)")
+    p.add_argument("--epochs", type=int, default=None, help="train every model this many epochs (a shortened run)")
+    p.add_argument("--seeds", type=_seed_list, default=None, help="only the models of these seeds, e.g. 0 or 0,1 "
+                                                                  "(a cheaper look: one seed of each setting)")
+    p.add_argument("--tiny", action="store_true", help="shrink every model to seconds (p 7.., d_model 8.., 60 "
+                                                       "epochs): tests and quick looks at the machinery")
+    p.add_argument("--executor", default="local", help="local | ray (default local)")
+    p.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001); default: a local Ray")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    p.add_argument("--jobs", type=int, default=1, help="local: groups trained at once, each in its own process "
+                                                       "with cpu_count/JOBS threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.name == "list":
+        print(listing())
+        return 0
+    spec = EXPERIMENTS.get(args.name)
+    if spec is None:
+        raise ConfigError(f"experiment={args.name!r} is invalid: must be one of list, {', '.join(EXPERIMENTS)}")
+    out = Path(args.out or f"exp/{args.name}")
+    exp = run_experiment(args.name, out, epochs=args.epochs, tiny=args.tiny, executor=args.executor,
+                         address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs,
+                         seeds=args.seeds)
+    s = exp.summary
+    print(f"experiment {exp.name}: {len(exp.groups)} groups, {len(s)} models -> {exp.path / 'summary.parquet'}")
+    for _, r in s.iterrows():
+        print(f"  {r.group} model {r.model} ({_label(r, exp.name)}): train {r.final_train_loss:.2e} test "
+              f"{r.final_test_loss:.2e} acc {r.final_test_acc:.3f}; test loss < 1e-6 at {_f(r.epoch_test_loss_1e6)}, "
+              f"test acc > 99% at {_f(r.epoch_test_acc_99)}")
+    if not args.no_report:
+        try:
+            import plotly  # noqa: F401  (an optional extra)
+        except ImportError:
+            print("no report.html: it needs plotly (pip install 'grokscope[plots]')")
+            return 0
+        print(f"wrote {report_html(exp)}")
+    return 0
+
+
+__all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "PAPER_WORDS", "VARIED", "table5", "table6", "summary_rows",
+           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "add_parser", "command"]

@@ -1,0 +1,342 @@
+"""The report: what ``grokscope progress`` and ``grokscope report`` do with a run, above the figures.
+
+* the progress cache: ``progress.parquet`` (:func:`load_or_compute_progress`: reused while it covers the run's
+  last checkpoint with the requested keys and spacing, else computed by :mod:`grokscope.measures.progress` and saved);
+* the phases file: ``phases.json`` (:func:`grokscope.measures.phases.phases_report`, :func:`write_phases`);
+* the figure context (:class:`FigureContext`: the analysis, progress table, phases, weight norms and keys of one
+  run, each computed once) and :data:`FIGURES`, the paper's figures by name (drawn by :mod:`grokscope.report.plots`);
+* the tables and the self-contained HTML file (:func:`report_html`), and the PNG export (:func:`write_pngs`).
+
+    from grokscope.report import figure, load_or_compute_progress, report_html
+    df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
+    figure(run, "losses")                          # a plotly Figure; names in FIGURES
+    report_html(run, "report.html")                # every figure + Tables 1, 2 and the §5.2 claims, one file
+
+Every function takes a :class:`grokscope.train.run.Run` (``Run.load(path)``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import pandas as pd
+
+from ..measures import phases as ph
+from . import plots
+from .plots_methods import mark_slingshots
+from ..fourier.basis import weight_freq_norms
+from ..interp import analyze
+from ..measures.progress import compute_progress, resolve_keys
+from ..files import atomic_write, clean_stale_tmp, load
+from ..train.run import Run
+
+PROGRESS_FILE = "progress.parquet"
+PHASES_FILE = "phases.json"
+
+__all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
+           "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "figure",
+           "table1", "table2", "phases_table", "milestones_table", "claims_table", "report_html", "write_pngs",
+           "write_png"]
+
+
+# ---------------------------------------------------------------------- progress.parquet and phases.json
+def save_progress(run: Run, df: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
+    """Compute (unless ``df`` is given; ``kw`` go to :func:`compute_progress`) and write ``progress.parquet``
+    into the run directory, atomically. Returns the frame."""
+    if df is None:
+        df = compute_progress(run, **kw)
+    clean_stale_tmp(run.path)
+    atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
+    return df
+
+
+def load_progress(run: Run) -> pd.DataFrame:
+    """The saved ``progress.parquet`` of a run (``attrs`` restored); a damaged one is one line (DamagedFile)."""
+    cols = {"model", "epoch", "measure", "value"}
+    return load(run.path / PROGRESS_FILE, pd.read_parquet,
+                lambda df: None if cols <= set(df.columns) else f"columns {list(df.columns)}, expected {sorted(cols)}",
+                hint=f"it is a cache: delete it, or `grokscope progress {run.path} --recompute`")
+
+
+def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
+    """Whether a saved table covers the run's checkpoints with the requested keys and spacing (and has the
+    ``freq`` column: one saved before it existed is recomputed)."""
+    if "freq" not in df.columns or not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
+        return False
+    if every is not None and int(df.attrs.get("every", -1)) != int(every):
+        return False
+    if keys is not None:
+        saved = {int(k): [int(x) for x in v] for k, v in df.attrs.get("keys", {}).items()}
+        return saved == resolve_keys(run, keys)
+    return True
+
+
+def load_or_compute_progress(run: Run, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+                             every: int | None = None, recompute: bool = False, **kw) -> pd.DataFrame:
+    """The saved ``progress.parquet`` if it covers the run's last checkpoint (and was made with ``keys`` /
+    ``every`` where those are given) and ``recompute`` is false; else :func:`save_progress` (computed with
+    ``keys``, ``every`` (default 1) and ``kw``)."""
+    if not recompute and (run.path / PROGRESS_FILE).is_file():
+        df = load_progress(run)
+        if _up_to_date(df, run, keys, every):
+            return df
+    return save_progress(run, keys=keys, every=1 if every is None else every, **kw)
+
+
+def run_progress(run: Run, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
+                 every: int | None = None, recompute: bool = False, **kw) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """What ``grokscope progress RUN`` does: ``progress.parquet`` (:func:`load_or_compute_progress`), then the
+    phases and claims (:func:`grokscope.measures.phases.phases_report`, written to ``phases.json``). Returns both;
+    :func:`grokscope.measures.phases.summary` turns the report into text."""
+    df = load_or_compute_progress(run, keys=keys, every=every, recompute=recompute, **kw)
+    return df, write_phases(run, ph.phases_report(run, df))
+
+
+def write_phases(run: Run, report: dict[str, Any]) -> dict[str, Any]:
+    """Write a phases report (:func:`grokscope.measures.phases.phases_report`) to ``phases.json``, atomically; returns it."""
+    text = json.dumps(report, indent=2)
+    atomic_write(run.path / PHASES_FILE, lambda tmp: Path(tmp).write_text(text))
+    return report
+
+
+def load_phases(run: Run) -> dict[str, Any]:
+    """The saved ``phases.json`` of a run; a damaged one is one line (DamagedFile)."""
+    return load(run.path / PHASES_FILE, lambda f: json.loads(f.read_text()),
+                lambda d: None if isinstance(d, dict) and isinstance(d.get("models"), (list, dict)) else
+                "not a phases report (no 'models')", hint=f"delete it, or `grokscope progress {run.path}`")
+
+
+# ---------------------------------------------------------------------- dispatch
+class FigureContext:
+    """Lazily computed inputs of the figures of one run (each computed once; progress and phases read from the
+    run's files when they are up to date, else computed and saved)."""
+
+    def __init__(self, run: Run, *, epoch=None, model=0, analysis=None, progress=None, phases=None):
+        self.run = run
+        self.epoch, self.model = epoch, model
+        self._analysis, self._progress, self._phases = analysis, progress, phases
+        self._weight_norms: dict[int, dict[str, Any]] | None = None
+        self._keys: dict[int, list[int]] | None = None
+
+    @property
+    def analysis(self):
+        if self._analysis is None:
+            self._analysis = analyze(self.run.model(self.epoch, self.model), self.run.dataset(self.model))
+        return self._analysis
+
+    @property
+    def weight_norms(self) -> dict[int, dict[str, Any]]:
+        """:func:`grokscope.fourier.weight_freq_norms` of every model at ``epoch`` (default: the last)."""
+        if self._weight_norms is None:
+            norms = weight_freq_norms(self.run.stacked_params(self.epoch), self.run.configs[0].n_layers)
+            self._weight_norms = {m: {name: v[m] for name, v in norms.items()} for m in range(self.run.K)}
+        return self._weight_norms
+
+    @property
+    def keys(self) -> dict[int, list[int]]:
+        """Key frequencies of every model (those of the progress measures: each model's final checkpoint)."""
+        if self._keys is None:
+            self._keys = resolve_keys(self.run, epoch=self.epoch)
+        return self._keys
+
+    @property
+    def progress(self) -> pd.DataFrame:
+        if self._progress is None:
+            self._progress = load_or_compute_progress(self.run)
+        return self._progress
+
+    @property
+    def phases(self) -> dict[str, Any]:
+        if self._phases is None:
+            if (self.run.path / PHASES_FILE).is_file():
+                self._phases = load_phases(self.run)
+            else:
+                self._phases = write_phases(self.run, ph.phases_report(self.run, self.progress))
+        return self._phases
+
+
+FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
+    "losses": lambda c, **kw: mark_slingshots(plots.losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
+                                              c.run.metrics, kw.get("models")),
+    "fourier_norms": lambda c, **kw: plots.fourier_norms(c.analysis, **kw),
+    "attention": lambda c, **kw: plots.attention(c.analysis, **kw),
+    "neuron": lambda c, **kw: plots.neuron(c.analysis, **kw),
+    "logit_fourier": lambda c, **kw: plots.logit_fourier(c.analysis, **kw),
+    "neuron_clusters": lambda c, **kw: plots.neuron_clusters(c.analysis, **kw),
+    "ablate_freqs": lambda c, **kw: plots.ablate_freqs(c.analysis, **kw),
+    "progress": lambda c, **kw: plots.progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
+    "interference": lambda c, **kw: plots.interference(c.analysis.keys, c.analysis.p, **kw),
+    "all_heads": lambda c, **kw: plots.all_heads(c.analysis, **kw),
+    "attention_fourier": lambda c, **kw: plots.attention_fourier(c.analysis, **kw),
+    "ov_fourier": lambda c, **kw: plots.ov_fourier(c.analysis, **kw),
+    "more_neurons": lambda c, **kw: plots.more_neurons(c.analysis, **kw),
+    "restricted_acc": lambda c, **kw: plots.restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
+    "logit_coefficients": lambda c, **kw: plots.logit_coefficients(c.progress, c.phases, model=c.model, **kw),
+    "excluded_per_key": lambda c, **kw: plots.excluded_per_key(c.progress, c.phases, model=c.model, **kw),
+    "fourier_norms_models": lambda c, **kw: plots.fourier_norms_models(c.weight_norms, c.keys, **kw),
+    "seed_losses": lambda c, **kw: plots.seed_losses(c.run.metrics, c.progress, c.phases, **kw),
+    "gini_models": lambda c, **kw: plots.gini_models(c.progress, c.phases, phase_model=c.model, **kw),
+}
+
+#: Figures that compare the models of a run; a one-model report leaves them out (Figs 3, 2 and 7 show it).
+MULTI_MODEL = ("fourier_norms_models", "seed_losses", "gini_models")
+
+
+def figure(run: Run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
+           progress: pd.DataFrame | None = None, phases: Mapping[str, Any] | None = None, **kw):
+    """The figure ``name`` (a key of :data:`FIGURES`) of ``run`` (a :class:`grokscope.train.run.Run`), for ``model``
+    (phase bands; the analysis of checkpoint ``epoch``, default the last). ``analysis`` / ``progress`` /
+    ``phases`` skip computing / loading those; ``kw`` go to the figure function (e.g. ``head=1``)."""
+    if name not in FIGURES:
+        raise KeyError(f"unknown figure {name!r}; known: {', '.join(FIGURES)}")
+    ctx = run if isinstance(run, FigureContext) else FigureContext(run, epoch=epoch, model=model, analysis=analysis,
+                                                 progress=progress, phases=phases)
+    return FIGURES[name](ctx, **kw)
+
+
+# ---------------------------------------------------------------------- tables and the HTML report
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, separators=(", ", ": "), default=str)
+    return "" if v is None else str(v)
+
+
+def _html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
+    if not rows:
+        return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr><td>(none)</td></tr></table>'
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>'
+
+
+def table1(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Table 1 rows from ``Analysis.to_dict()``: per W_L direction (u_k: cos, v_k: sin), its two largest 2-D
+    Fourier terms and the FVE by the single ``cos/sin(w_k(a+b))`` term."""
+    rows = []
+    for d in analysis_dict["composition"]["directions"]:
+        terms = "; ".join(f"{_fmt(t.get('value'))} {t.get('a')}(a) {t.get('b')}(b)" if isinstance(t, dict)
+                          else str(t) for t in d.get("top_terms", []))
+        rows.append({"W_L component": f"{d['kind']} w_{d['freq']}", "top Fourier terms": terms,
+                     "coef on sum term": d["sum_coef"], "FVE": d["fve"]})
+    return rows
+
+
+def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Table 2 rows from ``Analysis.to_dict()``: per head, the fit ``0.5 + alpha (cos w_k a - cos w_k b) +
+    beta (sin w_k a - sin w_k b)`` of its attention from '=' to 'a'."""
+    return [{"head": h["head"], "k": h["freq"], "alpha": h["alpha"], "beta": h["beta"], "FVE": h["fve"]}
+            for h in analysis_dict["neurons"]["heads"]]
+
+
+def phases_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per model: its key frequencies, phase ends and how many of the §5.2 claims hold
+    (:func:`grokscope.measures.phases.phases_frame`)."""
+    return [{"model": r["model"], "keys": ", ".join(map(str, r["keys"])), "memorisation ends": r["memorisation_end"],
+             "circuit formation ends": r["circuit_formation_end"], "cleanup ends": r["cleanup_end"],
+             "claims holding": f"{r['claims_holding']}/{r['claims_decided']}"}
+            for r in ph.phases_frame(phases).to_dict("records")]
+
+
+def milestones_table(run: Run) -> list[dict[str, Any]]:
+    """:meth:`Run.milestones` as rows (epochs as integers, '' where never reached)."""
+    out = []
+    for r in run.milestones().to_dict("records"):
+        out.append({k: ("" if isinstance(v, float) and v != v else int(v) if k not in _LOSS_COLS else v)
+                    for k, v in r.items()})
+    return out
+
+
+_LOSS_COLS = ("min_test_loss", "final_train_loss", "final_test_loss", "final_test_acc")
+
+
+def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The §5.2 phase ends and claims of every model as rows (:func:`grokscope.measures.phases.claims_frame`)."""
+    names = {"memorisation_end": "memorisation ends", "circuit_formation_end": "circuit formation ends",
+             "cleanup_end": "cleanup ends"}
+    df = ph.claims_frame(phases)
+    return [{names.get(k, k): v for k, v in r.items()} for r in df.to_dict("records")]
+
+
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
+
+
+def _default_names(ctx: FigureContext) -> list[str]:
+    return [n for n in FIGURES if ctx.run.K > 1 or n not in MULTI_MODEL]
+
+
+def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
+                model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
+                phases: Mapping[str, Any] | None = None) -> Path:
+    """Write ONE self-contained HTML file at ``path``: the figures (``figures``: names of :data:`FIGURES`,
+    default all), Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims
+    (``phases.json``, computed by :func:`grokscope.measures.phases.phases_report` if missing). The plotly JS is
+    embedded once (viewing needs no network). Returns the path."""
+    import plotly.io as pio  # an optional extra
+
+    ctx = FigureContext(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases)
+    names = _default_names(ctx) if figures is None else list(figures)
+    parts = []
+    for i, name in enumerate(names):
+        fig = figure(ctx, name)
+        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
+                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
+                     + "</section>")
+    ad = ctx.analysis.to_dict()
+    head_tables = [_html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
+                               "milestones"),
+                   _html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
+    tables = [_html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
+              _html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
+              _html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
+    title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
+           f"</head><body><h1>{title}</h1>"
+           + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
+           + "".join(tables)
+           + "</body></html>")
+    path = Path(path)
+    atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
+    return path
+
+
+#: attempts per figure of the PNG export (kaleido drives a Chromium page that can fail transiently)
+PNG_TRIES = 3
+
+
+def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
+               model: int = 0, scale: float = 1.0) -> list[Path]:
+    """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
+    image export (``pip install kaleido``), which drives a local Chrome/Chromium. Returns the paths."""
+    try:
+        import kaleido  # noqa: F401  (an optional extra)
+    except ImportError as e:
+        raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
+    ctx = FigureContext(run, epoch=epoch, model=model)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in (_default_names(ctx) if figures is None else list(figures)):
+        path = outdir / f"{name}.png"
+        write_png(figure(ctx, name), path, scale)
+        paths.append(path)
+    return paths
+
+
+def write_png(fig, path: str | Path, scale: float = 1.0) -> None:
+    """One figure as a PNG (kaleido), at its layout's size (1000 x 600 where it has none), tried
+    :data:`PNG_TRIES` times."""
+    for attempt in range(PNG_TRIES):  # kaleido's Chromium page sometimes is not ready yet on a loaded machine
+        try:  # ("ReferenceError: kaleido_scopes is not defined"): the same figure again then succeeds
+            fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)
+            return
+        except Exception:
+            if attempt == PNG_TRIES - 1:
+                raise
