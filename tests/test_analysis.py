@@ -268,7 +268,7 @@ def test_rejects_unsupported_models():
 
 # ---------------------------------------------------------------------- input helpers
 def test_analysis_from_run(tmp_path):
-    from grokscope.train.run import train
+    from grokscope.training.run import train
 
     cfg = Config(p=11, d_model=8, n_heads=2, d_mlp=16, epochs=20, checkpoint_every=10, frac_train=0.5)
     train([cfg], tmp_path / "run", device="cpu", progress=False)

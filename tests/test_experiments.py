@@ -16,7 +16,7 @@ from grokscope.cli.commands import main
 from grokscope.config import Config, ConfigError
 from grokscope.experiments.registry import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
 from grokscope.report.run import load_phases, load_progress
-from grokscope.train.run import Run, train
+from grokscope.training.run import Run, train
 
 RUNNABLE = [n for n, s in EXPERIMENTS.items() if not s.missing()]
 

@@ -18,11 +18,11 @@ import torch
 from helpers import tiny_config
 
 from grokscope import Run
-from grokscope.train import run as runs, trainer as training
+from grokscope.training import run as runs, trainer as training
 from grokscope.cli.commands import main
 from grokscope.config import ConfigError
 from grokscope.files import NoSpace, atomic_write, clean_stale_tmp
-from grokscope.train.run import resume, train
+from grokscope.training.run import resume, train
 
 
 def _bitwise(x: torch.Tensor, y: torch.Tensor) -> bool:

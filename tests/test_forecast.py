@@ -13,7 +13,7 @@ import pytest
 from grokscope.measures import forecast as fc
 from grokscope.cli.commands import main
 from grokscope.config import Config
-from grokscope.train.run import Run, train
+from grokscope.training.run import Run, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from grokscope.config import Config
-from grokscope.train.run import train
+from grokscope.training.run import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 pytest.importorskip("plotly")

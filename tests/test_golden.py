@@ -20,7 +20,7 @@ from helpers_fourier import fourier_dataset, fourier_model
 from grokscope.measures import phases as ph
 from grokscope.measures import progress as pg
 from grokscope.report import run as report
-from grokscope.train.run import Run
+from grokscope.training.run import Run
 
 DATA = Path(__file__).resolve().parent / "data"
 RUN_KEYS = {0: [1, 3], 1: [2]}

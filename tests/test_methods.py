@@ -15,11 +15,11 @@ from grokscope import Run
 from grokscope.cli.commands import main
 from grokscope.config import Config, ConfigError
 from grokscope.fast.tables import forward_fast, forward_plain
-from grokscope.train.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy, stablemax_s)
+from grokscope.training.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy, stablemax_s)
 from grokscope.model.transformer import Transformer, init_params
-from grokscope.train.run import resume, train
+from grokscope.training.run import resume, train
 from grokscope.tasks.modular import make_dataset
-from grokscope.train.trainer import NEW_METRICS, Trainer, cross_entropy_float64
+from grokscope.training.trainer import NEW_METRICS, Trainer, cross_entropy_float64
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,7 +12,7 @@ import torch
 from grokscope.measures import phases as ph
 from grokscope.report import run as report
 from grokscope.config import Config
-from grokscope.train.run import train
+from grokscope.training.run import train
 
 EPOCHS = np.arange(0, 20001, 100)
 # one logistic transition per phase end: centre c, width w; the landmark detector (THETA = 0.1) puts the start

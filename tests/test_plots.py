@@ -9,7 +9,7 @@ pytest.importorskip("plotly")
 from grokscope.report import plots, run as report
 from grokscope.interp import analyze
 from grokscope.config import Config
-from grokscope.train.run import train
+from grokscope.training.run import train
 
 NUMBERS = {"losses": "Fig 2", "progress": "Fig 7", "fourier_norms": "Fig 3", "attention": "Fig 4", "neuron": "Fig 4",
            "logit_fourier": "Fig 4", "ablate_freqs": "Fig 6", "interference": "Fig 8", "restricted_acc": "Fig 13",

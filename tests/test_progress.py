@@ -16,7 +16,7 @@ from grokscope.measures import tables
 from grokscope.fourier.keys import wl_keys
 from grokscope.config import Config
 from grokscope.fast.tables import forward_fast
-from grokscope.train.run import Run, train
+from grokscope.training.run import Run, train
 
 from helpers_fourier import fourier_dataset, fourier_model
 

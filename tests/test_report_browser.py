@@ -16,7 +16,7 @@ pytest.importorskip("plotly")
 
 from grokscope.config import Config
 from grokscope.report.run import FIGURES, report_html
-from grokscope.train.run import Run, train
+from grokscope.training.run import Run, train
 
 
 def _chromium() -> str:

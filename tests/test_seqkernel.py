@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from grokscope.fast import scored as seqfast, kernel as seqkernel
-from grokscope.train.seqrun import SeqTrainer
+from grokscope.training.seqrun import SeqTrainer
 from helpers_kernel import need_kernel
 from test_seqtasks import tiny
 

@@ -15,7 +15,7 @@ from grokscope.cli.commands import main
 from grokscope.model.transformer import Transformer, config_from_authors_state_dict, from_authors_state_dict
 from grokscope.report.sequence import (attention_patterns, figure_names, milestones_rows, reference_curves, reference_per_token, scores_of_heads, seq_figure, seq_report_html)
 from grokscope.tasks.sequence import make_test_set, make_train_set, seq_preset
-from grokscope.train.seqrun import train_seq
+from grokscope.training.seqrun import train_seq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ABSENT = "/nonexistent/reference"

@@ -113,7 +113,7 @@ def test_storage_knows_nothing_of_analysis():
     _, edges = imports()
     upward = {"grokscope.interp.analysis", "grokscope.interp", "grokscope.measures.progress", "grokscope.measures.phases", "grokscope.report.plots",
               "grokscope.report.run", "grokscope.cli"}
-    assert [e for e in edges if e[0] == "grokscope.train.run" and (e[1] in upward or e[1].startswith("grokscope.interp"))] == []
+    assert [e for e in edges if e[0] == "grokscope.training.run" and (e[1] in upward or e[1].startswith("grokscope.interp"))] == []
 
 
 def test_the_checker_sees_cycles_and_function_level_imports():
@@ -164,7 +164,7 @@ def test_optional_extras_are_imported_only_inside_functions():
     assert _module_level_extras() == []
     import subprocess
     import sys
-    code = ("import sys, grokscope, grokscope.cli, grokscope.model.export, grokscope.train.tracking; "
+    code = ("import sys, grokscope, grokscope.cli, grokscope.model.export, grokscope.training.tracking; "
             f"print([m for m in sys.modules if any(m == e or m.startswith(e + '.') for e in {EXTRAS!r})])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

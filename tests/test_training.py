@@ -4,7 +4,7 @@ from helpers import tiny_config
 
 from grokscope.model.transformer import Transformer
 from grokscope.tasks.modular import make_dataset
-from grokscope.train.trainer import (Trainer, cross_entropy_accurate, cross_entropy_float64, cross_entropy_low_precision)
+from grokscope.training.trainer import (Trainer, cross_entropy_accurate, cross_entropy_float64, cross_entropy_low_precision)
 
 
 def test_loss_is_float64():
@@ -226,7 +226,7 @@ def test_flush_denormal_reaches_every_worker_thread():
                         "from grokscope.numerics import configure_denormals, denormals_flushed\n"
                         "print(denormals_flushed())\n"  # a parallel op: starts the pool in the default mode
                         "print(configure_denormals(True), denormals_flushed())\n"
-                        "from grokscope.config import Config\nfrom grokscope.train.trainer import Trainer\n"
+                        "from grokscope.config import Config\nfrom grokscope.training.trainer import Trainer\n"
                         "Trainer([Config(p=7, d_model=8, n_heads=2, d_mlp=16)])")
     assert after.split()[:3] == ["False", "False", "None"]  # None: some threads flush, some do not
     assert "could not set flush_denormal=True in every thread" in after

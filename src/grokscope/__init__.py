@@ -3,8 +3,8 @@
 from .version import __version__
 from .config import Config, ConfigError, ModelConfig, preset
 from .model.transformer import Transformer
-from .train.run import Run, resume, train
-from .tasks.modular import Dataset, make_dataset
+from .training import Run, Trainer, resume, train
+from .tasks import TASKS, Dataset, Task, make_dataset
 
-__all__ = ["Config", "ConfigError", "ModelConfig", "Run", "Transformer", "Dataset", "make_dataset", "preset",
-           "train", "resume", "__version__"]
+__all__ = ["Config", "ConfigError", "ModelConfig", "Run", "Trainer", "Transformer", "TASKS", "Task", "Dataset",
+           "make_dataset", "preset", "train", "resume", "__version__"]

@@ -1,23 +1,28 @@
 """Configuration: the one place where defaults live.
 
-A run trains K >= 1 models of the same shape as one batched computation. Each model has its own
-:class:`Config`; the fields listed in :data:`PER_MODEL_FIELDS` may differ between the models of a
-run, every other field must be equal. Every field doubles as a CLI flag (``--frac-train`` for
-``frac_train``); the ``help`` metadata is what ``grokscope train --help`` prints.
+A run trains K >= 1 models of the same shape as one batched computation. Each model has its own :class:`Config`:
+the task (a name of :data:`grokscope.tasks.TASKS`) with the task's own fields (its ``Options``: ``p`` and
+``frac_train`` for the modular tasks, ``n_train`` and ``seq_len`` for the sampled ones, ...), and the fields every
+run has (model shape, optimiser, methods, logging), declared once here. A task's fields read as the config's own
+(``cfg.p``), and a config is flat in JSON and on the command line (``--p``, ``--frac-train``). The fields listed in
+:data:`PER_MODEL_FIELDS`, and the task's ``per_model`` fields, may differ between the models of a run; every other
+field must be equal. Every field doubles as a CLI flag; the ``help`` metadata is what ``grokscope train --help``
+prints. Defaults are the paper's mainline (§3); a task may set other defaults for the shared fields
+(``Task.defaults``: the D.3 tasks' model shapes), used where a field is not given.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from . import checks as ck
 from .checks import ConfigError
+from .tasks import TASKS, Task, canonical, get_task
+from .tasks import option as _f
 
-OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
-SPLITS = ("authors", "random")
 ACTS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
 GROKFASTS = ("none", "ema", "ma")
@@ -26,39 +31,9 @@ LOSSES = ("softmax", "stablemax")
 #: Grokfast's lambda when none is given: the default of each filter's library function (Lee et al. 2024)
 GROKFAST_LAMBDA = {"ema": 2.0, "ma": 5.0}
 
-#: Fields that may differ between the models of one batched run.
-PER_MODEL_FIELDS = ("seed", "data_seed", "frac_train", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
+#: Fields every task has that may differ between the models of one batched run (a task adds its own ``per_model``).
+PER_MODEL_FIELDS = ("seed", "data_seed", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
                     "grokfast_lambda", "norm_constraint")
-
-
-class Serialisable:
-    """The (de)serialisation of a frozen config dataclass (:class:`Config`, ``seqtasks.SeqConfig``): a dict, JSON,
-    a copy with fields replaced; unknown fields in a dict are a one-line ConfigError naming the allowed ones."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
-        return cls(**d)
-
-    def replace(self, **kw: Any):
-        return dataclasses.replace(self, **kw)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-
-def field_with_help(default: Any, help: str) -> Any:
-    """A dataclass field whose ``help`` is the CLI's flag help (:func:`field_help`)."""
-    return field(default=default, metadata={"help": help})
-
-
-_f = field_with_help
 
 
 @dataclass(frozen=True)
@@ -95,25 +70,27 @@ class ModelConfig:
         return self.d_vocab - 1
 
 
-@dataclass(frozen=True)
-class Config(Serialisable):
-    """Everything that defines one model's training run. Defaults are the paper's mainline (§3)."""
+@dataclass(frozen=True, init=False)
+class Config:
+    """Everything that defines one model's training run: the task with its options, and the shared fields.
 
-    # --- task
-    p: int = _f(113, "modulus; inputs are the tokens 'a b =' with '=' = token id p")
-    op: str = _f("add", "operation: " + " | ".join(OPS))
-    frac_train: float = _f(0.3, "fraction of the p*p pairs used for training, in (0, 1]")
-    split: str = _f("authors", "train/test split: authors (Python random.shuffle, as the paper's code) | random (torch.randperm)")
-    data_seed: int | None = _f(None, "seed of the split (and of the 'random' op's labels); default: seed")
+    ``Config(p=23, frac_train=0.5, d_model=32)`` (the task's fields given flat, beside the shared ones);
+    ``Config(task="skip-trigram", seq_len=200)``; ``cfg.p``, ``cfg.task``, ``cfg.options`` (the task's fields).
+    A Config is valid once built: a one-line ConfigError naming the field otherwise."""
+
+    task: str = _f("add", "the task (grokscope.tasks): add | subtract | multiply | x2xyy2 | random | "
+                          "digit-addition | repeated-subsequence | skip-trigram | sparse-parity")
+    options: Any = dataclasses.field(default=None, metadata={"help": "the task's own fields"})
+    data_seed: int | None = _f(None, "seed of the data (the split, the sampled sets and stream); default: seed")
     # --- model (Appendix A)
     n_layers: int = _f(1, "number of transformer blocks")
     d_model: int = _f(128, "residual stream width")
     n_heads: int = _f(4, "attention heads; d_head = d_model / n_heads")
-    d_mlp: int = _f(512, "MLP hidden units")
+    d_mlp: int = _f(512, "MLP hidden units; 0: attention-only blocks")
     act: str = _f("relu", "MLP activation: relu | gelu")
     # --- training (§3)
-    seed: int = _f(0, "seed of the initialisation (and of the split unless data_seed is set)")
-    epochs: int = _f(40000, "full-batch steps")
+    seed: int = _f(0, "seed of the initialisation (and of the data unless data_seed is set)")
+    epochs: int = _f(40000, "optimizer steps (full-batch epochs for the modular tasks)")
     lr: float = _f(1e-3, "AdamW learning rate")
     weight_decay: float = _f(1.0, "AdamW (decoupled) weight decay")
     beta1: float = _f(0.9, "AdamW beta1")
@@ -123,9 +100,9 @@ class Config(Serialisable):
     dropout: float = _f(0.0, "dropout probability on MLP neurons (Appendix D.1), in [0, 1)")
     l1: float = _f(0.0, "L1 penalty coefficient on the sum of |w| over all parameters (Appendix D.1)")
     loss_dtype: str = _f("float64", "precision of the loss: float64 (the paper's; computed accurately in float32, "
-                         "see training.cross_entropy_accurate) | float32 | bfloat16 (a plain log-softmax in that "
+                         "see grokscope.training.losses) | float32 | bfloat16 (a plain log-softmax in that "
                          "dtype, as the authors' low-precision run, Appendix D.2)")
-    # --- methods beyond the paper (grokscope.train.methods; README "Methods beyond the paper")
+    # --- methods beyond the paper (grokscope.training.methods)
     grokfast: str = _f("none", "Grokfast gradient filter (Lee et al. 2024): none | ema | ma")
     grokfast_alpha: float = _f(0.98, "Grokfast EMA momentum alpha, in [0, 1)")
     grokfast_lambda: float | None = _f(None, "Grokfast amplification lambda >= 0; none: the filter's published "
@@ -138,18 +115,47 @@ class Config(Serialisable):
                                              "x ALPHA, then the global L2 norm held at that value after every step; "
                                              "needs weight_decay 0")
     # --- logging
-    test_every: int = _f(10, "evaluate test loss/accuracy every N epochs (train metrics are logged every epoch)")
-    checkpoint_every: int = _f(100, "save a checkpoint every N epochs (the paper: 100)")
+    test_every: int = _f(10, "evaluate test loss/accuracy every N steps (train metrics are logged every step)")
+    checkpoint_every: int = _f(100, "save a checkpoint every N steps (the paper: 100)")
 
-    def __post_init__(self) -> None:
+    def __init__(self, task: str = "add", options: Any = None, **kw: Any):
+        name = canonical(task)
+        cls = get_task(name)
+        shared = {f.name for f in SHARED_FIELDS}
+        mine = {k: kw.pop(k) for k in list(kw) if k not in shared}
+        allowed = set(cls.Options.names())
+        if options is not None and not isinstance(options, cls.Options):  # another task's: keep the common fields
+            carry = options.to_dict() if hasattr(options, "to_dict") else dict(options)
+            mine = {**{k: v for k, v in carry.items() if k in allowed}, **mine}
+            options = None
+        unknown = sorted(set(mine) - allowed)
+        if unknown:
+            known = sorted(shared | allowed)
+            raise ConfigError(f"unknown config field(s) for task {name}: {', '.join(unknown)}; allowed: "
+                              f"{', '.join(known)}")
+        options = cls.Options(**mine) if options is None else dataclasses.replace(options, **mine)
+        object.__setattr__(self, "task", name)
+        object.__setattr__(self, "options", options)
+        for f in SHARED_FIELDS:
+            object.__setattr__(self, f.name, kw[f.name] if f.name in kw else cls.defaults.get(f.name, f.default))
         if self.grokfast in GROKFAST_LAMBDA and self.grokfast_lambda is None:  # pinned: config.json holds the number
             object.__setattr__(self, "grokfast_lambda", GROKFAST_LAMBDA[self.grokfast])
-        self.validate()  # a Config is valid once built: ConfigError naming the field otherwise
+        self.validate()
+
+    def __getattr__(self, name: str) -> Any:  # the task's fields read as the config's own: cfg.p
+        opts = self.__dict__.get("options")
+        if opts is not None and name in type(opts).names():
+            return getattr(opts, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ derived
     @property
-    def d_vocab(self) -> int:
-        return self.p + 1
+    def task_class(self) -> type[Task]:
+        return get_task(self.task)
+
+    def make_task(self) -> Task:
+        """The task with this config's options and data seed."""
+        return self.task_class(self.options, self.split_seed)
 
     @property
     def d_head(self) -> int:
@@ -157,31 +163,38 @@ class Config(Serialisable):
 
     @property
     def split_seed(self) -> int:
+        """The data's seed: ``data_seed``, else ``seed``."""
         return self.seed if self.data_seed is None else self.data_seed
 
     @property
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(self.d_vocab, 3, self.d_model, self.n_heads, self.d_mlp, self.n_layers, self.act)
+    def per_model_fields(self) -> tuple[str, ...]:
+        return PER_MODEL_FIELDS + self.task_class.Options.per_model
+
+    @property
+    def model_config(self) -> "ModelConfig":
+        t = self.make_task()
+        return ModelConfig(t.d_vocab, t.n_ctx, self.d_model, self.n_heads, self.d_mlp, self.n_layers, self.act,
+                           d_out=None if t.n_out == t.d_vocab else t.n_out)
+
+    @property
+    def d_vocab(self) -> int:
+        return self.make_task().d_vocab
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> "Config":
         """Check every field (done at construction; kept for callers that chain it) through
-        :mod:`grokscope.checks`: finite numbers, bounds, 64-bit integers and seeds. Returns ``self``."""
-        ck.integer("p", self.p, lo=3)
-        ck.choice("op", self.op, OPS)
-        ck.number("frac_train", self.frac_train, lo=0, hi=1, lo_open=True)
-        ck.choice("split", self.split, SPLITS)
+        :mod:`grokscope.checks`: finite numbers, bounds, 64-bit integers and seeds, then the task's own fields and
+        what the task refuses. Returns ``self``."""
+        self.options.check()
         if self.data_seed is not None:
             ck.seed("data_seed", self.data_seed)
-        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "epochs", "test_every", "checkpoint_every"):
+        for name in ("n_layers", "d_model", "n_heads", "epochs", "test_every", "checkpoint_every"):
             ck.integer(name, getattr(self, name), lo=1)
+        ck.integer("d_mlp", self.d_mlp, lo=0 if not self.task_class.pair_form else 1)
         ck.choice("act", self.act, ACTS)
         ck.choice("loss_dtype", self.loss_dtype, LOSS_DTYPES)
         ck.seed("seed", self.seed)
         ck.integer("warmup", self.warmup, lo=0)
-        if int(self.frac_train * self.p * self.p) < 1:
-            raise ck.bad("frac_train", self.frac_train,
-                          f"large enough that at least one of the {self.p * self.p} pairs is in the train set")
         if self.d_model % self.n_heads != 0:
             raise ConfigError(f"d_model={self.d_model} is invalid: must be divisible by n_heads={self.n_heads}")
         ck.number("lr", self.lr, lo=0, lo_open=True)
@@ -204,61 +217,148 @@ class Config(Serialisable):
                 raise ConfigError(f"norm_constraint={self.norm_constraint!r} is invalid with weight_decay="
                                   f"{self.weight_decay!r}: the constrained weight norm replaces weight decay; "
                                   "give weight_decay 0 (--weight-decay 0)")
+        if self.dropout and self.d_mlp == 0:
+            raise ConfigError(f"dropout={self.dropout} is invalid with d_mlp=0: dropout acts on MLP neurons")
+        self.make_task().check_config(self)
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Flat: the task, its fields, then the shared fields (config.json's model entries)."""
+        return {"task": self.task, **self.options.to_dict(),
+                **{f.name: getattr(self, f.name) for f in SHARED_FIELDS}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """The inverse of :meth:`to_dict`; also reads the configs of runs written before tasks had one config:
+        a modular model's ``op`` is its task, and a sequence-task run's config carried every task's fields (those
+        of other tasks are dropped)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object, found {type(d).__name__}")
+        d = dict(d)
+        if "op" in d and "task" not in d:  # a modular model written before the task registry
+            d["task"] = d.pop("op")
+        if d.pop("_legacy_sequence", False):
+            keep = {f.name for f in SHARED_FIELDS} | set(get_task(d["task"]).Options.names()) | {"task"}
+            d = {k: v for k, v in d.items() if k in keep and not (k == "seq_len" and v is None)}
+        return cls(**d)
+
+    def replace(self, **kw: Any) -> "Config":
+        return Config(**{**self.to_dict(), **kw})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
 
 
-def field_help(cls: type = None) -> dict[str, str]:
-    """Each field's help text of a config class (default :class:`Config`): the CLI's flag help."""
-    return {f.name: f.metadata.get("help", "") for f in fields(cls or Config)}
+#: the fields every run has (declared once, in :class:`Config`)
+SHARED_FIELDS = tuple(f for f in fields(Config) if f.name not in ("task", "options"))
 
+
+def field_help() -> dict[str, str]:
+    """Each config field's help text, the shared fields' and every task's (the CLI's flag help)."""
+    out = {f.name: f.metadata.get("help", "") for f in fields(Config) if f.name != "options"}
+    for cls in TASKS.values():
+        for f in fields(cls.Options):
+            out.setdefault(f.name, f"{f.metadata.get('help', '')}")
+    return out
+
+
+def field_tasks() -> dict[str, list[str]]:
+    """The tasks that have each task field (``n_train``: the sampled tasks)."""
+    out: dict[str, list[str]] = {}
+    for name, cls in TASKS.items():
+        for f in cls.Options.names():
+            out.setdefault(f, []).append(name)
+    return out
+
+
+_DIGIT = {"task": "digit-addition", "d_model": 128, "n_heads": 4, "d_mlp": 512, "n_layers": 1}
+_INDUCTION = {"task": "repeated-subsequence", "d_model": 48, "n_heads": 4, "d_mlp": 0, "n_layers": 2,
+              "beta2": 0.999, "batch_size": 128, "seed": 1}
+# 200 tokens: the length at which 512 fixed examples give Fig 34's train/test divergence (grokscope.tasks.skip_trigram)
+_SKIP = {"task": "skip-trigram", "d_model": 128, "n_heads": 4, "d_mlp": 0, "n_layers": 1, "seq_len": 200}
 
 #: Presets for ``grokscope train --preset``.
 #: ``mainline`` is the paper's §3 run exactly. ``quick`` keeps the paper's architecture, optimiser and
 #: p = 113 but trains on 50% of the pairs for 1,500 epochs: it memorises first (train accuracy 100% at
 #: epoch ~160) and then groks (test accuracy > 99% at epoch 1,170 for seed 0) to
 #: >= 99% test accuracy within a few minutes on a 2-core CPU (numbers in the README).
+#: The six Appendix D.3 runs have the authors' step counts; infinite runs take as many fresh examples per step as the
+#: finite set has per batch (the authors' files do not record it except for induction: 128).
 PRESETS: dict[str, dict[str, Any]] = {
     "mainline": {},
     "quick": {"frac_train": 0.5, "epochs": 1500, "checkpoint_every": 20},
     "tiny": {"p": 23, "d_model": 32, "n_heads": 4, "d_mlp": 64, "frac_train": 0.5, "epochs": 300,
              "checkpoint_every": 50},
+    "digit-addition-finite": {**_DIGIT, "n_train": 700, "epochs": 18053, "checkpoint_every": 500},
+    "digit-addition-infinite": {**_DIGIT, "n_train": None, "batch_size": 700, "epochs": 6000},
+    "induction-finite": {**_INDUCTION, "n_train": 512, "epochs": 285820, "test_every": 40, "checkpoint_every": 4000},
+    "induction-infinite": {**_INDUCTION, "n_train": None, "epochs": 6000},
+    "skip-trigram-finite": {**_SKIP, "n_train": 512, "epochs": 5000},
+    "skip-trigram-infinite": {**_SKIP, "n_train": None, "batch_size": 512, "epochs": 3000},
 }
 
 
 def memory_needed(configs: list[Config]) -> tuple[int, int]:
-    """A lower estimate of the bytes training ``configs`` as one run holds at once: ``(host, device)``. Host: the
-    K datasets (the p*p table, labels, the split; the authors' split shuffles a Python list of p*p ints).
-    Device: the padded batches, 7 metric buffers of ``epochs + 1`` rows (twice: a copy goes into ``state.pt``),
-    parameters with Adam's moments and gradient (and Grokfast's state), and one step's MLP activations and logits."""
+    """A lower estimate of the bytes training ``configs`` as one run holds at once: ``(host, device)``.
+
+    Modular tasks (the whole p*p table): host holds the K datasets (the table, labels, the split; the authors' split
+    shuffles a Python list of p*p ints); device the padded batches, 7 metric buffers of ``epochs + 1`` rows (twice:
+    a copy goes into ``state.pt``), parameters with Adam's moments and gradient (and Grokfast's state), and one
+    step's MLP activations and logits. Sampled tasks: the K train and test sets (tokens, targets, mask), the metric
+    buffers with the per-token losses, the parameters as above, and one step's activations at every position of
+    every layer (queries, keys, values, the attention pattern, the MLP) with the scored logits."""
     c, K = configs[0], len(configs)
-    pairs = c.p * c.p
-    n_train = max(int(x.frac_train * pairs) for x in configs)
-    host = K * 40 * pairs + (36 * pairs if any(x.split == "authors" for x in configs) else 0)
     n_params = (2 * c.d_vocab * c.d_model + 3 * c.d_model
                 + c.n_layers * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_mlp + c.d_mlp + c.d_model))
     filt = {"none": 0, "ema": 1, "ma": c.grokfast_window}[c.grokfast]  # Grokfast's state per parameter
-    device = (K * 25 * pairs + 2 * 7 * 8 * (c.epochs + 1) * K + (6 + filt) * 4 * n_params * K
-              + 3 * 4 * K * n_train * c.d_mlp + 12 * K * n_train * c.p)
+    params = (6 + filt) * 4 * n_params * K
+    task = c.make_task()
+    if task.pair_form:
+        pairs = c.p * c.p
+        n_train = max(int(x.frac_train * pairs) for x in configs)
+        host = K * 40 * pairs + (36 * pairs if any(x.split == "authors" for x in configs) else 0)
+        device = (K * 25 * pairs + 2 * 7 * 8 * (c.epochs + 1) * K + params
+                  + 3 * 4 * K * n_train * c.d_mlp + 12 * K * n_train * c.p)
+        return host, device
+    n_train, n_test = task.n_examples()
+    T, S = task.n_ctx, task.n_scored
+    host = K * 17 * T * (n_train + n_test)
+    step = task.batch_size or n_train
+    acts = 4 * 3 * step * T * c.n_layers * (6 * c.d_model + c.n_heads * T + 2 * c.d_mlp)
+    device = (host + 2 * (7 + 2 * S) * 8 * (c.epochs + 1) * K + params + K * acts
+              + 12 * K * max(step, n_test) * S * task.n_out)
     return host, device
 
 
 def preset(name: str, **overrides: Any) -> Config:
-    if name not in PRESETS:
+    """The config of a preset (:data:`PRESETS`) with fields replaced."""
+    key = str(name).replace("_", "-")
+    if key not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[name], **overrides})
+    return Config(**{**PRESETS[key], **overrides})
 
 
 def check_batchable(configs: list[Config]) -> None:
-    """Raise ConfigError unless all configs differ only in PER_MODEL_FIELDS."""
+    """Raise ConfigError unless all configs differ only in their per-model fields (:data:`PER_MODEL_FIELDS` and
+    the task's)."""
     if not configs:
         raise ConfigError("a run needs at least one model config")
     first = configs[0].to_dict()
+    per_model = configs[0].per_model_fields
     for c in configs[1:]:
         d = c.to_dict()
-        for k, v in d.items():
-            if k not in PER_MODEL_FIELDS and v != first[k]:
+        for k in sorted(set(d) | set(first)):
+            if k not in per_model and d.get(k) != first.get(k):
                 raise ConfigError(
-                    f"{k} differs between models of one run ({first[k]!r} vs {v!r}); only "
-                    f"{', '.join(PER_MODEL_FIELDS)} may differ")
+                    f"{k} differs between models of one run ({first.get(k)!r} vs {d.get(k)!r}); only "
+                    f"{', '.join(per_model)} may differ")

@@ -13,7 +13,7 @@ The mode is a per-thread CPU register (MXCSR on x86, FPCR on ARM). ``torch.set_f
 the calling thread only; torch's worker threads (OpenMP) copy the mode of the thread that creates them, once,
 when the first parallel operation starts the pool. So :func:`configure_denormals` must run **before** any
 parallel torch operation of the process: ``grokscope train`` does it first thing (``--no-flush-denormal``
-turns it off), and :class:`grokscope.train.trainer.Trainer` does it at construction (``flush_denormal=``).
+turns it off), and :class:`grokscope.training.trainer.Trainer` does it at construction (``flush_denormal=``).
 :func:`denormals_flushed` checks the mode by its effect, in every worker thread, and the Trainer warns when
 the pool had already started with another mode (call ``configure_denormals()`` at the top of the script).
 """

@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from helpers_fourier import fourier_dataset, fourier_model  # noqa: E402
 
-from grokscope.config import Config  # noqa: E402
+from grokscope.config import Config
 
 RUN_KEYS = {0: [1, 3], 1: [2]}
 ANALYSIS_KEYS = [1, 2]
@@ -40,21 +40,21 @@ def golden_configs() -> list[Config]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    from grokscope.analysis import analyze
+    from grokscope.interp.analysis import analyze
 
     res = analyze(fourier_model(31, (3, 7, 10), scale=20.0, dtype=torch.float64), fourier_dataset(31))
     d = res.to_dict()
     d.pop("seconds")
     (HERE / "analysis_hand.json").write_text(json.dumps(d, indent=1, allow_nan=False))
 
-    from grokscope.runs import train
+    from grokscope.training.run import train
 
     run_dir = HERE / "golden_run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     train(golden_configs(), run_dir, device="cpu", progress=False)
     (run_dir / "state.pt").unlink()
-    from grokscope.runs import Run
+    from grokscope.training.run import Run
 
     run = Run.load(run_dir)
     write_outputs(run, HERE)
@@ -62,8 +62,8 @@ def main() -> None:
 
 def write_outputs(run, out: Path) -> None:
     """progress.parquet (into the run), phases_run.json, phases_synthetic.json and figures.json."""
-    from grokscope import phases as ph
-    from grokscope import report
+    from grokscope.measures import phases as ph
+    from grokscope.report import run as report
 
     df = report.save_progress(run, keys=RUN_KEYS)
     rep = ph.phases_report(run, df)
@@ -83,7 +83,7 @@ def write_outputs(run, out: Path) -> None:
 
 
 def analyze_run(run):
-    from grokscope.analysis import analyze
+    from grokscope.interp.analysis import analyze
 
     return analyze(run.model(), run.dataset(), keys=ANALYSIS_KEYS)
 

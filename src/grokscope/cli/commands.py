@@ -30,7 +30,7 @@ from ..model import export as export_mod
 from ..measures import forecast as forecast_mod
 from ..report import experiment as experiment_report, sequence as seqreport
 from .. import numerics
-from ..train import run as runs, tracking
+from ..training import run as runs, tracking
 from . import sequence as seqcli
 from ..interp.analysis import analyze, model_and_dataset_from_authors
 from ..config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
@@ -39,9 +39,9 @@ from ..fourier.keys import check_keys
 from ..measures.phases import summary
 from ..report import run as report_mod
 from ..report.run import report_html, run_progress, write_pngs
-from ..train.run import NonFiniteLoss, Run
+from ..training.run import NonFiniteLoss, Run
 from ..tasks.sequence import SEQ_PRESETS
-from ..train.seqrun import SeqRun, is_seq_run
+from ..training.seqrun import SeqRun, is_seq_run
 from ..version import __version__
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed)

@@ -22,7 +22,7 @@ from .. import checks as ck
 from ..checks import ConfigError
 from ..config import Config
 from ..tasks.sequence import SEQ_PRESETS, TASKS, SeqConfig, field_help
-from ..train.seqrun import SeqRun, resume_seq, train_seq
+from ..training.seqrun import SeqRun, resume_seq, train_seq
 
 SEQ_TYPES = typing.get_type_hints(SeqConfig)
 CONFIG_FIELDS = {f.name for f in fields(Config)}

@@ -12,7 +12,7 @@ only in the per-model fields (:data:`grokscope.config.PER_MODEL_FIELDS`: seed, f
 share one batched run (the trainer's model axis) when their train sets are about the same size
 (:data:`PAD_TOLERANCE`); the others (p, n_layers, d_model, ..., very different fractions) are separate runs. Each
 such *group* is one unit of work: one run directory under ``OUT/groups/``, trained (or resumed) by the runs layer
-(:func:`grokscope.train.run.train` / :func:`grokscope.train.run.resume`), then summarised into the group's
+(:func:`grokscope.training.run.train` / :func:`grokscope.training.run.resume`), then summarised into the group's
 ``summary.parquet``. ``OUT/experiment.json`` records the plan; a rerun checks it is the same plan, skips finished
 groups, resumes unfinished ones from their last checkpoint (a killed experiment loses at most the epochs since
 each group's last checkpoint) and concatenates the groups' summaries into ``OUT/summary.parquet``.
@@ -21,7 +21,7 @@ Executors: ``local`` (default) runs the groups in turn in this process; ``ray`` 
 task (one CPU, or one GPU with ``device="cuda"``) to a local Ray (``ray.init()``) or a cluster (``address``).
 On a cluster, ``OUT`` must be a path every node sees (a shared filesystem) and grokscope installed on every node.
 
-The summary (:func:`summarise_run`) reuses the rest of grokscope: :meth:`grokscope.train.run.Run.milestones`, the
+The summary (:func:`summarise_run`) reuses the rest of grokscope: :meth:`grokscope.training.run.Run.milestones`, the
 progress cache and phases (:func:`grokscope.report.run_progress`, :func:`grokscope.measures.phases.phases_frame`), the
 Gini coefficients of the final weights (:func:`grokscope.measures.progress.weight_measures`) and the analysis
 (:func:`grokscope.interp.analysis.analyze`: logit FVE, the W_L directions' FVE, the skip-connection ablations).
@@ -43,14 +43,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..train import run as runs
+from ..training import run as runs
 from ..interp.analysis import analyze
 from ..config import PER_MODEL_FIELDS, Config, ConfigError
 from ..numerics import configure_denormals
 from ..measures.phases import phases_frame
 from ..measures.progress import weight_measures
 from ..report.run import run_progress
-from ..train.run import Run, atomic_write
+from ..training.run import Run, atomic_write
 from ..version import __version__
 
 META = "experiment.json"

@@ -22,7 +22,7 @@ operations differs; ``tests/test_seqtasks.py`` checks the logits, the loss and e
 the plain full-sequence path in float64, for 1- and 2-layer, full and attention-only models, and for every task,
 with the kernel and without it.
 
-Parameters are a dict ``{name: tensor}`` without a model axis (:meth:`grokscope.train.seqrun.SeqTrainer.named_params`).
+Parameters are a dict ``{name: tensor}`` without a model axis (:meth:`grokscope.training.seqrun.SeqTrainer.named_params`).
 """
 
 from __future__ import annotations

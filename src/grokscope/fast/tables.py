@@ -204,7 +204,7 @@ def forward_fast(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
 
 class Workspace:
     """Output buffers reused across training steps, by name and shape: large fresh outputs are new memory
-    mappings that page-fault on every step. Owned by one :class:`grokscope.train.trainer.Trainer`; a buffer
+    mappings that page-fault on every step. Owned by one :class:`grokscope.training.trainer.Trainer`; a buffer
     is overwritten by the next forward that asks for it, so only a caller that is done with the previous
     step's tensors may pass one (``forward_fast(..., ws=None)``, the default, allocates fresh outputs)."""
 

@@ -5,7 +5,7 @@ Interventions on the model are *patches* of hook points at position 2 (``blocks.
 ``blocks.0.mlp.hook_post``, ``blocks.0.hook_resid_post``). They are evaluated either by running the model
 under the scoped :func:`grokscope.model.hooks.hooks` (:func:`run_patched`) or by recomputing the one-layer model's
 output downstream of the patched point in float64 from the cached activations (:func:`tail_logits`).
-Losses are the mean float64 cross-entropy of ``logits[:, -1, :p]`` (:func:`grokscope.train.trainer.cross_entropy_float64`).
+Losses are the mean float64 cross-entropy of ``logits[:, -1, :p]`` (:func:`grokscope.training.trainer.cross_entropy_float64`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import Tensor
 from ..fourier import basis as fr
 from ..model.hooks import hooks, run_with_cache
 from ..jsonutil import clean
-from ..train.trainer import cross_entropy_float64
+from ..training.trainer import cross_entropy_float64
 
 if TYPE_CHECKING:  # annotations only
     from jaxtyping import Float, Int  # noqa: F401

@@ -18,7 +18,7 @@ from . import *
 from . import Analysis, analyze
 from . import __all__ as _interp_all
 from ..fourier.keys import select_by_gap
-from ..train.run import Run
+from ..training.run import Run
 from ..tasks.modular import make_dataset
 
 __all__ = list(_interp_all) + ["select_by_gap", "analysis_from_run", "analysis_from_authors",

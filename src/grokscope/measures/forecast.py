@@ -55,7 +55,7 @@ from ..fourier import basis as fr
 from ..jsonutil import clean
 from ..fourier.keys import wl_shares
 from .progress import compute_progress, resolve_keys, wide
-from ..train.run import Run
+from ..training.run import Run
 
 THRESHOLD = 0.1  # restricted loss (test pairs) at which a model is taken to grok
 FALLBACK_KEYS = 5  # a model with no keys yet by the gap rule: its W_L's top 5 frequencies

@@ -379,7 +379,7 @@ def check_claims(wide: pd.DataFrame, ph: dict[str, Any], *, weight_decay: float 
 
 # ---------------------------------------------------------------------- a run
 def phases_report(run: Any, progress: pd.DataFrame, **kw) -> dict[str, Any]:
-    """Phases and claims for every model of a run (a :class:`grokscope.train.run.Run`: its configs give each
+    """Phases and claims for every model of a run (a :class:`grokscope.training.run.Run`: its configs give each
     model's weight decay) from its tidy progress table (:mod:`grokscope.measures.progress`). ``kw`` go to
     :func:`detect_phases` (``theta``, ``window``, ``generalised_acc``, ``rule``). Writes nothing
     (:func:`grokscope.report.write_phases` saves it)."""

@@ -89,7 +89,7 @@ from torch import Tensor
 from ..fourier import basis as fr
 from ..config import ModelConfig
 from ..fourier.keys import check_keys, wl_keys
-from ..train.run import Run
+from ..training.run import Run
 from .tables import block_size, logit_blocks
 
 DTYPE = torch.float64
@@ -408,7 +408,7 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
                      block: int | None = None, workers: int | None = None, timings: dict | None = None
                      ) -> pd.DataFrame:
     """The tidy progress table (columns ``model, epoch, measure, freq, value``; ``freq`` is the key frequency of
-    the per-frequency measures, 0 for the others) of a :class:`grokscope.train.run.Run`.
+    the per-frequency measures, 0 for the others) of a :class:`grokscope.training.run.Run`.
 
     ``keys``: see :func:`resolve_keys` (default: each model's final checkpoint). ``every``: every n-th
     checkpoint (the last always included) or an explicit ``epochs`` list. ``dtype`` of the forward pass

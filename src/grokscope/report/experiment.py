@@ -30,7 +30,7 @@ from ..config import ConfigError
 from ..experiments.registry import EXPERIMENTS, Experiment, listing, run_experiment
 from .plots import _colour, thin_log
 from .run import _CSS, _html_table, figure
-from ..train.run import atomic_write
+from ..training.run import atomic_write
 
 #: the authors' saved runs: $GROKSCOPE_REFERENCE, else ../shared/reference beside the checkout
 REFERENCE = Path(os.environ.get("GROKSCOPE_REFERENCE") or Path(__file__).resolve().parents[4] / "shared" / "reference")

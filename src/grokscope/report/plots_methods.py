@@ -1,16 +1,16 @@
-"""Figures of the methods beyond the paper (:mod:`grokscope.train.methods`): the slingshots marked on the loss curve.
+"""Figures of the methods beyond the paper (:mod:`grokscope.training.methods`): the slingshots marked on the loss curve.
 No training, analysis or file logic; plotly only inside the functions (an extra)."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ..train.methods import slingshots
+from ..training.methods import slingshots
 from .plots import _colour, _go
 
 
 def mark_slingshots(fig, metrics: pd.DataFrame, models=None):
-    """Mark every slingshot (:func:`grokscope.train.methods.slingshots` of ``metrics``) on the loss panel (row 1) of
+    """Mark every slingshot (:func:`grokscope.training.methods.slingshots` of ``metrics``) on the loss panel (row 1) of
     :func:`grokscope.report.plots.losses`'s figure: a triangle at each spike's peak in its model's colour, and a dotted
     vertical line at its start. Returns ``fig``."""
     go = _go()

@@ -12,7 +12,7 @@
     figure(run, "losses")                          # a plotly Figure; names in FIGURES
     report_html(run, "report.html")                # every figure + Tables 1, 2 and the §5.2 claims, one file
 
-Every function takes a :class:`grokscope.train.run.Run` (``Run.load(path)``).
+Every function takes a :class:`grokscope.training.run.Run` (``Run.load(path)``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ..fourier.basis import weight_freq_norms
 from ..interp import analyze
 from ..measures.progress import compute_progress, resolve_keys
 from ..files import atomic_write, clean_stale_tmp, load
-from ..train.run import Run
+from ..training.run import Run
 
 PROGRESS_FILE = "progress.parquet"
 PHASES_FILE = "phases.json"
@@ -187,7 +187,7 @@ MULTI_MODEL = ("fourier_norms_models", "seed_losses", "gini_models")
 
 def figure(run: Run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
            progress: pd.DataFrame | None = None, phases: Mapping[str, Any] | None = None, **kw):
-    """The figure ``name`` (a key of :data:`FIGURES`) of ``run`` (a :class:`grokscope.train.run.Run`), for ``model``
+    """The figure ``name`` (a key of :data:`FIGURES`) of ``run`` (a :class:`grokscope.training.run.Run`), for ``model``
     (phase bands; the analysis of checkpoint ``epoch``, default the last). ``analysis`` / ``progress`` /
     ``phases`` skip computing / loading those; ``kw`` go to the figure function (e.g. ``head=1``)."""
     if name not in FIGURES:

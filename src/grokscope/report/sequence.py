@@ -1,4 +1,4 @@
-"""``grokscope report`` for the Appendix D.3 sequence-task runs (:mod:`grokscope.train.seqrun`): one HTML file.
+"""``grokscope report`` for the Appendix D.3 sequence-task runs (every task but the modular ones): one HTML file.
 
 * ``losses`` (Figs 29-34 top): train and test loss and accuracy over training (:func:`grokscope.report.plots.losses`),
   the authors' saved curve of the same setup overlaid, dotted (when ``../shared/reference`` is there;
@@ -20,7 +20,7 @@ model after ``i`` steps: our ``epoch`` ``i``. Their induction-finite test loss i
 batches: index ``j`` is step ``4 j``.
 
     from grokscope.report.sequence import seq_report_html
-    seq_report_html(SeqRun.load("runs/da-inf"), "report.html")
+    seq_report_html(Run.load("runs/da-inf"), "report.html")
 """
 
 from __future__ import annotations
@@ -40,20 +40,12 @@ from ..checks import ConfigError
 from .experiment import REFERENCE
 from ..files import atomic_write
 from .run import _CSS, _html_table, write_png
-from ..tasks.sequence import Examples, make_test_set
-from ..train.seqrun import SeqRun
+from ..tasks import Examples
+from ..training import Run
 
-__all__ = ["REFERENCE_FILES", "PER_TOKEN_FILE", "reference_curves", "reference_per_token", "figure_names",
+__all__ = ["reference_curves", "reference_per_token", "figure_names",
            "seq_figure", "milestones_rows", "head_scores", "scores_of_heads", "attention_patterns", "check_epoch", "seq_report_html", "write_seq_pngs"]
 
-#: (task, infinite) -> the authors' file of that setup, and the paper's figure
-REFERENCE_FILES = {("digit_addition", False): ("5_digit_addition_finite.pth", "Fig 30"),
-                   ("digit_addition", True): ("5_digit_addition_infinite.pth", "Fig 29"),
-                   ("repeated_subsequence", False): ("induction_head_finite.pth", "Fig 32"),
-                   ("repeated_subsequence", True): ("induction_head_infinite.pth", "Fig 31"),
-                   ("skip_trigram", False): ("skip_trigram_finite.pth", "Fig 34"),
-                   ("skip_trigram", True): ("skip_trigram_infinite.pth", "Fig 33")}
-PER_TOKEN_FILE = "5_digit_addition_infinite_per_token.pth"
 N_EXAMPLES = 3  # test examples whose attention patterns are drawn (skip trigram: 4x as many rows)
 
 
@@ -66,11 +58,13 @@ def _load(f: Path) -> Any:
         return torch.load(f, map_location="cpu", weights_only=True)
 
 
-def reference_curves(run: SeqRun, reference: str | Path | None = None) -> dict[str, pd.DataFrame]:
+def reference_curves(run: Run, reference: str | Path | None = None) -> dict[str, pd.DataFrame]:
     """The authors' loss curves of the run's setup: ``{"train": df, "test": df}`` (columns ``epoch``, ``loss``;
     ``test`` only where they saved one); empty when the reference folder or the file is absent."""
-    c = run.config
-    f = _root(reference) / REFERENCE_FILES[(c.task, c.infinite)][0]
+    entry = run.task.reference.get(run.task.infinite)
+    if entry is None:  # the authors published no run of this setup
+        return {}
+    f = _root(reference) / entry[0]
     if not f.is_file():
         return {}
     d = _load(f)
@@ -87,9 +81,13 @@ def reference_curves(run: SeqRun, reference: str | Path | None = None) -> dict[s
     return out
 
 
-def reference_per_token(reference: str | Path | None = None) -> np.ndarray | None:
-    """The authors' per-token loss of infinite-data digit addition, ``(steps, 6)``, or None when absent."""
-    f = _root(reference) / PER_TOKEN_FILE
+def reference_per_token(run: Run, reference: str | Path | None = None) -> np.ndarray | None:
+    """The authors' per-token loss curve of the run's task (infinite-data digit addition: ``(steps, 6)``), or None
+    when they published none or it is absent."""
+    name = run.task.reference_per_token
+    if name is None:
+        return None
+    f = _root(reference) / name
     return np.asarray(_load(f), dtype=float) if f.is_file() else None
 
 
@@ -111,10 +109,10 @@ def _curve_stats(train: pd.DataFrame | None, test: pd.DataFrame | None) -> dict[
     return out
 
 
-def milestones_rows(run: SeqRun, reference: str | Path | None = None) -> list[dict[str, Any]]:
+def milestones_rows(run: Run, reference: str | Path | None = None) -> list[dict[str, Any]]:
     """Ours and the authors' (their curve of the same setup, when present) side by side; the last column is
     each curve's train loss at our last epoch (a run stopped early compared at the same step)."""
-    m = run.milestones()
+    m = run.milestones().iloc[0]
     df = run.metrics
     train = df[["epoch", "train_loss"]].dropna().rename(columns={"train_loss": "loss"})
     test = df[["epoch", "test_loss"]].dropna().rename(columns={"test_loss": "loss"})
@@ -126,7 +124,7 @@ def milestones_rows(run: SeqRun, reference: str | Path | None = None) -> list[di
     ref = reference_curves(run, reference)
     if ref:
         at = ref["train"][ref["train"]["epoch"] == last]["loss"]
-        theirs = {"curve": "authors (" + REFERENCE_FILES[(run.config.task, run.config.infinite)][0] + ")",
+        theirs = {"curve": "authors (" + run.task.reference[run.task.infinite][0] + ")",
                   "last epoch": float(ref["train"]["epoch"].iloc[-1]), "train acc 100% at": None,
                   "test acc > 95% at": None, **_curve_stats(ref["train"], ref.get("test")),
                   "train loss at our last epoch": float(at.iloc[0]) if len(at) else None}
@@ -144,28 +142,28 @@ def attention_patterns(model, tokens: torch.Tensor) -> dict[int, torch.Tensor]:
     return {i: cache[f"blocks.{i}.attn.hook_pattern"] for i in range(model.cfg.n_layers)}
 
 
-def _patterns(run: SeqRun, epoch: int | None, n: int) -> tuple[Examples, dict[int, torch.Tensor]]:
+def _patterns(run: Run, epoch: int | None, n: int) -> tuple[Examples, dict[int, torch.Tensor]]:
     """The first ``n`` examples of the run's test set and the attention patterns on them at checkpoint ``epoch``."""
-    ex = make_test_set(run.config)[:n]
+    ex = run.task.test_set()[:n]
     return ex, attention_patterns(run.model(epoch), ex.tokens)
 
 
-def head_scores(run: SeqRun, epoch: int | None = None, n: int = 64) -> list[dict[str, Any]]:
+def head_scores(run: Run, epoch: int | None = None, n: int = 64) -> list[dict[str, Any]]:
     """:func:`scores_of_heads` on the first ``n`` test examples at checkpoint ``epoch``; empty for digit addition."""
-    if run.config.task == "digit_addition":
+    if run.task.attention_probe is None:
         return []
     ex, pats = _patterns(run, epoch, n)
-    return scores_of_heads(run.config.task, ex, pats)
+    return scores_of_heads(run.task.attention_probe, ex, pats)
 
 
-def scores_of_heads(task: str, ex: Examples, pats: dict[int, torch.Tensor]) -> list[dict[str, Any]]:
+def scores_of_heads(probe: str, ex: Examples, pats: dict[int, torch.Tensor]) -> list[dict[str, Any]]:
     """Per (layer, head): induction (``repeated_subsequence``): ``prev_token`` (mean attention of position t to
     t - 1, t >= 1) and ``induction`` (at the scored positions p, the attention summed over the positions q + 1 with
     q < p and token[q] == token[p], averaged over the scored positions); skip trigram: ``to_big_token`` (the last
     position's attention to the token >= 10)."""
     tokens = ex.tokens
     rows = []
-    if task == "skip_trigram":
+    if probe == "skip-trigram":
         big = (tokens >= 10).float()  # (n, T): one per example
         for layer, p in pats.items():
             s = (p[:, :, -1, :] * big[:, None, :]).sum(-1).mean(0)  # (H,)
@@ -185,7 +183,7 @@ def scores_of_heads(task: str, ex: Examples, pats: dict[int, torch.Tensor]) -> l
     return rows
 
 
-def _attention_induction(run: SeqRun, epoch: int | None, scores: list[dict[str, Any]]):
+def _attention_induction(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
     go = plots._go()
     from plotly.subplots import make_subplots
 
@@ -210,7 +208,7 @@ def _attention_induction(run: SeqRun, epoch: int | None, scores: list[dict[str, 
     return fig
 
 
-def _attention_skip(run: SeqRun, epoch: int | None, scores: list[dict[str, Any]]):
+def _attention_skip(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
     go = plots._go()
     from plotly.subplots import make_subplots
 
@@ -237,7 +235,7 @@ def _attention_skip(run: SeqRun, epoch: int | None, scores: list[dict[str, Any]]
     return fig
 
 
-def _head_scores_fig(run: SeqRun, scores: list[dict[str, Any]]):
+def _head_scores_fig(run: Run, scores: list[dict[str, Any]]):
     go = plots._go()
     fig = go.Figure()
     labels = [f"L{r['layer']}H{r['head']}" for r in scores]
@@ -249,16 +247,16 @@ def _head_scores_fig(run: SeqRun, scores: list[dict[str, Any]]):
 
 
 # ---------------------------------------------------------------------- figures
-def figure_names(run: SeqRun) -> list[str]:
+def figure_names(run: Run) -> list[str]:
     names = ["losses"]
-    if run.config.task == "digit_addition":
+    if run.task.attention_probe is None:
         names.append("per_token")
     else:
         names += ["attention", "head_scores"]
     return names
 
 
-def _losses(run: SeqRun, reference: str | Path | None):
+def _losses(run: Run, reference: str | Path | None):
     go = plots._go()
     fig = plots.losses(run.metrics)
     for t in fig.data:
@@ -273,15 +271,16 @@ def _losses(run: SeqRun, reference: str | Path | None):
                                                                                      width=1),
                                  name=f"authors {split}"), row=1, col=1)
     c = run.config
-    fnum = REFERENCE_FILES[(c.task, c.infinite)][1]
-    data = "fresh data every step" if c.infinite else f"{c.n_train} fixed examples"
-    src = (f"; authors' curves dotted ({REFERENCE_FILES[(c.task, c.infinite)][0]})" if ref else
+    entry = run.task.reference.get(run.task.infinite)
+    fnum = entry[1] if entry else run.task.summary
+    data = "fresh data every step" if run.task.infinite else f"{c.n_train} fixed examples"
+    src = (f"; authors' curves dotted ({entry[0]})" if ref else
            "; authors' curves: reference folder absent")
     fig.update_layout(title=f"{fnum}: {c.task}, {data}: train (solid) and test (dashed) loss and accuracy{src}")
     return fig
 
 
-def _per_token(run: SeqRun, reference: str | Path | None):
+def _per_token(run: Run, reference: str | Path | None):
     go = plots._go()
     df = run.metrics
     S = len([col for col in df.columns if col.startswith("test_loss_tok")])
@@ -290,19 +289,19 @@ def _per_token(run: SeqRun, reference: str | Path | None):
         s = df[["epoch", f"test_loss_tok{k}"]].dropna()
         fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"test_loss_tok{k}"], mode="lines", line=dict(color=plots._colour(k)),
                                  name=f"grokscope test, token {k}", legendgroup=f"t{k}"))
-    ref = reference_per_token(reference) if run.config.infinite and run.config.n_digits == 5 else None
+    ref = reference_per_token(run, reference) if run.task.infinite and run.config.n_digits == 5 else None
     if ref is not None:
         for k in range(min(S, ref.shape[1])):
             fig.add_trace(go.Scatter(x=np.arange(len(ref)), y=ref[:, k], mode="lines",
                                      line=dict(color=plots._colour(k), dash="dot"), name=f"authors, token {k}",
                                      legendgroup=f"t{k}"))
-    note = (" (dotted: the authors' infinite-data run, " + PER_TOKEN_FILE + ")") if ref is not None else ""
+    note = (" (dotted: the authors' infinite-data run, " + str(run.task.reference_per_token) + ")") if ref is not None else ""
     fig.update_layout(title=f"Fig 29 (bottom): loss per sum digit (token 0 = the most significant){note}",
                       xaxis_title="step", yaxis_title="cross-entropy", yaxis_type="log", height=480)
     return fig
 
 
-def seq_figure(run: SeqRun, name: str, *, epoch: int | None = None, reference: str | Path | None = None,
+def seq_figure(run: Run, name: str, *, epoch: int | None = None, reference: str | Path | None = None,
                scores: list[dict[str, Any]] | None = None):
     """The figure ``name`` (of :func:`figure_names`) of a sequence-task run; the attention ones at checkpoint
     ``epoch`` (default: the last)."""
@@ -315,10 +314,10 @@ def seq_figure(run: SeqRun, name: str, *, epoch: int | None = None, reference: s
     scores = head_scores(run, epoch) if scores is None else scores
     if name == "head_scores":
         return _head_scores_fig(run, scores)
-    return (_attention_skip if run.config.task == "skip_trigram" else _attention_induction)(run, epoch, scores)
+    return (_attention_skip if run.task.attention_probe == "skip-trigram" else _attention_induction)(run, epoch, scores)
 
 
-def check_epoch(run: SeqRun, epoch: int | None) -> int:
+def check_epoch(run: Run, epoch: int | None) -> int:
     eps = run.checkpoint_epochs
     if not eps:
         raise ConfigError(f"run={str(run.path)!r} is invalid: it has no checkpoints yet")
@@ -327,7 +326,7 @@ def check_epoch(run: SeqRun, epoch: int | None) -> int:
     return eps[-1] if epoch is None else epoch
 
 
-def seq_report_html(run: SeqRun, path: str | Path, *, epoch: int | None = None,
+def seq_report_html(run: Run, path: str | Path, *, epoch: int | None = None,
                     reference: str | Path | None = None, figures: Sequence[str] | None = None) -> Path:
     """Write ONE self-contained HTML file (plotly JS embedded once): the milestones table, the figures
     (default: all of :func:`figure_names`), the head scores and the config. Returns the path."""
@@ -335,7 +334,7 @@ def seq_report_html(run: SeqRun, path: str | Path, *, epoch: int | None = None,
 
     epoch = check_epoch(run, epoch)
     names = figure_names(run) if figures is None else list(figures)
-    scores = head_scores(run, epoch) if run.config.task != "digit_addition" else []
+    scores = head_scores(run, epoch) if run.task.attention_probe else []
     parts = []
     for i, name in enumerate(names):
         fig = seq_figure(run, name, epoch=epoch, reference=reference, scores=scores)
@@ -360,7 +359,7 @@ def seq_report_html(run: SeqRun, path: str | Path, *, epoch: int | None = None,
     return path
 
 
-def write_seq_pngs(run: SeqRun, outdir: str | Path, *, epoch: int | None = None,
+def write_seq_pngs(run: Run, outdir: str | Path, *, epoch: int | None = None,
                    reference: str | Path | None = None, scale: float = 1.0) -> list[Path]:
     """Each figure as ``outdir/<name>.png`` (needs kaleido and a local Chromium, as
     :func:`grokscope.report.write_pngs`)."""
@@ -371,7 +370,7 @@ def write_seq_pngs(run: SeqRun, outdir: str | Path, *, epoch: int | None = None,
     epoch = check_epoch(run, epoch)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    scores = head_scores(run, epoch) if run.config.task != "digit_addition" else []
+    scores = head_scores(run, epoch) if run.task.attention_probe else []
     paths = []
     for name in figure_names(run):
         path = outdir / f"{name}.png"

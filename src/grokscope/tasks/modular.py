@@ -1,7 +1,10 @@
-"""Modular arithmetic tasks: the full p x p table of inputs, labels and a seeded train/test split.
+"""The modular arithmetic tasks (the paper's §3 and Appendix C.2): ``add``, ``subtract``, ``multiply``, ``x2xyy2``
+(``a^2 + ab + b^2``) and ``random`` (a fixed random label per pair, the control), for any prime-or-not ``p``.
 
-Inputs are the three tokens ``a b =`` with ``=`` the token id ``p``. Pairs are indexed ``i = a * p + b``
-(a-major), so reshaping any per-pair tensor to ``(p, p)`` gives an ``[a, b]`` grid.
+Inputs are the three tokens ``a b =`` with ``=`` the token id ``p``; the answer is read at the last position
+(``n_scored`` 1; the unembedding has ``p + 1`` classes, as the authors' model). All ``p * p`` pairs exist once; a
+seeded split sends ``frac_train`` of them to the train set (:func:`split_indices`). Pairs are indexed
+``i = a * p + b`` (a-major), so reshaping any per-pair tensor to ``(p, p)`` gives an ``[a, b]`` grid.
 """
 
 from __future__ import annotations
@@ -11,7 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import Config
+from .. import checks as ck
+from .base import Examples, Options, Task, option
+
+OPS = ("add", "subtract", "multiply", "x2xyy2", "random")
+SPLITS = ("authors", "random")
 
 
 def labels_for(op: str, p: int, seed: int = 0) -> torch.Tensor:
@@ -85,6 +92,88 @@ def all_tokens(p: int) -> torch.Tensor:
     return torch.stack([a, b, torch.full_like(a, p)], dim=1)
 
 
-def make_dataset(cfg: Config) -> Dataset:
-    train_idx, test_idx = split_indices(cfg.p, cfg.frac_train, cfg.split_seed, cfg.split)
-    return Dataset(cfg.p, all_tokens(cfg.p), labels_for(cfg.op, cfg.p, cfg.split_seed), train_idx, test_idx)
+def make_dataset(cfg) -> Dataset:
+    """The dataset of a modular-task :class:`grokscope.config.Config`."""
+    return cfg.make_task().dataset()
+
+
+@dataclass(frozen=True)
+class ModularOptions(Options):
+    p: int = option(113, "modulus; inputs are the tokens 'a b =' with '=' = token id p")
+    frac_train: float = option(0.3, "fraction of the p*p pairs used for training, in (0, 1]")
+    split: str = option("authors", "train/test split: authors (Python random.shuffle, as the paper's code) | "
+                                   "random (torch.randperm)")
+    per_model = ("frac_train",)
+
+    def check(self) -> None:
+        ck.integer("p", self.p, lo=3)
+        ck.number("frac_train", self.frac_train, lo=0, hi=1, lo_open=True)
+        ck.choice("split", self.split, SPLITS)
+        if int(self.frac_train * self.p * self.p) < 1:
+            raise ck.bad("frac_train", self.frac_train,
+                         f"large enough that at least one of the {self.p * self.p} pairs is in the train set")
+
+
+class Modular(Task):
+    """``(a op b) mod p`` for every pair; subclasses name the operation."""
+
+    Options = ModularOptions
+    pair_form = True
+    op: str = "add"
+
+    @property
+    def d_vocab(self) -> int:
+        return self.options.p + 1
+
+    @property
+    def n_ctx(self) -> int:
+        return 3
+
+    @property
+    def n_scored(self) -> int:
+        return 1
+
+    @property
+    def infinite(self) -> bool:
+        return False
+
+    @property
+    def batch_size(self) -> None:
+        return None  # full batch, as the paper
+
+    def dataset(self) -> Dataset:
+        o = self.options
+        train_idx, test_idx = split_indices(o.p, o.frac_train, self.data_seed, o.split)
+        return Dataset(o.p, all_tokens(o.p), labels_for(self.op, o.p, self.data_seed), train_idx, test_idx)
+
+    def _examples(self, which: str) -> Examples:
+        ds = self.dataset()
+        idx = ds.train_idx if which == "train" else ds.test_idx
+        tokens = ds.tokens[idx]
+        targets = torch.zeros_like(tokens)
+        targets[:, 2] = ds.labels[idx]
+        mask = torch.zeros(tokens.shape, dtype=torch.bool)
+        mask[:, 2] = True
+        return Examples(tokens, targets, mask)
+
+    def train_set(self) -> Examples:
+        return self._examples("train")
+
+    def test_set(self) -> Examples:
+        return self._examples("test")
+
+    def n_examples(self) -> tuple[int, int]:
+        pairs = self.options.p ** 2
+        n = int(self.options.frac_train * pairs)
+        return n, pairs - n
+
+
+def _op(name: str, doc: str) -> type[Modular]:
+    return type(name.capitalize(), (Modular,), {"name": name, "op": name, "summary": doc, "__doc__": doc})
+
+
+Add = _op("add", "(a + b) mod p: the paper's task (§3)")
+Subtract = _op("subtract", "(a - b) mod p (Appendix C.2)")
+Multiply = _op("multiply", "(a * b) mod p (Appendix C.2)")
+X2xyy2 = _op("x2xyy2", "(a^2 + ab + b^2) mod p (Appendix C.2)")
+Random = _op("random", "a fixed random label per pair (a control: nothing to generalise)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from grokscope.train import run as runs, seqrun as seqtrain
+from grokscope.training import run as runs, seqrun as seqtrain
 from grokscope.config import Config
 from grokscope.tasks.sequence import SeqConfig
 

@@ -1,8 +1,8 @@
 """Grokking methods published after the paper, and the diagnostics of two of them: one implementation each, used
-by :class:`grokscope.train.trainer.Trainer` (README, "Methods beyond the paper").
+by :class:`grokscope.training.trainer.Trainer` (README, "Methods beyond the paper").
 
 Every function works on K models stacked along a leading axis: parameters and gradients are one flat ``(K, P)``
-tensor (:class:`grokscope.train.trainer.ParamLayout`), and every per-tensor or per-model quantity is reduced over all
+tensor (:class:`grokscope.training.trainer.ParamLayout`), and every per-tensor or per-model quantity is reduced over all
 axes but the model axis, so the K models never mix.
 
 * **Grokfast** (Lee et al. 2024), a filter between backward and the optimiser step, elementwise:
@@ -132,7 +132,7 @@ SLINGSHOT_FLOOR = 1e-3
 
 def slingshots(metrics: pd.DataFrame, factor: float = SLINGSHOT_FACTOR, floor: float = SLINGSHOT_FLOOR
                ) -> pd.DataFrame:
-    """Slingshot spikes (Thilak et al. 2022) in a metrics table (:attr:`grokscope.train.run.Run.metrics`): one row per
+    """Slingshot spikes (Thilak et al. 2022) in a metrics table (:attr:`grokscope.training.run.Run.metrics`): one row per
     spike and model: ``model, start, peak, peak_loss, min_before`` (epochs; the loss at the peak; the running
     minimum it rose from).
 
