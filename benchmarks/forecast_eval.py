@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from grokscope.measures import forecast as fc
-from grokscope.train.run import Run
+from grokscope.training.run import Run
 
 FRACTIONS = (0.25, 0.5, 0.75)
 #: (name, JSON key of the forecast, of its lower and upper bound, panel title)

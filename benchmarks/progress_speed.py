@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from grokscope.measures.progress import ROWS_PER_CHUNK, compute_progress
     from grokscope.report.run import save_progress
-    from grokscope.train.run import Run
+    from grokscope.training.run import Run
 
     run = Run.load(args.run)
     kw = {"every": args.every, "rows_per_chunk": args.rows or ROWS_PER_CHUNK, "workers": args.workers}

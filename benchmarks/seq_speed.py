@@ -18,7 +18,7 @@ import torch
 
 from grokscope.fast import scored as seqfast, kernel as seqkernel
 from grokscope.tasks.sequence import SEQ_PRESETS, seq_preset
-from grokscope.train.seqrun import SeqTrainer
+from grokscope.training.seqrun import SeqTrainer
 from train_speed import cpu_model  # the benchmarks' one CPU description (lscpu: model and ISA)
 
 

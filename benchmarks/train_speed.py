@@ -71,7 +71,7 @@ def timed(fn, n: int, dev, reps: int = 3) -> float:
 def grokked_state(dev) -> dict[str, torch.Tensor]:
     """The quick preset (seed 0) trained to its end: params and Adam moments, cached."""
     from grokscope.config import preset
-    from grokscope.train.trainer import Trainer
+    from grokscope.training.trainer import Trainer
     cfg = preset("quick", seed=0)
     import grokscope
     key = hashlib.sha1(f"{grokscope.__version__} {torch.__version__} {cfg}".encode()).hexdigest()[:12]
@@ -95,7 +95,7 @@ def plain_loop(cfg, dev, state=None):
     """One epoch of the authors'-style loop, as a closure; ``state`` loads weights and Adam moments."""
     from grokscope.model.transformer import Transformer
     from grokscope.tasks.modular import make_dataset
-    from grokscope.train.trainer import ParamLayout, cross_entropy_float64
+    from grokscope.training.trainer import ParamLayout, cross_entropy_float64
     ds = make_dataset(cfg)
     model = Transformer(cfg.model_config, seed=cfg.seed).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
@@ -128,7 +128,7 @@ def plain_loop(cfg, dev, state=None):
 
 
 def trainer_step(configs, dev, state=None):
-    from grokscope.train.trainer import Trainer
+    from grokscope.training.trainer import Trainer
     tr = Trainer(configs, dev)
     if state is not None:
         for k in ("params", "exp_avg", "exp_avg_sq"):
@@ -178,7 +178,7 @@ def main() -> None:
 
     from grokscope.config import Config
     from grokscope.tasks.modular import make_dataset
-    from grokscope.train.trainer import resolve_device
+    from grokscope.training.trainer import resolve_device
     dev = resolve_device(args.device)
     cfg = Config(epochs=100000)
     ds = make_dataset(cfg)
