@@ -373,7 +373,7 @@ def train(configs: list[Config], out: str | Path, device: str = "auto", overwrit
           progress: bool = True, until: int | None = None, log=None, forecast=None) -> Run:
     """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). ``log``: called
     with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.train.tracking.MetricsLogger`).
-    ``forecast``: a :class:`grokscope.measures.forecast.LiveForecast`, shown in the progress bar. Everything is
+    ``forecast``: a :class:`grokscope.measures.forecast_live.LiveForecast`, shown in the progress bar. Everything is
     checked before anything is written; ``overwrite`` deletes only a run's files (:data:`RUN_FILES`,
     checkpoints), and only in a run directory (:func:`create_run`)."""
     out = Path(out)
@@ -506,8 +506,8 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None,
     ce, final = trainer.cfg.checkpoint_every, trainer.cfg.epochs
 
     def show(tr: Trainer, e: int) -> bool:
-        """``forecast`` (:class:`grokscope.measures.forecast.LiveForecast`) at checkpoint epoch ``e`` once its metrics row
-        is filled: into the progress bar's postfix, or a log line on stderr without a bar."""
+        """``forecast`` (:class:`grokscope.measures.forecast_live.LiveForecast`) at checkpoint epoch ``e`` once its
+        metrics row is filled: into the progress bar's postfix, or a log line on stderr without a bar."""
         if forecast is None or not forecast.due(e, ce, final):
             return False
         tr.postfix_extra = forecast(path, e, metrics_frame(tr, e))
