@@ -43,7 +43,7 @@ DTYPE = torch.float64
 __all__ = ["gini", "weight_measures", "ProgressData", "batch_measures"]
 
 
-# ====================================================================== small pieces
+# ====================================================================== measures of the weights alone
 def gini(x: Tensor, dim: int = -1) -> Tensor:
     """Gini coefficient of non-negative ``x`` along ``dim`` (see the module docstring); NaN where ``x`` sums to 0."""
     x = torch.movedim(x.to(DTYPE), dim, -1)

@@ -79,6 +79,7 @@ ROWS_PER_CHUNK = 8  # checkpoints x models per chunk (~25 MB of float32 per row 
 __all__ = ["resolve_keys", "compute_progress", "wide", "label", "PER_FREQUENCY"]
 
 
+# ====================================================================== key frequencies
 def resolve_keys(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
                  epoch: int | None = None) -> dict[int, list[int]]:
     """Keys per model: ``keys`` if given (one list for all, or per model), else :func:`grokscope.fourier.keys.wl_keys`
@@ -219,7 +220,7 @@ def _append(cols: dict[str, list], res: dict[str, Tensor], mk: np.ndarray, ep: n
             put("logit_coef_k", coef[:, f - 1], rows, f)
 
 
-
+# ====================================================================== the table
 PER_FREQUENCY = ("excluded_loss_k", "excluded_acc_k", "logit_coef_k")
 
 
