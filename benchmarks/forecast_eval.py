@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grokscope.measures import forecast as fc
+from grokscope.measures import forecast as fc, forecast_calibration as fcal, forecast_features as ff
 from grokscope.training.run import Run
 
 FRACTIONS = (0.25, 0.5, 0.75)
@@ -50,7 +50,7 @@ def collect(paths) -> tuple[list, list]:
             for frac in FRACTIONS:
                 until = max(1, int(frac * G))
                 if until not in cache:
-                    cache[until] = fc.features_run(run, until)
+                    cache[until] = ff.features_run(run, until)
                 fs[frac] = cache[until][k]
             models.append((str(path), k, G, fs))
     return models, skipped
@@ -62,7 +62,7 @@ def rows_of(models) -> list[dict]:
     for i, (path, k, G, fs) in enumerate(models):
         for frac, f in fs.items():
             others = [(m[3][frac], m[2]) for j, m in enumerate(models) if j != i and frac in m[3]]
-            res = fc.predict(f, fc.fit_calibration(others))
+            res = fc.predict(f, fcal.fit_calibration(others))
             rows.append({"run": path, "model": k, "grok_epoch": G, "fraction": frac, "until": f.until,
                          "predicted": res.predicted, "lower": res.lower, "upper": res.upper,
                          "baseline": res.baseline, "baseline_lower": res.baseline_lower,
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     print(table(summary))
     print(f"{len(models)} models grok (forecast targets); {len(skipped)} do not (skipped); "
           f"{time.perf_counter() - t0:.0f} s")
-    pooled = fc.fit_calibration([(f, G) for _, _, G, fs in models for f in fs.values()])
+    pooled = fcal.fit_calibration([(f, G) for _, _, G, fs in models for f in fs.values()])
     print(f"calibration fitted on all of them (every fraction): ours scale {pooled.scale:.3g} (n = {pooled.n}), "
           f"interval x{10 ** pooled.lo:.2f}..x{10 ** pooled.hi:.2f}; baseline a {pooled.base_a}, b {pooled.base_b}")
     doc = {"runs": a.runs, "models": len(models), "skipped": [list(s) for s in skipped], "summary": summary,

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokscope.measures import forecast as fc
+from grokscope.measures import (forecast as fc, forecast_calibration as fcal, forecast_features as ff,
+                                forecast_live as fl)
 from grokscope.cli.commands import main
 from grokscope.config import Config
 from grokscope.training.run import Run, train
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def feats(model=0, until=2000, log_r=0.0, slope=-0.5, grokked_at=None, spectral=float("nan"), keys=(3, 5)):
-    return fc.Features(model=model, until=until, last_checkpoint=until, keys=list(keys), keys_rule="gap",
+    return ff.Features(model=model, until=until, last_checkpoint=until, keys=list(keys), keys_rule="gap",
                        window=[until], log_restricted=log_r, restricted_slope=slope, restricted_curvature=0.0,
                        excluded_slope=0.0, gini_W_E_slope=0.0, gini_W_L_slope=0.0, sum_sq_slope=0.0,
                        test_acc=0.1, grokked_at=grokked_at, spectral=spectral)
@@ -28,12 +29,12 @@ def feats(model=0, until=2000, log_r=0.0, slope=-0.5, grokked_at=None, spectral=
 def test_trend_and_crossing_of_a_synthetic_curve():
     # log10 restricted loss = 0.5 - 0.5 t (t in thousands of epochs): reaches log10 0.1 = -1 at t = 3
     t = np.linspace(1.0, 2.0, 12)
-    now, slope, curv = fc.trend(t, 0.5 - 0.5 * t)
+    now, slope, curv = ff.trend(t, 0.5 - 0.5 * t)
     assert now == pytest.approx(-0.5) and slope == pytest.approx(-0.5) and abs(curv) < 1e-9
-    assert fc.crossing(2.0, now, slope, -1.0) == pytest.approx(3.0)
-    assert fc.crossing(2.0, now, 0.1, -1.0) is None  # rising: never
-    assert fc.crossing(2.0, -2.0, 0.1, -1.0) == 2.0  # already below
-    assert math.isnan(fc.trend([1.0], [2.0])[0])
+    assert ff.crossing(2.0, now, slope, -1.0) == pytest.approx(3.0)
+    assert ff.crossing(2.0, now, 0.1, -1.0) is None  # rising: never
+    assert ff.crossing(2.0, -2.0, 0.1, -1.0) == 2.0  # already below
+    assert math.isnan(ff.trend([1.0], [2.0])[0])
 
 
 def test_predict_synthetic_crossing_and_interval():
@@ -52,13 +53,13 @@ def test_calibration_is_fitted_on_other_models_only():
     # every model's real remaining time is twice the raw line's: the fitted scale recovers 2
     pairs = [(feats(model=i, until=u, log_r=-0.5, slope=-0.5 * 2000 / u), u + 2 * (3000 - 2000) * u / 2000)
              for i, u in enumerate([1000, 2000, 3000, 4000])]
-    cal = fc.fit_calibration(pairs)
+    cal = fcal.fit_calibration(pairs)
     assert cal.scale == pytest.approx(2.0) and cal.n == 4
     held = feats(until=2000, log_r=-0.5, slope=-0.5)
     assert fc.predict(held, cal).predicted == pytest.approx(4000.0)
     # the baseline: log10 epoch linear in the spectral feature, recovered exactly
     pairs = [(feats(model=i, until=10, spectral=s), 10 ** (3.0 + 0.5 * s)) for i, s in enumerate([-2.0, -1.0, 0.0, 1.0])]
-    cal = fc.fit_calibration(pairs)
+    cal = fcal.fit_calibration(pairs)
     assert cal.base_b == pytest.approx(0.5) and cal.base_a == pytest.approx(3.0)
     assert fc.predict(feats(until=10, spectral=2.0, slope=0.2), cal).baseline == pytest.approx(1e4)
 
@@ -67,8 +68,8 @@ def test_spectral_energy_sees_oscillations():
     x = np.arange(400)
     smooth = 10 ** (-x / 200)
     spiky = smooth * 10 ** (0.3 * np.sin(x / 2.0))
-    assert fc.spectral_energy(spiky) > fc.spectral_energy(smooth) + 3
-    assert math.isnan(fc.spectral_energy(smooth[:10]))
+    assert ff.spectral_energy(spiky) > ff.spectral_energy(smooth) + 3
+    assert math.isnan(ff.spectral_energy(smooth[:10]))
 
 
 # ---------------------------------------------------------------------- a run
@@ -146,7 +147,7 @@ LIVE_KW = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_ever
 
 
 def test_live_forecast_is_forecast_run_at_that_epoch(tmp_path, capsys):
-    live = fc.LiveForecast(budget=None)  # every checkpoint
+    live = fl.LiveForecast(budget=None)  # every checkpoint
     run = train([Config(seed=0, frac_train=0.5, **LIVE_KW), Config(seed=1, frac_train=0.5, **LIVE_KW)],
                 tmp_path / "r", device="cpu", progress=True, forecast=live)
     assert sorted(live.history) == [10, 20, 30, 40, 50, 60] and not live.errors  # every checkpoint but epoch 0
@@ -154,12 +155,12 @@ def test_live_forecast_is_forecast_run_at_that_epoch(tmp_path, capsys):
         assert _plain(res) == _plain(fc.forecast_run(run, e)), e
         assert res[0].features.last_checkpoint == e and max(res[0].features.window) == e
     assert all(s > 0 for s in live.seconds.values())
-    assert live.text == fc.live_text(live.history[60], 60) and live.text.startswith("grok forecast @60: 0: ")
+    assert live.text == fl.live_text(live.history[60], 60) and live.text.startswith("grok forecast @60: 0: ")
     assert live.text in capsys.readouterr().err  # the progress bar's final postfix
 
 
 def test_live_forecast_every_and_final(tmp_path):
-    live = fc.LiveForecast(every=20)
+    live = fl.LiveForecast(every=20)
     train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 55})], tmp_path / "r", device="cpu",
           progress=False, forecast=live)
     assert sorted(live.history) == [20, 40, 55]  # every 20 epochs, and the final epoch (no multiple of 10)
@@ -169,7 +170,7 @@ def test_live_forecast_every_and_final(tmp_path):
 
 def test_live_forecast_time_budget():
     now = [0.0]
-    live = fc.LiveForecast(budget=0.05, clock=lambda: now[0])
+    live = fl.LiveForecast(budget=0.05, clock=lambda: now[0])
     assert live.due(10, 10, 100)  # the first checkpoint: always
     live._t0, live.seconds = 0.0, {10: 5.0}  # one update of 5 s, started at t = 0
     now[0] = 99.0
@@ -177,16 +178,16 @@ def test_live_forecast_time_budget():
     assert live.due(100, 10, 100)  # the final epoch: always
     now[0] = 100.0
     assert live.due(20, 10, 100) and not live.due(25, 10, 100)  # 5 s <= 5% of 100 s; 25 has no checkpoint
-    with pytest.raises(fc.ConfigError, match="forecast_budget=0 is invalid"):
-        fc.LiveForecast(budget=0)
+    with pytest.raises(fl.ConfigError, match="forecast_budget=0 is invalid"):
+        fl.LiveForecast(budget=0)
 
 
 def test_live_forecast_failure_does_not_stop_training(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(fc, "forecast_run", broken)
-    live = fc.LiveForecast(budget=None)
+    monkeypatch.setattr(fl, "forecast_run", broken)
+    live = fl.LiveForecast(budget=None)
     run = train([Config(seed=0, frac_train=0.5, **{**LIVE_KW, "epochs": 20})], tmp_path / "r", device="cpu",
                 progress=False, forecast=live)
     assert max(run.checkpoint_epochs) == 20 and sorted(live.errors) == [10, 20] and not live.history
@@ -196,8 +197,8 @@ def test_live_forecast_failure_does_not_stop_training(tmp_path, monkeypatch):
 def test_live_text():
     f = feats()
     mk = lambda m, g, p, lo, hi: fc.Forecast(m, 100, g, p, lo, hi, None, None, None, "x", f)  # noqa: E731
-    assert fc.live_text([mk(0, False, 3000.0, 2500.0, 4000.0)], 100) == "grok forecast @100: ~3,000 [2,500-4,000]"
-    text = fc.live_text([mk(0, True, 1170.0, 1170.0, 1170.0), mk(1, False, None, None, None)], 1200)
+    assert fl.live_text([mk(0, False, 3000.0, 2500.0, 4000.0)], 100) == "grok forecast @100: ~3,000 [2,500-4,000]"
+    text = fl.live_text([mk(0, True, 1170.0, 1170.0, 1170.0), mk(1, False, None, None, None)], 1200)
     assert text == "grok forecast @1,200: 0: grokked at 1,170; 1: no forecast yet"
 
 
@@ -208,7 +209,7 @@ def test_cli_train_forecast_without_bar_logs_lines(tmp_path, capsys):
     cap = capsys.readouterr()
     lines = [ln for ln in cap.err.splitlines() if "grok forecast" in ln]
     assert [ln.split(":")[0] for ln in lines] == ["r epoch 20", "r epoch 40"]
-    want = fc.live_text(fc.forecast_run(Run.load(out), 40), 40)
+    want = fl.live_text(fc.forecast_run(Run.load(out), 40), 40)
     assert lines[-1].startswith(f"r epoch 40: {want} (") and lines[-1].endswith(" s)")
     assert "forecast: 2 updates, median" in cap.err and "of this command's wall time" in cap.err
 
@@ -234,19 +235,19 @@ def test_cli_train_forecast_bad_input_exits_2(tmp_path, args, text, capsys):
 # ---------------------------------------------------------------------- --calibration FILE
 def test_forecast_with_a_calibration_file(tiny_run, tmp_path):
     from dataclasses import asdict
-    cal = fc.Calibration(scale=2.0, lo=-0.5, hi=0.25, base_a=3.0, base_b=0.5, base_lo=-0.1, base_hi=0.2, n=5,
-                         n_base=5)
+    cal = fcal.Calibration(scale=2.0, lo=-0.5, hi=0.25, base_a=3.0, base_b=0.5, base_lo=-0.1, base_hi=0.2, n=5,
+                           n_base=5)
     f = tmp_path / "eval.json"
     f.write_text(json.dumps({"summary": {}, "calibration": asdict(cal)}))
-    assert fc.load_calibration(f) == cal
+    assert fcal.load_calibration(f) == cal
     out = tmp_path / "fc.json"
     assert main(["forecast", str(tiny_run.path), "--until", "50", "--calibration", str(f), "--out", str(out)]) == 0
     doc = json.loads(out.read_text())
-    want = [fc.predict(g, cal) for g in fc.features_run(tiny_run, 50)]
+    want = [fc.predict(g, cal) for g in ff.features_run(tiny_run, 50)]
     assert [m["predicted"] for m in doc["models"]] == pytest.approx([w.predicted for w in want])
     assert [m["baseline"] for m in doc["models"]] == pytest.approx([w.baseline for w in want])
     assert doc["calibration"] == str(f)
-    live = fc.LiveForecast(calibration=cal)
+    live = fl.LiveForecast(calibration=cal)
     live(tiny_run.path, 50)
     assert _plain(live.history[50]) == _plain(fc.forecast_run(tiny_run, 50, cal))
 

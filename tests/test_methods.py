@@ -337,8 +337,8 @@ def test_method_flags_train_and_take_per_model_lists(tmp_path, capsys):
 
 def test_the_loss_figure_marks_slingshots():
     pytest.importorskip("plotly")
-    from grokscope.report import plots
-    from grokscope.report.plots_methods import mark_slingshots
+    from grokscope.report import plot_curves as plots
+    from grokscope.report.plot_curves import mark_slingshots
 
     loss = [2.0] * 5 + [1e-2, 1e-4, 1e-6, 1e-7, 5e-6, 3e-4, 2e-5, 5e-7, 1e-7, 1e-8, 2e-7, 1e-8]
     df = _metrics(loss).assign(test_loss=1.0, test_acc=0.5)

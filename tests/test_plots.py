@@ -1,4 +1,4 @@
-"""grokscope.report.plots: every figure of a tiny run, and the self-contained HTML report."""
+"""grokscope.report.plot_curves, .plot_fourier: every figure of a tiny run, and the self-contained HTML report."""
 
 import re
 
@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("plotly")
 
-from grokscope.report import plots, run as report
+from grokscope.report import plot_curves as plots, plot_fourier, run as report
 from grokscope.interp import analyze
 from grokscope.config import Config
 from grokscope.training.run import train
@@ -54,7 +54,7 @@ def test_per_key_and_interference(ctx):
     run, analysis, progress = ctx
     fig = plots.excluded_per_key(progress, model=1)
     assert [t.name for t in fig.data[:2]] == ["k = 1 removed", "k = 2 removed"]
-    fig8 = plots.interference(KEYS, 11)
+    fig8 = plot_fourier.interference(KEYS, 11)
     assert fig8.data[-1].y[0] == pytest.approx(len(KEYS))  # constructive at x = 0
     with pytest.raises(KeyError):
         report.figure(run, "nope", analysis=analysis, progress=progress)
@@ -97,7 +97,7 @@ def test_neuron_cluster_heatmap_is_localised():
 
     model = fourier_model(31, (3, 7, 10))
     res = an.analyze(model, fourier_dataset(31))
-    fig = plots.neuron_clusters(res, freq=7)
+    fig = plot_fourier.neuron_clusters(res, freq=7)
     heat = next(t for t in fig.data if t.type == "heatmap")
     z = np.abs(np.asarray(heat.z))
     assert z.shape[0] == res.neurons.clusters[7]

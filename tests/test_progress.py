@@ -10,7 +10,7 @@ import torch
 
 from grokscope.interp import analysis as an
 from grokscope.fourier import basis as fr
-from grokscope.measures import progress as pg
+from grokscope.measures import checkpoint_measures as cm, progress as pg
 from grokscope.report import run as report
 from grokscope.measures import tables
 from grokscope.fourier.keys import wl_keys
@@ -135,7 +135,7 @@ def test_default_keys_are_the_analysis_keys(tiny_run):
 
 def test_grid_logits_equal_forward_fast(tiny_run):
     cfg = tiny_run.configs[0].model_config
-    data = pg.ProgressData.build([tiny_run.dataset(0)], {0: []})
+    data = cm.ProgressData.build([tiny_run.dataset(0)], {0: []})
     stacked = [tiny_run.stacked_params(e) for e in (20, 100)]
     params = {n: torch.cat([d[n] for d in stacked]) for n in stacked[0]}
     M, p = 4, cfg.p
@@ -153,18 +153,18 @@ def test_grid_logits_equal_forward_fast(tiny_run):
 # ---------------------------------------------------------------------- Gini
 def test_gini_known_vectors():
     n = 56
-    assert float(pg.gini(torch.full((n,), 3.0))) == pytest.approx(0.0, abs=1e-15)
+    assert float(cm.gini(torch.full((n,), 3.0))) == pytest.approx(0.0, abs=1e-15)
     one = torch.zeros(n)
     one[7] = 2.5
-    assert float(pg.gini(one)) == pytest.approx((n - 1) / n)
-    assert math.isnan(float(pg.gini(torch.zeros(n))))
+    assert float(cm.gini(one)) == pytest.approx((n - 1) / n)
+    assert math.isnan(float(cm.gini(torch.zeros(n))))
     torch.manual_seed(0)
     x = torch.rand(5, 3, n)
-    g = pg.gini(x)
+    g = cm.gini(x)
     assert g.shape == (5, 3)
     assert float(g[2, 1]) == pytest.approx(plain_gini(x[2, 1]), rel=1e-12)
-    assert torch.allclose(pg.gini(x.transpose(0, 2), dim=0), g.T)
-    assert torch.allclose(pg.gini(7 * x), g)  # scale-free
+    assert torch.allclose(cm.gini(x.transpose(0, 2), dim=0), g.T)
+    assert torch.allclose(cm.gini(7 * x), g)  # scale-free
 
 
 # ---------------------------------------------------------------------- a hand-built Fourier model
@@ -174,8 +174,8 @@ def test_hand_built_fourier_model():
     model = fourier_model(P, tuple(keys), scale=scale)
     ds = fourier_dataset(P)
     params = {n: v.detach()[None] for n, v in model.state_dict().items()}
-    data = pg.ProgressData.build([ds], {0: keys})
-    res = pg.batch_measures(params, model.cfg, torch.zeros(1, dtype=torch.long), data)
+    data = cm.ProgressData.build([ds], {0: keys})
+    res = cm.batch_measures(params, model.cfg, torch.zeros(1, dtype=torch.long), data)
     v = {k: t[0].item() if t.ndim == 1 else t[0] for k, t in res.items()}
     full = v["test_loss"]
     assert v["train_acc"] == 1.0 and v["test_acc"] == 1.0 and full < 1e-3
@@ -189,7 +189,7 @@ def test_hand_built_fourier_model():
     assert float(v["single_freq_loss"][[k - 1 for k in others]].max()) < 10 * v["train_loss"]
     alphas = v["logit_coef"][[k - 1 for k in keys]]  # logits ~ scale * sum_k cos(w_k(a+b-c)) (up to the ReLU fit)
     assert torch.allclose(alphas, alphas.mean().expand(3), rtol=0.02) and float(alphas.mean()) > 0
-    w = pg.weight_measures(params)
+    w = cm.weight_measures(params)
     n = P // 2
     assert float(w["gini_W_L"][0]) == pytest.approx(1 - 2 * 3 * (3 / 2) / (3 * n), abs=0.02)  # 3 equal of 15
     assert float(w["gini_W_E"][0]) == pytest.approx(1 - 2 * 3 * (3 / 2) / (3 * n), abs=1e-6)  # float32 weights

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from .. import checks as ck
 from ..model import export as export_mod
-from ..measures import forecast as forecast_mod
+from ..measures import forecast as forecast_mod, forecast_calibration, forecast_live
 from ..report import experiment as experiment_report, sequence as seqreport
 from .. import numerics
 from ..training import run as runs, tracking
@@ -181,28 +181,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
             raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
         models = runs.Run.load(args.resume).meta["models"]
-        live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
-                                          Config.from_dict(models[0]).checkpoint_every)
+        live = forecast_live.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
+                                           Config.from_dict(models[0]).checkpoint_every)
         log = _logger(args, args.resume, models)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
                               log=log, forecast=live)
         finally:
             log.close() if log else None
-            forecast_mod.print_cost(live, time.perf_counter() - t0)
+            forecast_live.print_cost(live, time.perf_counter() - t0)
     else:
         configs = configs_from_args(args)
         out = args.out or f"runs/{args.preset}"
         runs.create_run(out, configs, args.overwrite)  # checked before a logger is opened
-        live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
-                                          configs[0].checkpoint_every)
+        live = forecast_live.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
+                                           configs[0].checkpoint_every)
         log = _logger(args, out, [c.to_dict() for c in configs])
         try:
             run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, until=args.until, log=log, forecast=live)
         finally:
             log.close() if log else None
-            forecast_mod.print_cost(live, time.perf_counter() - t0)
+            forecast_live.print_cost(live, time.perf_counter() - t0)
     _summary(run)
     return 0
 
@@ -401,8 +401,8 @@ def _add_forecast(sub) -> None:
                                    "2023. Writes RUN/forecast.json.")
     p.add_argument("run", help="run directory")
     p.add_argument("--until", type=UNTIL, required=True, help="use only checkpoints and metrics at epochs <= EPOCH")
-    p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
-                   help=f"restricted loss taken as grokked (default {forecast_mod.THRESHOLD:g})")
+    p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_calibration.THRESHOLD,
+                   help=f"restricted loss taken as grokked (default {forecast_calibration.THRESHOLD:g})")
     p.add_argument("--out", default=None, help="JSON output (default: RUN/forecast.json)")
     p.add_argument("--calibration", default=None, metavar="FILE", help="constants fitted on other models: the "
                    "JSON of benchmarks/forecast_eval.py (its 'calibration') or a bare Calibration object "
@@ -413,7 +413,7 @@ def _add_forecast(sub) -> None:
 def cmd_forecast(args: argparse.Namespace) -> int:
     run = _run_with_checkpoints(args.run)
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
-    cal = None if args.calibration is None else forecast_mod.load_calibration(args.calibration)
+    cal = None if args.calibration is None else forecast_calibration.load_calibration(args.calibration)
     res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
     print(forecast_mod.format_table(res))
     forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,

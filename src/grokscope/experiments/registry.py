@@ -23,7 +23,7 @@ On a cluster, ``OUT`` must be a path every node sees (a shared filesystem) and g
 
 The summary (:func:`summarise_run`) reuses the rest of grokscope: :meth:`grokscope.training.run.Run.milestones`, the
 progress cache and phases (:func:`grokscope.report.run_progress`, :func:`grokscope.measures.phases.phases_frame`), the
-Gini coefficients of the final weights (:func:`grokscope.measures.progress.weight_measures`) and the analysis
+Gini coefficients of the final weights (:func:`grokscope.measures.checkpoint_measures.weight_measures`) and the analysis
 (:func:`grokscope.interp.analysis.analyze`: logit FVE, the W_L directions' FVE, the skip-connection ablations).
 """
 
@@ -48,7 +48,7 @@ from ..interp.analysis import analyze
 from ..config import PER_MODEL_FIELDS, Config, ConfigError
 from ..numerics import configure_denormals
 from ..measures.phases import phases_frame
-from ..measures.progress import weight_measures
+from ..measures.checkpoint_measures import weight_measures
 from ..report.run import run_progress
 from ..training.run import Run, atomic_write
 from ..version import __version__

@@ -1,1 +1,12 @@
-"""measures"""
+"""Progress measures, phases and claims, and the grok forecast: checkpoints in, tidy tables out.
+
+* :mod:`.progress` the progress table of a run (batched over checkpoints; :mod:`.checkpoint_measures` computes
+  the measures of a chunk of stacked checkpoints, :mod:`.tables` the logits by blocks), :mod:`.phases` the
+  three phases and the §5.2 claims;
+* the forecast of the grokking epoch: :mod:`.forecast_features` (what it sees), :mod:`.forecast_calibration`
+  (constants fitted on other models), :mod:`.forecast` (the forecasts and their output), :mod:`.forecast_live`
+  (while training).
+
+May import tasks, model, fast, train, fourier and interp (and the shared ground: config, checks, files, ...);
+never report, experiments or cli.
+"""

@@ -1,6 +1,13 @@
-"""Figures and HTML pages: figures from tidy tables (:mod:`.plots`), the report of a run (:mod:`.run`), of an
-experiment (:mod:`.experiment`) and of a sequence-task run (:mod:`.sequence`), PNG export. May import everything
-below it (train, fourier, interp, measures); nothing below imports it."""
+"""Figures and HTML pages.
+
+* figures from tidy tables and analyses: :mod:`.plot_curves` (training curves, Figs 2, 7, 13-15, 18, 19, and the
+  slingshots), :mod:`.plot_fourier` (the Fourier structure and the mechanism, Figs 3-6, 8-12, 16, 17), on
+  :mod:`.plot_common` (plotly, colours);
+* the pages: the report of a run (:mod:`.run`: the progress cache, :data:`~.run.FIGURES` the figures by name, the
+  HTML file, PNG export), of an experiment (:mod:`.experiment`) and of a sequence-task run (:mod:`.sequence`).
+
+May import everything below it (tasks, model, fast, train, fourier, interp, measures); nothing below imports it.
+"""
 
 from .run import figure, report_html, run_progress, write_pngs
 

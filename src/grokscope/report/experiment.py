@@ -28,8 +28,9 @@ import torch
 
 from ..config import ConfigError
 from ..experiments.registry import EXPERIMENTS, Experiment, listing, run_experiment
-from .plots import _colour, thin_log
-from .run import _CSS, _html_table, figure
+from .plot_common import colour
+from .plot_curves import thin_log
+from .run import CSS, figure, html_table
 from ..training.run import atomic_write
 
 #: the authors' saved runs: $GROKSCOPE_REFERENCE, else ../shared/reference beside the checkout
@@ -257,7 +258,7 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
         m = exp.run(r.group).metrics
         m = m[(m["model"] == r.model) & (m["epoch"] > 0)]
         tr, te, every = ref[key]
-        c, lab = _colour(i), _label(r, exp.name)
+        c, lab = colour(i), _label(r, exp.name)
         for row, (col, theirs, step) in enumerate((("train_loss", tr, 1), ("test_loss", te, every)), start=1):
             s = thin_log(m[["epoch", col]].dropna(), col)
             fig.add_trace(go.Scatter(x=s["epoch"], y=s[col], mode="lines", line=dict(color=c), legendgroup=lab,
@@ -314,22 +315,22 @@ def report_html(exp: Experiment, path: str | Path | None = None, reference: Path
     parts = [f"<h1>grokscope experiment {html.escape(exp.name)}: {html.escape(str(exp.path))}</h1>",
              f"<p>{html.escape(spec.section)}. {html.escape(spec.doc)}.</p>",
              f"<p><b>The paper:</b> {html.escape(PAPER_WORDS.get(exp.name, ''))}</p>",
-             _html_table(exp.status().to_dict("records"), "Groups (one batched run each)", "status")]
+             html_table(exp.status().to_dict("records"), "Groups (one batched run each)", "status")]
     if len(summary):
-        parts.append(_html_table(summary_rows(summary, exp.name), "Per model: final losses, grokking epochs "
-                                 "(first epoch of train / test loss < 1e-6, of test accuracy > 99%), phase ends",
-                                 "summary"))
-        parts.append(_html_table(table5(summary, exp.name), "Table 5 columns: ours and the paper's matching rows "
-                                 "(MLP FVE: mean [std] over the W_L directions; two-layer models: not analysed)",
-                                 "table5"))
-        parts.append(_html_table(table6(summary, exp.name), "Table 6: skip connection around the MLP mean-ablated "
-                                 "(all pairs; mean (std) over the models)", "table6"))
+        parts.append(html_table(summary_rows(summary, exp.name), "Per model: final losses, grokking epochs "
+                                "(first epoch of train / test loss < 1e-6, of test accuracy > 99%), phase ends",
+                                "summary"))
+        parts.append(html_table(table5(summary, exp.name), "Table 5 columns: ours and the paper's matching rows "
+                                "(MLP FVE: mean [std] over the W_L directions; two-layer models: not analysed)",
+                                "table5"))
+        parts.append(html_table(table6(summary, exp.name), "Table 6: skip connection around the MLP mean-ablated "
+                                "(all pairs; mean (std) over the models)", "table6"))
     for i, (name, fig) in enumerate(figures(exp, summary, reference)):
         parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
                      + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
                      + "</section>")
     title = f"grokscope experiment {html.escape(exp.name)}"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style></head>"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
            f"<body>{''.join(parts)}</body></html>")
     path = Path(path) if path is not None else exp.path / REPORT
     atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))

@@ -4,8 +4,10 @@
   last checkpoint with the requested keys and spacing, else computed by :mod:`grokscope.measures.progress` and saved);
 * the phases file: ``phases.json`` (:func:`grokscope.measures.phases.phases_report`, :func:`write_phases`);
 * the figure context (:class:`FigureContext`: the analysis, progress table, phases, weight norms and keys of one
-  run, each computed once) and :data:`FIGURES`, the paper's figures by name (drawn by :mod:`grokscope.report.plots`);
-* the tables and the self-contained HTML file (:func:`report_html`), and the PNG export (:func:`write_pngs`).
+  run, each computed once) and :data:`FIGURES`, the registry of the paper's figures by name (drawn by
+  :mod:`grokscope.report.plot_curves` and :mod:`grokscope.report.plot_fourier`);
+* the tables and the self-contained HTML file (:func:`report_html`; :func:`html_table` and :data:`CSS` serve the
+  experiment and sequence-task pages too), and the PNG export (:func:`write_pngs`).
 
     from grokscope.report import figure, load_or_compute_progress, report_html
     df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
@@ -25,8 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from ..measures import phases as ph
-from . import plots
-from .plots_methods import mark_slingshots
+from . import plot_curves, plot_fourier
 from ..fourier.basis import weight_freq_norms
 from ..interp import analyze
 from ..measures.progress import compute_progress, resolve_keys
@@ -38,8 +39,8 @@ PHASES_FILE = "phases.json"
 
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
            "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "figure",
-           "table1", "table2", "phases_table", "milestones_table", "claims_table", "report_html", "write_pngs",
-           "write_png"]
+           "table1", "table2", "phases_table", "milestones_table", "claims_table", "html_table", "CSS", "report_html",
+           "write_pngs", "write_png"]
 
 
 # ---------------------------------------------------------------------- progress.parquet and phases.json
@@ -159,26 +160,26 @@ class FigureContext:
 
 
 FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
-    "losses": lambda c, **kw: mark_slingshots(plots.losses(c.run.metrics, c.phases, phase_model=c.model, **kw),
-                                              c.run.metrics, kw.get("models")),
-    "fourier_norms": lambda c, **kw: plots.fourier_norms(c.analysis, **kw),
-    "attention": lambda c, **kw: plots.attention(c.analysis, **kw),
-    "neuron": lambda c, **kw: plots.neuron(c.analysis, **kw),
-    "logit_fourier": lambda c, **kw: plots.logit_fourier(c.analysis, **kw),
-    "neuron_clusters": lambda c, **kw: plots.neuron_clusters(c.analysis, **kw),
-    "ablate_freqs": lambda c, **kw: plots.ablate_freqs(c.analysis, **kw),
-    "progress": lambda c, **kw: plots.progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
-    "interference": lambda c, **kw: plots.interference(c.analysis.keys, c.analysis.p, **kw),
-    "all_heads": lambda c, **kw: plots.all_heads(c.analysis, **kw),
-    "attention_fourier": lambda c, **kw: plots.attention_fourier(c.analysis, **kw),
-    "ov_fourier": lambda c, **kw: plots.ov_fourier(c.analysis, **kw),
-    "more_neurons": lambda c, **kw: plots.more_neurons(c.analysis, **kw),
-    "restricted_acc": lambda c, **kw: plots.restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
-    "logit_coefficients": lambda c, **kw: plots.logit_coefficients(c.progress, c.phases, model=c.model, **kw),
-    "excluded_per_key": lambda c, **kw: plots.excluded_per_key(c.progress, c.phases, model=c.model, **kw),
-    "fourier_norms_models": lambda c, **kw: plots.fourier_norms_models(c.weight_norms, c.keys, **kw),
-    "seed_losses": lambda c, **kw: plots.seed_losses(c.run.metrics, c.progress, c.phases, **kw),
-    "gini_models": lambda c, **kw: plots.gini_models(c.progress, c.phases, phase_model=c.model, **kw),
+    "losses": lambda c, **kw: plot_curves.mark_slingshots(
+        plot_curves.losses(c.run.metrics, c.phases, phase_model=c.model, **kw), c.run.metrics, kw.get("models")),
+    "fourier_norms": lambda c, **kw: plot_fourier.fourier_norms(c.analysis, **kw),
+    "attention": lambda c, **kw: plot_fourier.attention(c.analysis, **kw),
+    "neuron": lambda c, **kw: plot_fourier.neuron(c.analysis, **kw),
+    "logit_fourier": lambda c, **kw: plot_fourier.logit_fourier(c.analysis, **kw),
+    "neuron_clusters": lambda c, **kw: plot_fourier.neuron_clusters(c.analysis, **kw),
+    "ablate_freqs": lambda c, **kw: plot_fourier.ablate_freqs(c.analysis, **kw),
+    "progress": lambda c, **kw: plot_curves.progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
+    "interference": lambda c, **kw: plot_fourier.interference(c.analysis.keys, c.analysis.p, **kw),
+    "all_heads": lambda c, **kw: plot_fourier.all_heads(c.analysis, **kw),
+    "attention_fourier": lambda c, **kw: plot_fourier.attention_fourier(c.analysis, **kw),
+    "ov_fourier": lambda c, **kw: plot_fourier.ov_fourier(c.analysis, **kw),
+    "more_neurons": lambda c, **kw: plot_fourier.more_neurons(c.analysis, **kw),
+    "restricted_acc": lambda c, **kw: plot_curves.restricted_acc(c.progress, c.phases, phase_model=c.model, **kw),
+    "logit_coefficients": lambda c, **kw: plot_curves.logit_coefficients(c.progress, c.phases, model=c.model, **kw),
+    "excluded_per_key": lambda c, **kw: plot_curves.excluded_per_key(c.progress, c.phases, model=c.model, **kw),
+    "fourier_norms_models": lambda c, **kw: plot_fourier.fourier_norms_models(c.weight_norms, c.keys, **kw),
+    "seed_losses": lambda c, **kw: plot_curves.seed_losses(c.run.metrics, c.progress, c.phases, **kw),
+    "gini_models": lambda c, **kw: plot_curves.gini_models(c.progress, c.phases, phase_model=c.model, **kw),
 }
 
 #: Figures that compare the models of a run; a one-model report leaves them out (Figs 3, 2 and 7 show it).
@@ -206,7 +207,9 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
+def html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
+    """An HTML ``<table class=cls>`` of ``rows`` (dicts with the same keys: the columns) under ``caption``; floats
+    to 4 significant digits, dicts and lists as JSON, escaped."""
     if not rows:
         return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr><td>(none)</td></tr></table>'
     cols = list(rows[0])
@@ -264,7 +267,8 @@ def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{names.get(k, k): v for k, v in r.items()} for r in df.to_dict("records")]
 
 
-_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+#: the style sheet of every HTML page of the report (run, experiment, sequence task)
+CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
 
 
@@ -290,14 +294,14 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
                      + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
                      + "</section>")
     ad = ctx.analysis.to_dict()
-    head_tables = [_html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
-                               "milestones"),
-                   _html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
-    tables = [_html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
-              _html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
-              _html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
+    head_tables = [html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
+                              "milestones"),
+                   html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
+    tables = [html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
+              html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
+              html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
     title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>"
            f"</head><body><h1>{title}</h1>"
            + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
            + "".join(tables)

@@ -1,8 +1,8 @@
 """``grokscope report`` for the Appendix D.3 sequence-task runs (every task but the modular ones): one HTML file.
 
-* ``losses`` (Figs 29-34 top): train and test loss and accuracy over training (:func:`grokscope.report.plots.losses`),
-  the authors' saved curve of the same setup overlaid, dotted (when ``../shared/reference`` is there;
-  ``$GROKSCOPE_REFERENCE`` overrides it, as for :mod:`grokscope.report.experiment`);
+* ``losses`` (Figs 29-34 top): train and test loss and accuracy over training
+  (:func:`grokscope.report.plot_curves.losses`), the authors' saved curve of the same setup overlaid, dotted (when
+  ``../shared/reference`` is there; ``$GROKSCOPE_REFERENCE`` overrides it, as for :mod:`grokscope.report.experiment`);
 * ``per_token`` (digit addition, Fig 29 bottom): the test loss of each of the 6 sum digits over training, with the
   authors' per-token curve (``5_digit_addition_infinite_per_token.pth``) beside the infinite run's;
 * ``attention`` and ``head_scores`` (induction, skip trigram): the attention patterns that show the mechanism on a
@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import plots
+from .plot_common import as_array, colour, plotly_go
+from .plot_curves import losses, thin_log
 from ..model.authors import SAFE_GLOBALS
 from ..checks import ConfigError
 from .experiment import REFERENCE
 from ..files import atomic_write
-from .run import _CSS, _html_table, write_png
+from .run import CSS, html_table, write_png
 from ..tasks import Examples
 from ..training import Run
 
@@ -184,7 +185,7 @@ def scores_of_heads(probe: str, ex: Examples, pats: dict[int, torch.Tensor]) -> 
 
 
 def _attention_induction(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
-    go = plots._go()
+    go = plotly_go()
     from plotly.subplots import make_subplots
 
     _, pats = _patterns(run, epoch, N_EXAMPLES)
@@ -197,7 +198,7 @@ def _attention_induction(run: Run, epoch: int | None, scores: list[dict[str, Any
                         subplot_titles=[f"{t}, test example {j}" for _, t in heads for j in range(N_EXAMPLES)])
     for i, (r, _) in enumerate(heads, start=1):
         for j in range(N_EXAMPLES):
-            z = plots._np(pats[r["layer"]][j, r["head"]])
+            z = as_array(pats[r["layer"]][j, r["head"]])
             fig.add_trace(go.Heatmap(z=z, colorscale="Blues", zmin=0, zmax=1, showscale=(i == 1 and j == 0)),
                           row=i, col=j + 1)
     fig.update_yaxes(autorange="reversed", title_text="query position")
@@ -209,7 +210,7 @@ def _attention_induction(run: Run, epoch: int | None, scores: list[dict[str, Any
 
 
 def _attention_skip(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
-    go = plots._go()
+    go = plotly_go()
     from plotly.subplots import make_subplots
 
     n = 4 * N_EXAMPLES
@@ -222,7 +223,7 @@ def _attention_skip(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
     where = (tokens >= 10).nonzero()  # (n, 2): example, position
     for h in range(H):
         text = [[str(int(t)) for t in row] for row in tokens]
-        fig.add_trace(go.Heatmap(z=plots._np(p[:, h, -1, :]), colorscale="Blues", zmin=0, zmax=1, text=text,
+        fig.add_trace(go.Heatmap(z=as_array(p[:, h, -1, :]), colorscale="Blues", zmin=0, zmax=1, text=text,
                                  hovertemplate="example %{y} position %{x} token %{text}: %{z:.3f}<extra></extra>",
                                  showscale=h == 0), row=1, col=h + 1)
         fig.add_trace(go.Scatter(x=where[:, 1].numpy(), y=where[:, 0].numpy(), mode="markers",
@@ -236,7 +237,7 @@ def _attention_skip(run: Run, epoch: int | None, scores: list[dict[str, Any]]):
 
 
 def _head_scores_fig(run: Run, scores: list[dict[str, Any]]):
-    go = plots._go()
+    go = plotly_go()
     fig = go.Figure()
     labels = [f"L{r['layer']}H{r['head']}" for r in scores]
     for k in [k for k in scores[0] if k not in ("layer", "head")]:
@@ -257,8 +258,8 @@ def figure_names(run: Run) -> list[str]:
 
 
 def _losses(run: Run, reference: str | Path | None):
-    go = plots._go()
-    fig = plots.losses(run.metrics)
+    go = plotly_go()
+    fig = losses(run.metrics)
     for t in fig.data:
         if t.name:
             t.name = t.name.replace("model 0 ", "grokscope ")
@@ -266,7 +267,7 @@ def _losses(run: Run, reference: str | Path | None):
     for split, dash in (("train", "dot"), ("test", "dashdot")):
         if split not in ref:
             continue
-        s = plots.thin_log(ref[split][ref[split]["epoch"] > 0], "loss")
+        s = thin_log(ref[split][ref[split]["epoch"] > 0], "loss")
         fig.add_trace(go.Scatter(x=s["epoch"], y=s["loss"], mode="lines", line=dict(color="black", dash=dash,
                                                                                      width=1),
                                  name=f"authors {split}"), row=1, col=1)
@@ -281,19 +282,19 @@ def _losses(run: Run, reference: str | Path | None):
 
 
 def _per_token(run: Run, reference: str | Path | None):
-    go = plots._go()
+    go = plotly_go()
     df = run.metrics
     S = len([col for col in df.columns if col.startswith("test_loss_tok")])
     fig = go.Figure()
     for k in range(S):
         s = df[["epoch", f"test_loss_tok{k}"]].dropna()
-        fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"test_loss_tok{k}"], mode="lines", line=dict(color=plots._colour(k)),
+        fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"test_loss_tok{k}"], mode="lines", line=dict(color=colour(k)),
                                  name=f"grokscope test, token {k}", legendgroup=f"t{k}"))
     ref = reference_per_token(run, reference) if run.task.infinite and run.config.n_digits == 5 else None
     if ref is not None:
         for k in range(min(S, ref.shape[1])):
             fig.add_trace(go.Scatter(x=np.arange(len(ref)), y=ref[:, k], mode="lines",
-                                     line=dict(color=plots._colour(k), dash="dot"), name=f"authors, token {k}",
+                                     line=dict(color=colour(k), dash="dot"), name=f"authors, token {k}",
                                      legendgroup=f"t{k}"))
     note = (" (dotted: the authors' infinite-data run, " + str(run.task.reference_per_token) + ")") if ref is not None else ""
     fig.update_layout(title=f"Fig 29 (bottom): loss per sum digit (token 0 = the most significant){note}",
@@ -343,14 +344,14 @@ def seq_report_html(run: Run, path: str | Path, *, epoch: int | None = None,
                      + "</section>")
     ref_note = ("" if reference_curves(run, reference) else
                 f"<p>The authors' reference curves are not shown: {html.escape(str(_root(reference)))} is absent.</p>")
-    tables = [_html_table(milestones_rows(run, reference), "Milestones: ours and the authors' curve of the same "
-                          "setup (epochs; losses; max test/train loss ratio at the test epochs)", "milestones")]
+    tables = [html_table(milestones_rows(run, reference), "Milestones: ours and the authors' curve of the same "
+                         "setup (epochs; losses; max test/train loss ratio at the test epochs)", "milestones")]
     if scores:
-        tables.append(_html_table(scores, f"Attention scores per head (checkpoint {epoch}, 64 test examples)",
-                                  "head-scores"))
+        tables.append(html_table(scores, f"Attention scores per head (checkpoint {epoch}, 64 test examples)",
+                                 "head-scores"))
     c = run.config
     title = f"grokscope report: {html.escape(str(run.path))} ({c.task}, n_train {c.n_train or 'inf'})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{_CSS}</style>"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>"
            f"</head><body><h1>{title}</h1>" + ref_note + "".join(tables) + "".join(parts)
            + f"<h2>config (checkpoint {epoch} for the attention figures)</h2><pre>"
            + html.escape(json.dumps(c.to_dict(), indent=1)) + "</pre></body></html>")
