@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ..config import ConfigError
-from ..experiments.registry import EXPERIMENTS, Experiment, listing, run_experiment
+from ..experiments import EXPERIMENTS, Experiment, listing, run_experiment
 from .plots import _colour, thin_log
 from .run import _CSS, _html_table, figure
 from ..train.run import atomic_write
