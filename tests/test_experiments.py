@@ -12,7 +12,7 @@ from helpers import need_reference
 
 from grokscope.experiments import executors, registry, summary
 from grokscope.interp.analysis import analyze
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import Config, ConfigError
 from grokscope.experiments import EXPERIMENTS, Experiment, Spec, group_configs, open_experiment, run_experiment
 from grokscope.report.run import load_phases, load_progress

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from grokscope.measures import forecast as fc
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import Config
 from grokscope.train.run import Run, train
 
