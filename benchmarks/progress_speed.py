@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from grokscope.measures.progress import ROWS_PER_CHUNK, compute_progress
-    from grokscope.report.run import save_progress
+    from grokscope.measures.cache import save_progress
     from grokscope.training.run import Run
 
     run = Run.load(args.run)

@@ -228,7 +228,7 @@ _r(["{run}"], "metrics.parquet is damaged", _write("metrics.parquet", b"junk"))
 
 # ---------------------------------------------------------------------- running a case
 def make_base_run(path: Path) -> Path:
-    from grokscope.cli.commands import main
+    from grokscope.cli import main
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["train", "--out", str(path)] + TINY) == 0
     return path
@@ -243,7 +243,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 
 def run_case(case, base: Path, tmp: Path) -> tuple[bool, str]:
     """Run one case in ``tmp`` (a fresh folder) with a copy of ``base``; ``(clean, why)``."""
-    from grokscope.cli.commands import main
+    from grokscope.cli import main
     _, argv, damage, expect = case
     run = tmp / "run"
     shutil.copytree(base, run)

@@ -27,7 +27,7 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     import subprocess
     import sys
     # a listing of 4 MB, far more than a pipe holds, so the writer does meet the closed pipe
-    code = ("import sys; import grokscope.report.experiment as r; r.listing = lambda: 'seeds\\n' + 'x' * 4_000_000; "
+    code = ("import sys; import grokscope.cli.experiment as r; r.listing = lambda: 'seeds\\n' + 'x' * 4_000_000; "
             "from grokscope.cli import main; sys.exit(main(['experiment', 'list']))")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})

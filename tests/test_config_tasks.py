@@ -97,7 +97,7 @@ def test_config_is_validated_at_construction():
 
 
 def test_cli_types_come_from_the_field_types():
-    from grokscope.cli.commands import FIELD_TYPES, _conv
+    from grokscope.cli.train import FIELD_TYPES, _conv
 
     assert FIELD_TYPES["p"] is int and FIELD_TYPES["lr"] is float and FIELD_TYPES["op"] is str
     assert _conv(FIELD_TYPES["data_seed"], "data_seed", "none") is None

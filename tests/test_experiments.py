@@ -10,11 +10,11 @@ import pytest
 import torch
 from helpers import need_reference
 
-from grokscope.experiments import registry as ex
+from grokscope.experiments import executors, registry, summary
 from grokscope.interp.analysis import analyze
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import Config, ConfigError
-from grokscope.experiments.registry import EXPERIMENTS, Experiment, Spec, group_configs, run_experiment
+from grokscope.experiments import EXPERIMENTS, Experiment, Spec, group_configs, open_experiment, run_experiment
 from grokscope.report.run import load_phases, load_progress
 from grokscope.training.run import Run, train
 
@@ -90,11 +90,11 @@ def test_grouping_by_shape():
     assert [{(c.p, c.frac_train) for c in x} for x in g] == [{(53, 0.3)}, {(109, 0.3)}, {(401, 0.05)}, {(401, 0.1)},
                                                              {(401, 0.2)}]
     assert [len(x) for x in g] == [5, 5, 3, 3, 3]
-    assert [n["name"] for n in ex.plan("primes")["groups"]] == [
+    assert [n["name"] for n in registry.plan("primes")["groups"]] == [
         "00_p53_fractrain0.3", "01_p109_fractrain0.3", "02_p401_fractrain0.05", "03_p401_fractrain0.1",
         "04_p401_fractrain0.2"]
-    assert [n["name"] for n in ex.plan("frac")["groups"]][:2] == ["00_fractrain0.1", "01_fractrain0.2"]
-    assert [n["name"] for n in ex.plan("wd")["groups"]] == ["00"]
+    assert [n["name"] for n in registry.plan("frac")["groups"]][:2] == ["00_fractrain0.1", "01_fractrain0.2"]
+    assert [n["name"] for n in registry.plan("wd")["groups"]] == ["00"]
     # train sets within 10% share a group (no padding beyond it), farther ones do not
     cs = [Config(frac_train=f, seed=s) for f, s in ((0.3, 0), (0.32, 1), (0.5, 2), (0.31, 3))]
     assert [[c.seed for c in x] for x in group_configs(cs)] == [[0, 1, 3], [2]]
@@ -102,7 +102,7 @@ def test_grouping_by_shape():
 
 def test_epochs_override():
     assert {c.epochs for c in EXPERIMENTS["frac"].configs(epochs=2000)} == {2000}
-    with pytest.raises(ex.ConfigError, match="epochs=0 is invalid"):
+    with pytest.raises(registry.ConfigError, match="epochs=0 is invalid"):
         EXPERIMENTS["frac"].configs(epochs=0)
 
 
@@ -143,9 +143,9 @@ def test_summary_reuses_the_run_layers(tiny, monkeypatch, tmp_path):
     assert [m["ends"]["memorisation"] for m in ph] == [None if v != v else int(v) for v in s.memorisation_end]
     # the analysis columns: with keys given (the tiny models have none of their own) every column is a number,
     # and each is the analysis' own; with a threshold the tiny runs reach, the first epoch below it in the metrics
-    monkeypatch.setattr(ex, "analyze", lambda m, d: analyze(m, d, keys=[1, 2]))
-    monkeypatch.setattr(ex, "LOSS_THRESHOLD", float(ms.final_train_loss.median()))
-    again = ex.summarise_run(run, "wd", exp.groups[0].name)
+    monkeypatch.setattr(summary, "analyze", lambda m, d: analyze(m, d, keys=[1, 2]))
+    monkeypatch.setattr(summary, "LOSS_THRESHOLD", float(ms.final_train_loss.median()))
+    again = summary.summarise_run(run, "wd", exp.groups[0].name)
     res = analyze(run.model(None, 4), run.dataset(4), keys=[1, 2])
     r = again.iloc[4]
     fves = [d.fve for d in res.composition.directions]
@@ -157,10 +157,10 @@ def test_summary_reuses_the_run_layers(tiny, monkeypatch, tmp_path):
                                                                     ab["skip_mlp_mean"].after.acc_all)
     assert r.excluded_loss == ab["logits_excluded"].after.loss_train
     assert r.excluded_test_loss == ab["logits_excluded"].after.loss_test
-    assert again[list(ex.ANALYSIS_COLUMNS)].notna().all().all()
+    assert again[list(summary.ANALYSIS_COLUMNS)].notna().all().all()
     m = run.metrics
     for k in range(run.K):
-        e = m[(m.model == k) & (m.train_loss < ex.LOSS_THRESHOLD)].epoch
+        e = m[(m.model == k) & (m.train_loss < summary.LOSS_THRESHOLD)].epoch
         want = float(e.min()) if len(e) else float("nan")
         got = again.epoch_train_loss_1e6[k]
         assert got == want or (np.isnan(want) and np.isnan(got)), (k, got, want)
@@ -174,7 +174,7 @@ def _mtimes(path):
 
 def test_resume_skip_and_interrupted_summary(tmp_path):
     straight = run_experiment("seeds", tmp_path / "a", tiny=True, progress=False)
-    exp = ex._open(tmp_path / "b", "seeds", None, True)  # the plan, then a group killed at epoch 30
+    exp = open_experiment(tmp_path / "b", "seeds", None, True)  # the plan, then a group killed at epoch 30
     g = exp.groups[0]
     train(g.configs, g.path, device="cpu", progress=False, until=30)
     assert exp.status().state.tolist() == ["partial"] and exp.status().last_epoch.tolist() == [29]
@@ -223,18 +223,18 @@ def test_a_plan_saved_before_a_new_config_field_still_resumes(tmp_path):
     """An experiment started by an older grokscope has no entry for a Config field added since (here
     ``loss_dtype``): at its default the plan is the same plan and the experiment resumes; a saved value that is
     not the default is another plan and is refused."""
-    ex._open(tmp_path / "e", "seeds", None, True)
+    open_experiment(tmp_path / "e", "seeds", None, True)
     meta = tmp_path / "e" / "experiment.json"
     old = json.loads(meta.read_text())
     for g in old["groups"]:
         for m in g["models"]:
             del m["loss_dtype"]
     meta.write_text(json.dumps(old))
-    assert len(ex._open(tmp_path / "e", "seeds", None, True).groups) == 1
+    assert len(open_experiment(tmp_path / "e", "seeds", None, True).groups) == 1
     old["groups"][0]["models"][0]["loss_dtype"] = "float32"
     meta.write_text(json.dumps(old))
     with pytest.raises(ConfigError, match="is invalid for"):
-        ex._open(tmp_path / "e", "seeds", None, True)
+        open_experiment(tmp_path / "e", "seeds", None, True)
 
 
 def test_cli_runs_and_refuses_another_plan(tmp_path, capsys):
@@ -375,7 +375,7 @@ def test_a_local_pool_of_two_jobs_equals_groups_in_turn(tmp_path, monkeypatch):
     """``jobs=2``: the two groups train at once in two spawned processes (one thread each here, as the one-thread
     run in this process), with the same numbers as the groups trained in turn, and a rerun skips them."""
     monkeypatch.setitem(EXPERIMENTS, "two-groups", TWO_GROUPS)
-    monkeypatch.setattr(ex.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
     prev = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

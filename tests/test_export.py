@@ -125,7 +125,7 @@ def test_cli_export_and_run_method(tmp_path, capsys):
     from fuzz_cli import TINY
 
     from grokscope import Run
-    from grokscope.cli.commands import main
+    from grokscope.cli import main
 
     out = tmp_path / "r"
     assert main(["train", "--out", str(out), "--no-progress"] + TINY) == 0

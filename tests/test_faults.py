@@ -19,7 +19,7 @@ from helpers import tiny_config
 
 from grokscope import Run
 from grokscope.training import run as runs, trainer as training
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import ConfigError
 from grokscope.files import NoSpace, atomic_write, clean_stale_tmp
 from grokscope.training.run import resume, train
@@ -247,7 +247,7 @@ def test_interrupt_hint_names_the_real_directory(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(runs, "train", interrupted)
     assert main(["train", "--out", str(out)] + TINY) == 130
     assert f"grokscope train --resume {out}`" in capsys.readouterr().err
-    monkeypatch.setattr("grokscope.cli.commands.run_progress", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr("grokscope.cli.progress.run_progress", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     train([tiny_config(epochs=10)], tmp_path / "r", device="cpu", progress=False)
     assert main(["progress", str(tmp_path / "r")]) == 130
     err = capsys.readouterr().err

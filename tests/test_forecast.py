@@ -12,7 +12,7 @@ import pytest
 
 from grokscope.measures import (forecast as fc, forecast_calibration as fcal, forecast_features as ff,
                                 forecast_live as fl)
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import Config
 from grokscope.training.run import Run, train
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from helpers import tiny_config
 
 from grokscope import Run
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.config import Config, ConfigError
 from grokscope.fast.tables import forward_fast, forward_plain
 from grokscope.training.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy, stablemax_s)

@@ -10,7 +10,7 @@ import torch
 from helpers import tiny_config
 
 from grokscope import Run
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.report.run import figure, load_or_compute_progress
 from grokscope.training.run import atomic_write, resume, train
 

@@ -11,7 +11,7 @@ from test_seqtasks import tiny
 
 pytest.importorskip("plotly")
 
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.model.transformer import Transformer, config_from_authors_state_dict, from_authors_state_dict
 from grokscope.report.sequence import (attention_patterns, figure_names, milestones_rows, reference_curves, reference_per_token, scores_of_heads, seq_figure, seq_report_html)
 from grokscope.tasks.sequence import make_test_set, make_train_set, seq_preset

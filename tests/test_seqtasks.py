@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import need_reference
 
-from grokscope.cli.commands import main
+from grokscope.cli import main
 from grokscope.model.transformer import (Transformer, config_from_authors_state_dict, from_authors_state_dict, param_shapes)
 from grokscope.training.run import Run
 from grokscope.tasks.sequence import EQUALS, PLUS, SEQ_PRESETS, SeqConfig, seq_preset, make_test_set, make_train_set

@@ -10,7 +10,7 @@ import pytest
 
 from fuzz_cli import TINY
 from grokscope import Run
-from grokscope.cli.commands import main
+from grokscope.cli import main
 
 
 def need(module: str, extra: str):

@@ -382,7 +382,7 @@ def phases_report(run: Any, progress: pd.DataFrame, **kw) -> dict[str, Any]:
     """Phases and claims for every model of a run (a :class:`grokscope.training.run.Run`: its configs give each
     model's weight decay) from its tidy progress table (:mod:`grokscope.measures.progress`). ``kw`` go to
     :func:`detect_phases` (``theta``, ``window``, ``generalised_acc``, ``rule``). Writes nothing
-    (:func:`grokscope.report.write_phases` saves it)."""
+    (:func:`grokscope.measures.cache.write_phases` saves it)."""
     return phases_of(progress, [c.weight_decay for c in run.configs], **kw)
 
 

@@ -6,7 +6,7 @@ Entry points::
     df = compute_progress(Run.load("runs/x"))  # tidy DataFrame: model, epoch, measure, freq, value
     wide(df, model=0)                          # one row per epoch, one column per measure
 
-(``progress.parquet``, the saved table, is :mod:`grokscope.report`'s: ``load_or_compute_progress(run)``.)
+(``progress.parquet``, the saved table, is :mod:`grokscope.measures.cache`'s: ``load_or_compute_progress(run)``.)
 
 Every measure is computed for every model of the run at every checkpoint (``every=n``: every n-th one, the
 last always included), from the checkpoint's parameters, in chunks of checkpoints x models stacked on a

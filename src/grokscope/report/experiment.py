@@ -1,4 +1,4 @@
-"""An experiment's report (``OUT/report.html``) and the ``grokscope experiment`` command.
+"""An experiment's report (``OUT/report.html``; the command is :mod:`grokscope.cli.experiment`).
 
 The report puts the experiment's summary (:attr:`grokscope.experiments.Experiment.summary`) next to the paper's
 numbers for the same rows (:data:`PAPER_TABLE5`, :data:`PAPER_TABLE6`, :data:`PAPER_WORDS`) and draws:
@@ -15,7 +15,6 @@ numbers for the same rows (:data:`PAPER_TABLE5`, :data:`PAPER_TABLE6`, :data:`PA
 
 from __future__ import annotations
 
-import argparse
 import html
 import math
 import os
@@ -26,8 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..config import ConfigError
-from ..experiments.registry import EXPERIMENTS, Experiment, listing, run_experiment
+from ..experiments import EXPERIMENTS, Experiment
 from .plot_common import colour
 from .plot_curves import thin_log
 from .run import CSS, figure, html_table
@@ -122,7 +120,9 @@ def _matches(row: pd.Series, match: dict[str, Any]) -> bool:
     return all(k in row and row[k] == v for k, v in match.items())
 
 
-def _label(row: pd.Series, exp: str) -> str:
+def model_label(row: pd.Series, exp: str) -> str:
+    """A summary row's model in words: the experiment's varied field's value (and the fraction, for ``primes``)
+    and the seed."""
     v = VARIED.get(exp)
     parts = ([f"{v}={row[v]:g}" if isinstance(row[v], (int, float)) else f"{v}={row[v]}"] if v and v in row else [])
     if exp == "primes":
@@ -130,7 +130,8 @@ def _label(row: pd.Series, exp: str) -> str:
     return ", ".join(parts + [f"seed {row['seed']}"])
 
 
-def _f(x: Any, digits: int = 3) -> str:
+def fmt(x: Any, digits: int = 3) -> str:
+    """A table cell: a float to ``digits`` significant digits, NaN and None as empty, anything else as text."""
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return ""
     if isinstance(x, float):
@@ -146,8 +147,8 @@ def table5(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
     shown: set[int] = set()
     rows = []
     for _, r in summary.iterrows():
-        rows.append({"source": "grokscope", "model": _label(r, exp), "test loss": _f(r.final_test_loss),
-                     "Gini(W_E)": _f(r.gini_W_E, 2), "Gini(W_L)": _f(r.gini_W_L, 2),
+        rows.append({"source": "grokscope", "model": model_label(r, exp), "test loss": fmt(r.final_test_loss),
+                     "Gini(W_E)": fmt(r.gini_W_E, 2), "Gini(W_L)": fmt(r.gini_W_L, 2),
                      "key frequencies": ", ".join(map(str, r["keys"])), "logit FVE": _pct(r.logit_fve),
                      "MLP FVE [std]": _pct(r.mlp_fve) + (f" [{_pct(r.mlp_fve_std)}]" if r.mlp_fve == r.mlp_fve else ""),
                      "test acc": _pct(r.final_test_acc)})
@@ -155,8 +156,8 @@ def table5(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
             if i not in shown and _matches(r, pr["match"]):
                 shown.add(i)
                 rows.append({"source": "paper", "model": ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp,
-                             "test loss": _f(pr["test_loss"]), "Gini(W_E)": _f(pr["gini_W_E"], 2),
-                             "Gini(W_L)": _f(pr["gini_W_L"], 2), "key frequencies": ", ".join(map(str, pr["keys"])),
+                             "test loss": fmt(pr["test_loss"]), "Gini(W_E)": fmt(pr["gini_W_E"], 2),
+                             "Gini(W_L)": fmt(pr["gini_W_L"], 2), "key frequencies": ", ".join(map(str, pr["keys"])),
                              "logit FVE": _pct(pr["logit_fve"]),
                              "MLP FVE [std]": f"{_pct(pr['mlp_fve'])} [{_pct(pr['mlp_fve_std'])}]", "test acc": ""})
     return rows
@@ -176,15 +177,15 @@ def table6(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
         what = ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp
         if len(sel):
             rows.append({"source": "grokscope", "rows": f"{what} ({len(sel)} models)",
-                         "loss": f"{_f(sel.loss_all.mean())} ({_f(sel.loss_all.std())})",
+                         "loss": f"{fmt(sel.loss_all.mean())} ({fmt(sel.loss_all.std())})",
                          "accuracy": _pct(sel.acc_all.mean()),
-                         "ablated loss": f"{_f(sel.skip_mean_loss.mean())} ({_f(sel.skip_mean_loss.std())})",
+                         "ablated loss": f"{fmt(sel.skip_mean_loss.mean())} ({fmt(sel.skip_mean_loss.std())})",
                          "ablated accuracy": _pct(sel.skip_mean_acc.mean()),
-                         "zero-ablated loss": _f(sel.skip_zero_loss.mean())})
+                         "zero-ablated loss": fmt(sel.skip_zero_loss.mean())})
         if "loss" in pr:
-            rows.append({"source": "paper", "rows": what, "loss": f"{_f(pr['loss'])} ({_f(pr['loss_std'])})",
+            rows.append({"source": "paper", "rows": what, "loss": f"{fmt(pr['loss'])} ({fmt(pr['loss_std'])})",
                          "accuracy": _pct(pr["acc"]),
-                         "ablated loss": f"{_f(pr['ablated_loss'])} ({_f(pr['ablated_loss_std'])})",
+                         "ablated loss": f"{fmt(pr['ablated_loss'])} ({fmt(pr['ablated_loss_std'])})",
                          "ablated accuracy": _pct(pr["ablated_acc"]), "zero-ablated loss": ""})
     return rows
 
@@ -195,7 +196,7 @@ SUMMARY_COLUMNS = ("group", "model", "final_train_loss", "final_test_loss", "fin
 
 
 def summary_rows(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
-    return [{"config": _label(r, exp), **{c: _f(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
+    return [{"config": model_label(r, exp), **{c: fmt(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
             for _, r in summary.iterrows()]
 
 
@@ -258,7 +259,7 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
         m = exp.run(r.group).metrics
         m = m[(m["model"] == r.model) & (m["epoch"] > 0)]
         tr, te, every = ref[key]
-        c, lab = colour(i), _label(r, exp.name)
+        c, lab = colour(i), model_label(r, exp.name)
         for row, (col, theirs, step) in enumerate((("train_loss", tr, 1), ("test_loss", te, every)), start=1):
             s = thin_log(m[["epoch", col]].dropna(), col)
             fig.add_trace(go.Scatter(x=s["epoch"], y=s[col], mode="lines", line=dict(color=c), legendgroup=lab,
@@ -279,7 +280,7 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
 def _losses(exp: Experiment, group: str, summary: pd.DataFrame):
     """The run report's ``losses`` figure of one group, its traces named by the models' configs."""
     fig = figure(exp.run(group), "losses")
-    labels = {int(r.model): _label(r, exp.name) for _, r in summary[summary.group == group].iterrows()}
+    labels = {int(r.model): model_label(r, exp.name) for _, r in summary[summary.group == group].iterrows()}
     for t in fig.data:
         if t.name and t.name.startswith("model "):
             m, rest = t.name[6:].split(" ", 1)
@@ -337,64 +338,5 @@ def report_html(exp: Experiment, path: str | Path | None = None, reference: Path
     return path
 
 
-# ---------------------------------------------------------------------- the command
-def _seed_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds={text!r} is invalid: must be integers separated by commas, "
-                                         "e.g. 0 or 0,1") from None
-
-
-def add_parser(sub) -> None:
-    """``grokscope experiment list`` / ``grokscope experiment NAME --out DIR ...`` (registered by the CLI)."""
-    p = sub.add_parser("experiment", help="the paper's experiments, one command each (list: what there is)",
-                       description="Run one of the paper's experiments (Appendices C.2, D.1, D.2): its models are "
-                                   "trained in batched groups, locally or as Ray tasks; a rerun resumes unfinished "
-                                   "groups and skips finished ones; then OUT/summary.parquet and OUT/report.html. "
-                                   "`grokscope experiment list` lists them.")
-    p.add_argument("name", help="list | " + " | ".join(EXPERIMENTS))
-    p.add_argument("--out", help="experiment directory (default exp/NAME)")
-    p.add_argument("--epochs", type=int, default=None, help="train every model this many epochs (a shortened run)")
-    p.add_argument("--seeds", type=_seed_list, default=None, help="only the models of these seeds, e.g. 0 or 0,1 "
-                                                                  "(a cheaper look: one seed of each setting)")
-    p.add_argument("--tiny", action="store_true", help="shrink every model to seconds (p 7.., d_model 8.., 60 "
-                                                       "epochs): tests and quick looks at the machinery")
-    p.add_argument("--executor", default="local", help="local | ray (default local)")
-    p.add_argument("--address", default=None, help="Ray cluster address (e.g. ray://head:10001); default: a local Ray")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--jobs", type=int, default=1, help="local: groups trained at once, each in its own process "
-                                                       "with cpu_count/JOBS threads (default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html")
-
-
-def command(args: argparse.Namespace) -> int:
-    if args.name == "list":
-        print(listing())
-        return 0
-    spec = EXPERIMENTS.get(args.name)
-    if spec is None:
-        raise ConfigError(f"experiment={args.name!r} is invalid: must be one of list, {', '.join(EXPERIMENTS)}")
-    out = Path(args.out or f"exp/{args.name}")
-    exp = run_experiment(args.name, out, epochs=args.epochs, tiny=args.tiny, executor=args.executor,
-                         address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs,
-                         seeds=args.seeds)
-    s = exp.summary
-    print(f"experiment {exp.name}: {len(exp.groups)} groups, {len(s)} models -> {exp.path / 'summary.parquet'}")
-    for _, r in s.iterrows():
-        print(f"  {r.group} model {r.model} ({_label(r, exp.name)}): train {r.final_train_loss:.2e} test "
-              f"{r.final_test_loss:.2e} acc {r.final_test_acc:.3f}; test loss < 1e-6 at {_f(r.epoch_test_loss_1e6)}, "
-              f"test acc > 99% at {_f(r.epoch_test_acc_99)}")
-    if not args.no_report:
-        try:
-            import plotly  # noqa: F401  (an optional extra)
-        except ImportError:
-            print("no report.html: it needs plotly (pip install 'grokscope[plots]')")
-            return 0
-        print(f"wrote {report_html(exp)}")
-    return 0
-
-
 __all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "PAPER_WORDS", "VARIED", "table5", "table6", "summary_rows",
-           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "add_parser", "command"]
+           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "model_label", "fmt"]

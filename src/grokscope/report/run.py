@@ -1,8 +1,7 @@
-"""The report: what ``grokscope progress`` and ``grokscope report`` do with a run, above the figures.
+"""The report: what ``grokscope report`` does with a run, above the figures.
 
-* the progress cache: ``progress.parquet`` (:func:`load_or_compute_progress`: reused while it covers the run's
-  last checkpoint with the requested keys and spacing, else computed by :mod:`grokscope.measures.progress` and saved);
-* the phases file: ``phases.json`` (:func:`grokscope.measures.phases.phases_report`, :func:`write_phases`);
+* the progress cache and the phases file (``progress.parquet``, ``phases.json``: :func:`load_or_compute_progress`,
+  :func:`run_progress`, :func:`write_phases`, ...) are :mod:`grokscope.measures.cache`'s, re-exported here;
 * the figure context (:class:`FigureContext`: the analysis, progress table, phases, weight norms and keys of one
   run, each computed once) and :data:`FIGURES`, the registry of the paper's figures by name (drawn by
   :mod:`grokscope.report.plot_curves` and :mod:`grokscope.report.plot_fourier`);
@@ -30,84 +29,16 @@ from ..measures import phases as ph
 from . import plot_curves, plot_fourier
 from ..fourier.basis import weight_freq_norms
 from ..interp import analyze
-from ..measures.progress import compute_progress, resolve_keys
-from ..files import atomic_write, clean_stale_tmp, load
+from ..measures.cache import (PHASES_FILE, PROGRESS_FILE, load_or_compute_progress, load_phases, load_progress,
+                              run_progress, save_progress, write_phases)
+from ..measures.progress import resolve_keys
+from ..files import atomic_write
 from ..training.run import Run
-
-PROGRESS_FILE = "progress.parquet"
-PHASES_FILE = "phases.json"
 
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
            "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "figure",
            "table1", "table2", "phases_table", "milestones_table", "claims_table", "html_table", "CSS", "report_html",
            "write_pngs", "write_png"]
-
-
-# ---------------------------------------------------------------------- progress.parquet and phases.json
-def save_progress(run: Run, df: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
-    """Compute (unless ``df`` is given; ``kw`` go to :func:`compute_progress`) and write ``progress.parquet``
-    into the run directory, atomically. Returns the frame."""
-    if df is None:
-        df = compute_progress(run, **kw)
-    clean_stale_tmp(run.path)
-    atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
-    return df
-
-
-def load_progress(run: Run) -> pd.DataFrame:
-    """The saved ``progress.parquet`` of a run (``attrs`` restored); a damaged one is one line (DamagedFile)."""
-    cols = {"model", "epoch", "measure", "value"}
-    return load(run.path / PROGRESS_FILE, pd.read_parquet,
-                lambda df: None if cols <= set(df.columns) else f"columns {list(df.columns)}, expected {sorted(cols)}",
-                hint=f"it is a cache: delete it, or `grokscope progress {run.path} --recompute`")
-
-
-def _up_to_date(df: pd.DataFrame, run, keys, every: int | None) -> bool:
-    """Whether a saved table covers the run's checkpoints with the requested keys and spacing (and has the
-    ``freq`` column: one saved before it existed is recomputed)."""
-    if "freq" not in df.columns or not len(df) or not run.checkpoint_epochs or int(df["epoch"].max()) != run.checkpoint_epochs[-1]:
-        return False
-    if every is not None and int(df.attrs.get("every", -1)) != int(every):
-        return False
-    if keys is not None:
-        saved = {int(k): [int(x) for x in v] for k, v in df.attrs.get("keys", {}).items()}
-        return saved == resolve_keys(run, keys)
-    return True
-
-
-def load_or_compute_progress(run: Run, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
-                             every: int | None = None, recompute: bool = False, **kw) -> pd.DataFrame:
-    """The saved ``progress.parquet`` if it covers the run's last checkpoint (and was made with ``keys`` /
-    ``every`` where those are given) and ``recompute`` is false; else :func:`save_progress` (computed with
-    ``keys``, ``every`` (default 1) and ``kw``)."""
-    if not recompute and (run.path / PROGRESS_FILE).is_file():
-        df = load_progress(run)
-        if _up_to_date(df, run, keys, every):
-            return df
-    return save_progress(run, keys=keys, every=1 if every is None else every, **kw)
-
-
-def run_progress(run: Run, *, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None,
-                 every: int | None = None, recompute: bool = False, **kw) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """What ``grokscope progress RUN`` does: ``progress.parquet`` (:func:`load_or_compute_progress`), then the
-    phases and claims (:func:`grokscope.measures.phases.phases_report`, written to ``phases.json``). Returns both;
-    :func:`grokscope.measures.phases.summary` turns the report into text."""
-    df = load_or_compute_progress(run, keys=keys, every=every, recompute=recompute, **kw)
-    return df, write_phases(run, ph.phases_report(run, df))
-
-
-def write_phases(run: Run, report: dict[str, Any]) -> dict[str, Any]:
-    """Write a phases report (:func:`grokscope.measures.phases.phases_report`) to ``phases.json``, atomically; returns it."""
-    text = json.dumps(report, indent=2)
-    atomic_write(run.path / PHASES_FILE, lambda tmp: Path(tmp).write_text(text))
-    return report
-
-
-def load_phases(run: Run) -> dict[str, Any]:
-    """The saved ``phases.json`` of a run; a damaged one is one line (DamagedFile)."""
-    return load(run.path / PHASES_FILE, lambda f: json.loads(f.read_text()),
-                lambda d: None if isinstance(d, dict) and isinstance(d.get("models"), (list, dict)) else
-                "not a phases report (no 'models')", hint=f"delete it, or `grokscope progress {run.path}`")
 
 
 # ---------------------------------------------------------------------- dispatch

@@ -1,0 +1,36 @@
+"""``grokscope export``: one model of a run at a checkpoint written as a TransformerLens model file
+(:mod:`grokscope.model.export`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import checks as ck
+from ..model import export as export_mod
+from ..files import check_output
+from .common import EPOCH, MODEL, run_checkpoint, run_with_checkpoints
+
+
+def add(sub) -> argparse.ArgumentParser:
+    """The ``grokscope export`` parser, added to the subcommands ``sub``."""
+    p = sub.add_parser("export", help="write a checkpoint as a TransformerLens model file",
+                       description="Write one model of a run at a checkpoint as a TransformerLens HookedTransformer "
+                                   "state dict and config (torch.save of {'cfg', 'state_dict'}); load it with "
+                                   "grokscope.model.export.load_transformer_lens(FILE).")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint epoch (default: the last)")
+    p.add_argument("--model", type=MODEL, default=0, help="model index in a batched run (default 0)")
+    p.add_argument("--to", required=True, help="format: transformer-lens")
+    p.add_argument("--out", required=True, help="output file (e.g. model.pt)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    ck.choice("to", args.to, ("transformer-lens",))
+    run = run_with_checkpoints(args.run)
+    epoch = run_checkpoint(run, args.epoch, args.model)
+    out = check_output("out", Path(args.out))
+    export_mod.save(run.model(epoch, args.model), out)
+    print(f"wrote {out} (model {args.model} epoch {epoch}, TransformerLens HookedTransformer format)")
+    return 0

@@ -1,0 +1,42 @@
+"""``grokscope forecast``: each model's grokking epoch forecast from the checkpoints up to ``--until``
+(:mod:`grokscope.measures.forecast`), printed and written to ``forecast.json``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..measures import forecast as forecast_mod
+from ..files import check_output
+from .common import LOSS_THRESHOLD, UNTIL, run_with_checkpoints
+
+
+def add(sub) -> argparse.ArgumentParser:
+    """The ``grokscope forecast`` parser, added to the subcommands ``sub``."""
+    p = sub.add_parser("forecast", help="forecast each model's grokking epoch from the checkpoints up to --until",
+                       description="Forecast, per model, the epoch at which test accuracy passes 99%, from the "
+                                   "checkpoints and metrics at epochs <= --until only (key frequencies chosen at "
+                                   "the last allowed checkpoint): the restricted loss's log-linear trend "
+                                   "extrapolated to a threshold, beside the spectral baseline of Notsawo et al. "
+                                   "2023. Writes RUN/forecast.json.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--until", type=UNTIL, required=True, help="use only checkpoints and metrics at epochs <= EPOCH")
+    p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
+                   help=f"restricted loss taken as grokked (default {forecast_mod.THRESHOLD:g})")
+    p.add_argument("--out", default=None, help="JSON output (default: RUN/forecast.json)")
+    p.add_argument("--calibration", default=None, metavar="FILE", help="constants fitted on other models: the "
+                   "JSON of benchmarks/forecast_eval.py (its 'calibration') or a bare Calibration object "
+                   "(default: uncalibrated, scale 1, interval x/÷ 2; the baseline fitted on the run's other models "
+                   "that grokked by --until)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    run = run_with_checkpoints(args.run)
+    out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
+    cal = None if args.calibration is None else forecast_mod.load_calibration(args.calibration)
+    res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
+    print(forecast_mod.format_table(res))
+    forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,
+                                calibration=args.calibration)
+    print(f"wrote {out}")
+    return 0

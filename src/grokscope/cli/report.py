@@ -1,0 +1,85 @@
+"""``grokscope report``: the paper's figures and tables of a run in one self-contained HTML file, or as PNG files
+(:mod:`grokscope.report.run`; a sequence-task run: :mod:`grokscope.report.sequence`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..report import sequence as seqreport
+from ..config import ConfigError
+from ..files import check_output
+from ..measures.cache import PHASES_FILE, PROGRESS_FILE
+from ..report.run import report_html, write_pngs
+from ..training.seqrun import SeqRun, is_seq_run
+from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints
+
+
+def add(sub) -> argparse.ArgumentParser:
+    """The ``grokscope report`` parser, added to the subcommands ``sub``."""
+    p = sub.add_parser("report", help="the paper's figures for a run, in one self-contained HTML file",
+                       description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
+                                   "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
+                                   "claims table into one HTML file that opens offline. Computes progress.parquet "
+                                   "and phases.json first if the run has none. On a sequence-task run (Appendix D.3): its loss "
+                                   "curves over the authors', per-token losses (digit addition) or attention "
+                                   "patterns and head scores (induction, skip trigram).")
+    p.add_argument("run", help="run directory")
+    p.add_argument("-o", "--out", default=None, help="HTML file (default RUN/report.html)")
+    p.add_argument("--png", default=None, metavar="DIR", help="write the figures as PNG images into DIR instead "
+                                                              "(needs `pip install kaleido` and a local Chromium)")
+    p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint analysed for the per-model figures (default: last)")
+    p.add_argument("--model", type=MODEL, default=0, help="model analysed for the per-model figures (default 0)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Everything is checked first (run, model, epoch, finite weights, output paths); nothing is written before."""
+    if is_seq_run(args.run):
+        return _run_seq_report(args)
+    run = run_with_checkpoints(args.run)
+    run_checkpoint(run, args.epoch, args.model)
+    final_finite(run, "report", "analyse an earlier checkpoint with `grokscope analyze RUN --epoch E`")
+    try:
+        import plotly  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    for name in (PROGRESS_FILE, PHASES_FILE):
+        check_output("run", run.path / name)
+    if args.png:
+        check_output("png", args.png, kind="dir")
+        try:
+            paths = write_pngs(run, args.png, epoch=args.epoch, model=args.model)
+        except ImportError as e:
+            raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
+        print(f"wrote {len(paths)} PNG files into {args.png}")
+        return 0
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    path = report_html(run, out, epoch=args.epoch, model=args.model)
+    print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _run_seq_report(args: argparse.Namespace) -> int:
+    """``grokscope report`` on a sequence-task run (:mod:`grokscope.report.sequence`)."""
+    run = SeqRun.load(args.run)
+    if args.model != 0:
+        raise ConfigError(f"model={args.model} is invalid: a sequence-task run has one model (0)")
+    run.metrics  # noqa: B018 - read to check it
+    try:
+        import plotly  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
+    epoch = seqreport.check_epoch(run, args.epoch)
+    if args.png:
+        check_output("png", args.png, kind="dir")
+        try:
+            paths = seqreport.write_seq_pngs(run, args.png, epoch=epoch)
+        except ImportError as e:
+            raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
+        print(f"wrote {len(paths)} PNG files into {args.png}")
+        return 0
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    path = seqreport.seq_report_html(run, out, epoch=epoch)
+    print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
+    return 0
