@@ -95,7 +95,8 @@ def plain_loop(cfg, dev, state=None):
     """One epoch of the authors'-style loop, as a closure; ``state`` loads weights and Adam moments."""
     from grokscope.model.transformer import Transformer
     from grokscope.tasks.modular import make_dataset
-    from grokscope.training.trainer import ParamLayout, cross_entropy_float64
+    from grokscope.training.optim import ParamLayout
+    from grokscope.training.losses import cross_entropy_float64
     ds = make_dataset(cfg)
     model = Transformer(cfg.model_config, seed=cfg.seed).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2))
@@ -178,7 +179,7 @@ def main() -> None:
 
     from grokscope.config import Config
     from grokscope.tasks.modular import make_dataset
-    from grokscope.training.trainer import resolve_device
+    from grokscope.training.optim import resolve_device
     dev = resolve_device(args.device)
     cfg = Config(epochs=100000)
     ds = make_dataset(cfg)

@@ -60,3 +60,22 @@ def assert_close_tree(got, want, *, rtol: float, atol: float, path: str = "", sk
         assert abs(got - want) <= rtol * max(abs(got), abs(want)) + atol, (path, got, want)
     else:
         assert got == want, (path, got, want)
+
+
+def tiny(task: str, **kw) -> Config:
+    """A tiny config of a sampled task (one layer unless given): 32 train and 40 test examples, 30 steps."""
+    base = dict(task=task, n_train=32, n_test=40, d_model=16, n_heads=2, n_layers=1, epochs=30, test_every=5,
+                checkpoint_every=10)
+    if task.replace("_", "-") == "repeated-subsequence":
+        base |= dict(seq_len=20, subseq_len=4, num_repeats=3, vocab=12)
+    if task.replace("_", "-") == "digit-addition":
+        base |= dict(n_digits=3, d_mlp=32)
+    return Config(**{**base, **kw})
+
+
+def train_examples(cfg: Config):
+    return cfg.make_task().train_set()
+
+
+def held_out(cfg: Config):
+    return cfg.make_task().test_set()

@@ -6,7 +6,7 @@ from helpers import need_reference
 
 from grokscope.model.authors import authors_task_config, load_authors_model
 from grokscope.tasks.modular import make_dataset
-from grokscope.training.trainer import cross_entropy_float64
+from grokscope.training.losses import cross_entropy_float64
 
 
 def _train_loss(name, seed, frac):

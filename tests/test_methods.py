@@ -19,7 +19,8 @@ from grokscope.training.methods import (orthogonal_grad, renormalise_, slingshot
 from grokscope.model.transformer import Transformer, init_params
 from grokscope.training.run import resume, train
 from grokscope.tasks.modular import make_dataset
-from grokscope.training.trainer import NEW_METRICS, Trainer, cross_entropy_float64
+from grokscope.training.trainer import NEW_METRICS, Trainer
+from grokscope.training.losses import cross_entropy_float64
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

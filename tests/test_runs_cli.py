@@ -28,7 +28,7 @@ def test_run_directory(tmp_path):
     assert df[df.epoch % 5 == 0].test_loss.notna().all() and df[df.epoch % 5 != 0].test_loss.isna().all()
     m = run.model(model=1)
     ds = run.dataset(1)
-    from grokscope.training.trainer import cross_entropy_float64
+    from grokscope.training.losses import cross_entropy_float64
     with torch.no_grad():
         loss = cross_entropy_float64(m.answer_logits(ds.tokens[ds.train_idx]), ds.labels[ds.train_idx]).mean()
     final = df[(df.model == 1) & (df.epoch == 40)].train_loss.item()

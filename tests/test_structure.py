@@ -1,11 +1,28 @@
-"""The package's structure (issue #9): imports point one way, counting those inside functions; imports inside
-functions only for optional heavy extras; no module over 600 lines."""
+"""The package's structure: packages in data-flow order, each importing only those before it; imports point one way,
+counting those inside functions; imports inside functions only for optional heavy extras; no module imports another
+module's private names; no module over 500 lines; at most 10 modules at the top level."""
 
 import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "grokscope"
-MAX_LINES = 600
+MAX_LINES = 500
+MAX_TOP_LEVEL = 10
+#: the layers, bottom to top: a module may import its own layer and those below it, never one above
+LAYERS = (
+    ("grokscope.version", "grokscope.checks", "grokscope.files", "grokscope.numerics", "grokscope.jsonutil"),
+    ("grokscope.tasks",),
+    ("grokscope.config",),
+    ("grokscope.model",),
+    ("grokscope.fast",),
+    ("grokscope.training",),
+    ("grokscope.fourier",),
+    ("grokscope.interp",),
+    ("grokscope.measures",),
+    ("grokscope.experiments",),
+    ("grokscope.report",),
+    ("grokscope.cli",),
+)
 MAX_FUNCTION_LEVEL_INTERNAL = 3
 
 
@@ -104,9 +121,64 @@ def test_few_function_level_internal_imports():
     assert len(inside) <= MAX_FUNCTION_LEVEL_INTERNAL, inside
 
 
-def test_no_module_over_600_lines():
+def test_no_module_over_500_lines():
     long = {m: n for m, f in _modules().items() if (n := len(f.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def test_few_modules_at_the_top_level():
+    top = sorted(f.name for f in PKG.glob("*.py"))
+    assert len(top) <= MAX_TOP_LEVEL, top
+
+
+def layer_of(mod: str) -> int | None:
+    """The layer of a module (None: the package's own face, grokscope/__init__.py, which may import anything)."""
+    for i, layer in enumerate(LAYERS):
+        if any(mod == p or mod.startswith(p + ".") for p in layer):
+            return i
+    return None
+
+
+def upward_imports(edges) -> list[tuple[str, str, int]]:
+    return sorted((s, t, line) for s, t, _, line in edges
+                  if layer_of(s) is not None and layer_of(t) is not None and layer_of(t) > layer_of(s))
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in _modules() if m != "grokscope" and layer_of(m) is None] == []
+
+
+def test_packages_import_only_the_layers_below_them():
+    _, edges = imports()
+    assert upward_imports(edges) == []
+
+
+def private_imports(mods: dict[str, Path] | None = None, sources: dict[str, str] | None = None):
+    """``(module, imported module, name, line)`` for every ``from X import _name`` of another grokscope module."""
+    mods = _modules() if mods is None else mods
+    out = []
+    for mod, f in mods.items():
+        tree = ast.parse(f.read_text() if sources is None else sources[mod])
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                targets = _resolve(mod, f.name == "__init__.py", node, mods)
+                for a in node.names:
+                    mine = (targets[-1] if targets else node.module or "").startswith("grokscope")
+                    if mine and a.name.startswith("_") and not a.name.startswith("__"):
+                        out.append((mod, targets[-1] if targets else node.module, a.name, node.lineno))
+    return out
+
+
+def test_no_module_imports_another_modules_private_names():
+    assert private_imports() == []
+
+
+def test_the_layer_and_private_checkers_can_fail():
+    planted = {"grokscope.tasks.a": Path("grokscope/tasks/a.py"), "grokscope.cli.b": Path("grokscope/cli/b.py")}
+    src = {"grokscope.tasks.a": "from ..cli.b import _hidden\n", "grokscope.cli.b": "x = 1\n"}
+    _, edges = imports(planted, src)
+    assert upward_imports(edges) == [("grokscope.tasks.a", "grokscope.cli.b", 1)]
+    assert private_imports(planted, src) == [("grokscope.tasks.a", "grokscope.cli.b", "_hidden", 1)]
 
 
 def test_storage_knows_nothing_of_analysis():
@@ -164,7 +236,7 @@ def test_optional_extras_are_imported_only_inside_functions():
     assert _module_level_extras() == []
     import subprocess
     import sys
-    code = ("import sys, grokscope, grokscope.cli, grokscope.model.export, grokscope.training.tracking; "
+    code = ("import sys, grokscope, grokscope.cli, grokscope.model.export, grokscope.report.tracking; "
             f"print([m for m in sys.modules if any(m == e or m.startswith(e + '.') for e in {EXTRAS!r})])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

@@ -86,7 +86,7 @@ def test_bad_log_options_are_one_line(tmp_path, capsys):
 def test_the_reader_sees_a_missing_epoch(tmp_path):
     """The comparison above could fail: a log that skipped an epoch is not equal to the metrics."""
     need("tensorboard", "tensorboard")
-    from grokscope.training.tracking import MetricsLogger
+    from grokscope.report.tracking import MetricsLogger
 
     df = pd.DataFrame({"model": [0, 0, 0], "epoch": [0, 1, 2], "train_loss": [3.0, 2.0, 1.0],
                        "train_acc": [0.1, 0.2, 0.3], "test_loss": [float("nan")] * 3, "test_acc": [float("nan")] * 3})

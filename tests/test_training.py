@@ -4,7 +4,8 @@ from helpers import tiny_config
 
 from grokscope.model.transformer import Transformer
 from grokscope.tasks.modular import make_dataset
-from grokscope.training.trainer import (Trainer, cross_entropy_accurate, cross_entropy_float64, cross_entropy_low_precision)
+from grokscope.training.trainer import Trainer
+from grokscope.training.losses import cross_entropy_accurate, cross_entropy_float64, cross_entropy_low_precision
 
 
 def test_loss_is_float64():
@@ -241,7 +242,7 @@ def n_denormal(x: torch.Tensor) -> int:
 def _loss_and_grads(tr):
     flat = tr.params.detach().requires_grad_(True)
     logits = tr.logits(tr.layout.unflatten(flat), tr.train)
-    loss, _ = tr._loss_acc(logits, tr.train)
+    loss, _, _ = tr.loss_acc(logits, tr.train)
     g_logits, g_params = torch.autograd.grad(loss.sum(), [logits, flat])
     return loss, g_logits, g_params
 

@@ -217,9 +217,9 @@ class Config:
                 raise ConfigError(f"norm_constraint={self.norm_constraint!r} is invalid with weight_decay="
                                   f"{self.weight_decay!r}: the constrained weight norm replaces weight decay; "
                                   "give weight_decay 0 (--weight-decay 0)")
+        self.make_task().check_config(self)
         if self.dropout and self.d_mlp == 0:
             raise ConfigError(f"dropout={self.dropout} is invalid with d_mlp=0: dropout acts on MLP neurons")
-        self.make_task().check_config(self)
         return self
 
     # ------------------------------------------------------------------ (de)serialisation

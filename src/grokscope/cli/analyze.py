@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from .. import checks as ck
-from ..training import run as runs
+from ..training import rundir as runs
 from ..interp.analysis import analyze, model_and_dataset_from_authors
 from ..config import ConfigError
 from ..files import atomic_write, check_output
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         epoch = args.epoch
         if path.is_file() and path.suffix == ".safetensors":
-            m = runs._CKPT_RE.match(path.name)
+            m = runs.CKPT_RE.match(path.name)
             if not m or not (path.parent.parent / runs.CONFIG).is_file():
                 raise ConfigError(f"path={str(path)!r} is invalid: not a run checkpoint (RUN/checkpoints/epoch_N.safetensors)")
             if epoch is not None and epoch != int(m.group(1)):

@@ -87,7 +87,7 @@ def final_finite(run: Run, command: str, instead: str) -> None:
 
 def run_checkpoint(run: Run, epoch: int | None, model: int) -> int:
     """The checkpoint epoch to analyse (default: the last), checked to exist and to hold finite weights."""
-    run._check_model(model)
-    epoch = run._checkpoint_epoch(epoch)
+    run.check_model(model)
+    epoch = run.checkpoint_epoch(epoch)
     run.require_finite(epoch, model)
     return epoch

@@ -11,7 +11,7 @@ from ..config import ConfigError
 from ..files import check_output
 from ..measures.cache import PHASES_FILE, PROGRESS_FILE
 from ..report.run import report_html, write_pngs
-from ..training.seqrun import SeqRun, is_seq_run
+from ..training import Run
 from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints
 
 
@@ -35,9 +35,9 @@ def add(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Everything is checked first (run, model, epoch, finite weights, output paths); nothing is written before."""
-    if is_seq_run(args.run):
-        return _run_seq_report(args)
     run = run_with_checkpoints(args.run)
+    if not run.config.make_task().pair_form:
+        return _run_seq_report(args, run)
     run_checkpoint(run, args.epoch, args.model)
     final_finite(run, "report", "analyse an earlier checkpoint with `grokscope analyze RUN --epoch E`")
     try:
@@ -60,11 +60,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_seq_report(args: argparse.Namespace) -> int:
-    """``grokscope report`` on a sequence-task run (:mod:`grokscope.report.sequence`)."""
-    run = SeqRun.load(args.run)
+def _run_seq_report(args: argparse.Namespace, run: Run) -> int:
+    """``grokscope report`` on a run of a task other than the modular ones (:mod:`grokscope.report.sequence`)."""
     if args.model != 0:
-        raise ConfigError(f"model={args.model} is invalid: a sequence-task run has one model (0)")
+        raise ConfigError(f"model={args.model} is invalid: the report of task {run.config.task} draws model 0")
     run.metrics  # noqa: B018 - read to check it
     try:
         import plotly  # noqa: F401  (an optional extra)

@@ -1,21 +1,15 @@
-"""``grokscope train``: its flags (every config field; the sequence tasks' fields), the configs they give, and
-the run they train or resume (:mod:`grokscope.training.run`; a sequence task: :mod:`grokscope.training.seqrun`).
+"""``grokscope train``: its flags (every config field: the shared ones and every task's), the configs they give,
+and the run they train or resume (:mod:`grokscope.training.run`).
 
     grokscope train --preset mainline --out runs/mainline
     grokscope train --preset mainline --seeds 0,1,2,3,4 --out runs/seeds
+    grokscope train --preset skip-trigram-finite --out runs/st-finite
+    grokscope train --task digit-addition --n-train inf --batch-size 700 --epochs 6000 --out runs/da
     grokscope train --resume runs/mainline
 
-The sequence tasks (Appendix D.3):
-
-    grokscope train --preset skip-trigram-finite --out runs/st-finite
-    grokscope train --task digit_addition --n-train inf --batch-size 700 --epochs 6000
-    grokscope train --resume runs/st-finite
-
-A sequence task is chosen by a preset of :data:`grokscope.tasks.sequence.SEQ_PRESETS` or by ``--task NAME`` (other than
-``modular``, the default, which keeps the modular-addition path and its fast path unchanged). The flags shared with
-the modular task (``--seed``, ``--lr``, ``--d-model``, ``--epochs``, ...) set the same :class:`SeqConfig` fields;
-a flag of the modular task only (``--p``, ``--frac-train``, ...) is an error with a sequence task, and the
-sequence-task flags are errors with the modular one. Bad input: one line, exit 2 (:mod:`grokscope.cli`).
+A task's own flags (``--p``, ``--frac-train``, ``--n-train``, ``--seq-len``, ...) are errors with a task that does
+not have them; fields that may differ between the models of one batched run take comma-separated lists. Bad
+input: one line, exit 2 (:mod:`grokscope.cli`).
 """
 
 from __future__ import annotations
@@ -26,21 +20,24 @@ import types
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import checks as ck
 from .. import numerics
-from ..measures import forecast as forecast_mod
-from ..training import run as runs, tracking
-from ..config import PER_MODEL_FIELDS, PRESETS, Config, ConfigError, field_help
-from ..tasks.sequence import SEQ_PRESETS, TASKS, SeqConfig
-from ..tasks.sequence import field_help as seq_field_help
-from ..training.seqrun import SeqRun, is_seq_run, resume_seq, train_seq
+from ..measures import forecast_live as forecast_mod
+from ..training import run as runs
+from ..report import tracking
+from ..config import PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks
+from ..tasks import TASKS, canonical
 from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys
 
 
-#: each config field's Python type, from its annotation (``int | None`` for data_seed)
-FIELD_TYPES = typing.get_type_hints(Config)
+#: each config field's Python type, from its annotation (``int | None`` for data_seed), the tasks' fields too
+FIELD_TYPES = {**{n: t for cls in TASKS.values() for n, t in typing.get_type_hints(cls.Options).items()},
+               **{k: v for k, v in typing.get_type_hints(Config).items() if k != "options"}}
+#: every config flag: the shared fields, the task, then every task's own fields
+FLAG_FIELDS = ("task", *(f.name for f in SHARED_FIELDS), *field_tasks())
+PER_MODEL = set(PER_MODEL_FIELDS) | {n for cls in TASKS.values() for n in cls.Options.per_model}
 
 
 def _conv(typ: Any, name: str, text: str) -> Any:
@@ -48,7 +45,7 @@ def _conv(typ: Any, name: str, text: str) -> Any:
     ``none`` is None); one-line ConfigError otherwise."""
     args = typing.get_args(typ)
     if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-        if type(None) in args and text.lower() == "none":
+        if type(None) in args and text.lower() in ("none", "inf"):
             return None
         typ = next(a for a in args if a is not type(None))
     return ck.parse(name, text, typ) if typ in (int, float) else text
@@ -57,11 +54,11 @@ def _conv(typ: Any, name: str, text: str) -> Any:
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope train`` parser, added to the subcommands ``sub``."""
     p = sub.add_parser("train", help="train K models (one batched run) into a run directory",
-                       description="Train the paper's models. Every config field is a flag; fields that may differ "
-                                   "between models of one batched run take comma-separated lists "
-                                   f"({', '.join(PER_MODEL_FIELDS)}).")
-    p.add_argument("--preset", default="mainline", help="one of: " + ", ".join(PRESETS) + " (default mainline); "
-                   "the sequence tasks of Appendix D.3: " + ", ".join(SEQ_PRESETS))
+                       description="Train the paper's models on any task. Every config field is a flag; fields that "
+                                   "may differ between models of one batched run take comma-separated lists "
+                                   f"({', '.join(sorted(PER_MODEL))}).")
+    p.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or none "
+                   "with --task)")
     p.add_argument("--out", help="output run directory (default runs/<preset>)")
     p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
@@ -85,31 +82,51 @@ def add(sub) -> argparse.ArgumentParser:
     p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
                    "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
                    "of the wall time, and at the end)")
-    helps = field_help()
-    for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
-        extra = " (comma list allowed)" if f.name in PER_MODEL_FIELDS else ""
-        p.add_argument(flag, dest="cfg_" + f.name, default=None, metavar=f.name.upper(),
-                       help=helps[f.name] + extra + f" [default: {f.default}]")
-    add_seq_flags(p)
+    helps, owners = field_help(), field_tasks()
+    defaults = {f.name: f.default for f in SHARED_FIELDS} | {"task": "add"}
+    for cls in TASKS.values():
+        for f in fields(cls.Options):
+            defaults.setdefault(f.name, f.default)
+    for name in FLAG_FIELDS:
+        extra = " (comma list allowed)" if name in PER_MODEL else ""
+        tasks = owners.get(name)
+        where = f" [{', '.join(tasks)}]" if tasks and len(tasks) < len(TASKS) else ""
+        p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=name.upper(),
+                       help=helps[name] + extra + where + f" [default: {defaults[name]}]")
     return p
 
 
-def configs_from_args(args: argparse.Namespace) -> list[Config]:
-    if args.preset not in PRESETS:
+def preset_name(args: argparse.Namespace) -> str | None:
+    """The preset of ``grokscope train ARGS`` (its canonical spelling): the one given, else mainline unless a task
+    is given."""
+    if args.preset is None:
+        return None if args.cfg_task is not None else "mainline"
+    key = args.preset.replace("_", "-")
+    if key not in PRESETS:
         raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
-    base: dict[str, Any] = dict(PRESETS[args.preset])
+    return key
+
+
+def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    name = preset_name(args)
+    base: dict[str, Any] = dict(PRESETS[name]) if name else {}
+    if args.cfg_task is not None:
+        task = canonical(args.cfg_task)
+        if name and canonical(base.get("task", "add")) != task:
+            raise ConfigError(f"task={args.cfg_task!r} is invalid with preset={name!r}: the preset trains "
+                              f"{base.get('task', 'add')}")
+        base["task"] = task
     lists: dict[str, list[Any]] = {}
-    for f in fields(Config):
-        text = getattr(args, "cfg_" + f.name)
-        if text is None:
+    for fname in FLAG_FIELDS:
+        text = getattr(args, "cfg_" + fname)
+        if text is None or fname == "task":
             continue
-        parts = text.split(",") if f.name in PER_MODEL_FIELDS else [text]
-        vals = [_conv(FIELD_TYPES[f.name], f.name, t.strip()) for t in parts]
+        parts = text.split(",") if fname in PER_MODEL else [text]
+        vals = [_conv(FIELD_TYPES[fname], fname, t.strip()) for t in parts]
         if len(vals) == 1:
-            base[f.name] = vals[0]
+            base[fname] = vals[0]
         else:
-            lists[f.name] = vals
+            lists[fname] = vals
     if args.seeds is not None:
         if args.cfg_seed is not None:
             raise ConfigError("seed is given twice: use either --seed or --seeds")
@@ -130,26 +147,17 @@ def configs_from_args(args: argparse.Namespace) -> list[Config]:
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     numerics.configure_denormals(not args.no_flush_denormal)  # before any torch work: reaches every thread
-    seq = (args.resume and is_seq_run(args.resume)) or (not args.resume and is_seq(args))
     for name in ("forecast_every", "forecast_calibration"):
         if getattr(args, name) is not None and not args.forecast:
             raise ConfigError(f"{name} is invalid without --forecast")
-    if args.forecast and seq:
-        raise ConfigError("forecast is invalid for a sequence task: it forecasts the modular-arithmetic models")
-    if args.resume and is_seq_run(args.resume):
-        if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds \
-                or any(getattr(args, "seq_" + n) is not None for n in SEQ_ONLY):
-            raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
-        return run_seq(args)
-    if not args.resume and is_seq(args):
-        return run_seq(args)
     if args.resume:
-        if args.out or any(getattr(args, "cfg_" + f.name) is not None for f in fields(Config)) or args.seeds:
-            raise ConfigError("resume is invalid with config flags or --out: a resumed run keeps its config")
-        models = runs.Run.load(args.resume).meta["models"]
+        if args.out or args.preset or any(getattr(args, "cfg_" + n) is not None for n in FLAG_FIELDS) or args.seeds:
+            raise ConfigError("resume is invalid with config flags, --preset or --out: a resumed run keeps its config")
+        configs = runs.Run.load(args.resume).configs
+        _check_forecast(args, configs)
         live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
-                                          Config.from_dict(models[0]).checkpoint_every)
-        log = _logger(args, args.resume, models)
+                                          configs[0].checkpoint_every)
+        log = _logger(args, args.resume, configs)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
                               log=log, forecast=live)
@@ -158,11 +166,12 @@ def run(args: argparse.Namespace) -> int:
             forecast_mod.print_cost(live, time.perf_counter() - t0)
     else:
         configs = configs_from_args(args)
-        out = args.out or f"runs/{args.preset}"
+        _check_forecast(args, configs)
+        out = args.out or f"runs/{preset_name(args) or configs[0].task}"
         runs.create_run(out, configs, args.overwrite)  # checked before a logger is opened
         live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
                                           configs[0].checkpoint_every)
-        log = _logger(args, out, [c.to_dict() for c in configs])
+        log = _logger(args, out, configs)
         try:
             run = runs.train(configs, out, device=args.device, overwrite=args.overwrite,
                              progress=not args.no_progress, until=args.until, log=log, forecast=live)
@@ -173,7 +182,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.MetricsLogger | None":
+def _check_forecast(args: argparse.Namespace, configs: list[Config]) -> None:
+    if args.forecast and not configs[0].make_task().pair_form:
+        raise ConfigError(f"forecast is invalid for task {configs[0].task}: it reads the Fourier progress measures "
+                          "of the modular tasks")
+
+
+def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "tracking.MetricsLogger | None":
     if args.log is None:
         for name in ("log_dir", "progress_every", "progress_keys"):
             if getattr(args, name) is not None:
@@ -181,7 +196,11 @@ def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.M
         return None
     if args.progress_keys is not None and args.progress_every is None:
         raise ConfigError("progress_keys is invalid without --progress-every")
-    keys = parse_keys(args.progress_keys, models[0]["p"])
+    if args.progress_every is not None and not configs[0].make_task().pair_form:
+        raise ConfigError(f"progress_every is invalid for task {configs[0].task}: the progress measures are the "
+                          "modular tasks' Fourier measures")
+    keys = parse_keys(args.progress_keys, configs[0].p) if args.progress_keys is not None else None
+    models = [c.to_dict() for c in configs]
     return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
                                   {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys)
 
@@ -189,103 +208,17 @@ def _logger(args: argparse.Namespace, run_dir: str, models: list) -> "tracking.M
 def _summary(run) -> None:
     if run.metrics.empty:
         return
-    print(f"run: {run.path}  models: {run.K}")
+    task = run.config.make_task()
+    data = f"  n_train: {run.config.n_train or 'inf'}" if not task.pair_form else ""
+    print(f"run: {run.path}  task: {run.config.task}{data}  models: {run.K}")
     diverged = run.nonfinite()
+    unit = "epoch" if task.pair_form else "step"
     for r in run.milestones().itertuples():
-        print(f"  model {r.model} (seed {r.seed}): epoch {r.last_epoch}  train loss {r.final_train_loss:.3e}  "
+        print(f"  model {r.model} (seed {r.seed}): {unit} {_fmt(r.last_epoch)}  train loss {r.final_train_loss:.3e}  "
               f"test loss {r.final_test_loss:.3e} acc {r.final_test_acc:.4f}  train acc 100% at "
               f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}"
-              + (f"  DIVERGED: train loss non-finite from epoch {diverged[r.model]}" if r.model in diverged else ""))
+              + (f"  DIVERGED: train loss non-finite from {unit} {diverged[r.model]}" if r.model in diverged else ""))
 
 
 def _fmt(x) -> str:
     return "-" if x != x else str(int(x))
-
-
-# ---------------------------------------------------------------------- the sequence tasks (Appendix D.3)
-SEQ_TYPES = typing.get_type_hints(SeqConfig)
-CONFIG_FIELDS = {f.name for f in fields(Config)}
-#: SeqConfig fields that are not modular Config fields: the flags this module adds (dest ``seq_<name>``)
-SEQ_ONLY = [f.name for f in fields(SeqConfig) if f.name not in CONFIG_FIELDS]
-
-
-def add_seq_flags(p: argparse.ArgumentParser) -> None:
-    """The sequence-task flags of ``grokscope train``."""
-    helps = seq_field_help()
-    p.add_argument("--task", dest="seq_task", default=None, metavar="TASK",
-                   help="modular (default: the paper's a + b mod p) | " + " | ".join(TASKS) + " (Appendix D.3)")
-    for name in SEQ_ONLY:
-        if name == "task":
-            continue
-        default = next(f.default for f in fields(SeqConfig) if f.name == name)
-        p.add_argument("--" + name.replace("_", "-"), dest="seq_" + name, default=None, metavar=name.upper(),
-                       help=f"sequence tasks: {helps[name]} [default: {default}]")
-
-
-def is_seq(args: argparse.Namespace) -> bool:
-    """Whether ``grokscope train ARGS`` trains a sequence task (checked: a sequence-task flag with the modular
-    task is a ConfigError)."""
-    task = args.seq_task
-    if task is not None:
-        ck.choice("task", task, ("modular", *TASKS))
-    seq = args.preset in SEQ_PRESETS or (task is not None and task != "modular")
-    if not seq:
-        given = [n for n in SEQ_ONLY if n != "task" and getattr(args, "seq_" + n) is not None]
-        if given:
-            raise ConfigError(f"{given[0]} is invalid with task=modular: it is a sequence-task field (give --task "
-                              f"{' | '.join(TASKS)} or a preset {', '.join(SEQ_PRESETS)})")
-    return seq
-
-
-def _seq_value(name: str, text: str) -> Any:
-    typ = SEQ_TYPES[name]
-    args = typing.get_args(typ)
-    if type(None) in args:
-        if text.strip().lower() in ("none", "inf"):
-            return None
-        typ = next(a for a in args if a is not type(None))
-    return ck.parse(name, text, typ) if typ in (int, float) else text.strip()
-
-
-def seq_config_from_args(args: argparse.Namespace) -> SeqConfig:
-    """The :class:`SeqConfig` of ``grokscope train ARGS`` (a preset of SEQ_PRESETS, then the flags)."""
-    if args.preset in SEQ_PRESETS:
-        base: dict[str, Any] = dict(SEQ_PRESETS[args.preset])
-    elif args.preset == "mainline":  # the default preset: nothing from it
-        base = {}
-    else:
-        raise ConfigError(f"preset={args.preset!r} is invalid with task={args.seq_task}: must be one of "
-                          f"{', '.join(SEQ_PRESETS)} (or none)")
-    for f in fields(Config):
-        if f.name not in SEQ_TYPES and getattr(args, "cfg_" + f.name) is not None:
-            raise ConfigError(f"{f.name} is invalid with a sequence task: it is a modular-addition field")
-    if args.seeds is not None or args.log is not None:
-        raise ConfigError(f"{'seeds' if args.seeds is not None else 'log'} is invalid with a sequence task: one "
-                          "model per run, metrics in metrics.parquet")
-    for name in SEQ_TYPES:
-        text = getattr(args, ("cfg_" if name in CONFIG_FIELDS else "seq_") + name)
-        if text is not None and not (name == "task" and text == "modular"):
-            base[name] = _seq_value(name, text)
-    return SeqConfig(**base)
-
-
-def run_seq(args: argparse.Namespace, summary: Callable[[SeqRun], None] | None = None) -> int:
-    """``grokscope train`` on a sequence task, new or resumed."""
-    if args.resume:
-        run = resume_seq(args.resume, device=args.device, progress=not args.no_progress, until=args.until)
-    else:
-        cfg = seq_config_from_args(args)
-        out = args.out or f"runs/{args.preset if args.preset in SEQ_PRESETS else cfg.task}"
-        run = train_seq(cfg, out, device=args.device, overwrite=args.overwrite, progress=not args.no_progress,
-                        until=args.until)
-    print_seq_summary(run)
-    return 0
-
-
-def print_seq_summary(run: SeqRun) -> None:
-    m = run.milestones()
-    f = lambda x: "-" if x != x else str(int(x))  # noqa: E731
-    print(f"run: {run.path}  task: {run.config.task}  n_train: {run.config.n_train or 'inf'}")
-    print(f"  epoch {f(m['last_epoch'])}  train loss {m['final_train_loss']:.3e}  test loss "
-          f"{m['final_test_loss']:.3e}  train acc 100% at {f(m['train_acc_100'])}  test acc >95% at "
-          f"{f(m['test_acc_95'])}")

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..training import run as runs
 from ..config import Config, ConfigError
-from ..training.run import Run, atomic_write
+from ..files import atomic_write
+from ..training.run import Run
 from .registry import Spec, get_spec, plan
 
 META = "experiment.json"

@@ -16,7 +16,8 @@ import torch
 from ..training import run as runs
 from ..config import ConfigError
 from ..numerics import configure_denormals
-from ..training.run import Run, atomic_write
+from ..files import atomic_write
+from ..training.run import Run
 from .directory import SUMMARY, Experiment, open_experiment
 from .summary import summarise_run
 

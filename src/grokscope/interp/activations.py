@@ -20,7 +20,7 @@ from torch import Tensor
 from ..fourier import basis as fr
 from ..model.hooks import hooks, run_with_cache
 from ..jsonutil import clean
-from ..training.trainer import cross_entropy_float64
+from ..training.losses import cross_entropy_float64
 
 if TYPE_CHECKING:  # annotations only
     from jaxtyping import Float, Int  # noqa: F401

@@ -37,8 +37,8 @@ def hooked_state_dict(model: Transformer) -> tuple[dict[str, Any], dict[str, tor
     """``(config keywords, state dict)`` of the equivalent ``HookedTransformer`` (float32, on the CPU)."""
     c = model.cfg
     cfg = dict(n_layers=c.n_layers, d_model=c.d_model, d_head=c.d_head, n_heads=c.n_heads, d_mlp=c.d_mlp,
-               act_fn=c.act, normalization_type=None, d_vocab=c.d_vocab, d_vocab_out=c.d_vocab, n_ctx=c.n_ctx,
-               positional_embedding_type="standard")
+               act_fn=c.act, normalization_type=None, d_vocab=c.d_vocab, d_vocab_out=c.n_out, n_ctx=c.n_ctx,
+               positional_embedding_type="standard", attn_only=c.attn_only)
     p = {k: v.detach().to("cpu", torch.float32).clone() for k, v in model.state_dict().items()}
     sd = {"embed.W_E": p["W_E"], "pos_embed.W_pos": p["W_pos"]}
     for i in range(c.n_layers):
@@ -49,10 +49,10 @@ def hooked_state_dict(model: Transformer) -> tuple[dict[str, Any], dict[str, tor
             sd[b + "attn." + w] = torch.zeros(c.n_heads, c.d_head)
         sd[b + "attn.W_O"] = p[b + "attn.W_O"]
         sd[b + "attn.b_O"] = torch.zeros(c.d_model)
-        for w in ("W_in", "b_in", "W_out", "b_out"):
+        for w in ("W_in", "b_in", "W_out", "b_out") if not c.attn_only else ():
             sd[b + "mlp." + w] = p[b + "mlp." + w]
     sd["unembed.W_U"] = p["W_U"]
-    sd["unembed.b_U"] = torch.zeros(c.d_vocab)
+    sd["unembed.b_U"] = torch.zeros(c.n_out)
     return cfg, sd
 
 

@@ -29,7 +29,7 @@ from ..experiments import EXPERIMENTS, Experiment
 from .plot_common import colour
 from .plot_curves import thin_log
 from .run import CSS, figure, html_table
-from ..training.run import atomic_write
+from ..files import atomic_write
 
 #: the authors' saved runs: $GROKSCOPE_REFERENCE, else ../shared/reference beside the checkout
 REFERENCE = Path(os.environ.get("GROKSCOPE_REFERENCE") or Path(__file__).resolve().parents[4] / "shared" / "reference")

@@ -98,7 +98,7 @@ class Task:
     (sampled tasks) or override :meth:`train_set` / :meth:`test_set` (tasks with a fixed table, the modular ones).
 
     Class attributes: ``name`` (the registry key), ``Options`` (its config fields), ``summary`` (one line for
-    listings), ``defaults`` (values of :class:`grokscope.config.Config` fields this task uses unless given: its
+    listings), ``tiny`` (options of a seconds-long run), ``defaults`` (values of :class:`grokscope.config.Config` fields this task uses unless given: its
     model shape and step count), ``exclusive`` (Config fields that cannot apply to it, with the reason).
     ``pair_form``: every example is ``a b =`` scored at the last position only (the modular tasks), which the
     one-layer table path of :mod:`grokscope.fast` computes without running the positions. ``reference``,
@@ -108,6 +108,8 @@ class Task:
     Options: ClassVar[type[Options]] = Options
     summary: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    #: options of a seconds-long run of this task: the conformance tests and ``grokscope experiment --tiny``
+    tiny: ClassVar[dict[str, Any]] = {}
     pair_form: ClassVar[bool] = False
     #: the authors' saved runs of this task in ``../shared/reference``: infinite data? -> (file, the paper's figure)
     reference: ClassVar[dict[bool, tuple[str, str]]] = {}

@@ -34,6 +34,7 @@ class DigitAddition(Task):
     summary = "n-digit addition, the sum's digits predicted one by one (Appendix D.3, Fig 29)"
     Options = DigitAdditionOptions
     defaults = {"d_mlp": 512, "epochs": 5000}
+    tiny = {"n_digits": 2, "n_train": 16, "n_test": 16}
 
     #: the authors' saved runs of this task (``../shared/reference``): infinite data? -> (file, the paper's figure)
     reference = {False: ("5_digit_addition_finite.pth", "Fig 30"), True: ("5_digit_addition_infinite.pth", "Fig 29")}

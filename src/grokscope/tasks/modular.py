@@ -119,6 +119,7 @@ class Modular(Task):
 
     Options = ModularOptions
     pair_form = True
+    tiny = {"p": 7, "frac_train": 0.6}
     op: str = "add"
 
     @property

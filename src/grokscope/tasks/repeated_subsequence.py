@@ -43,6 +43,7 @@ class RepeatedSubsequence(Task):
     summary = "a random subsequence repeated in random tokens: induction heads (Appendix D.3, Fig 31)"
     Options = RepeatedSubsequenceOptions
     defaults = {"d_model": 48, "d_mlp": 0, "n_layers": 2, "epochs": 5000}
+    tiny = {"seq_len": 12, "subseq_len": 3, "num_repeats": 3, "vocab": 10, "n_train": 16, "n_test": 16}
 
     reference = {False: ("induction_head_finite.pth", "Fig 32"), True: ("induction_head_infinite.pth", "Fig 31")}
     attention_probe = "induction"

@@ -31,6 +31,7 @@ class SkipTrigram(Task):
     summary = "the one big token anywhere in the sequence, read at the last position (Appendix D.3, Fig 33)"
     Options = SkipTrigramOptions
     defaults = {"d_mlp": 0, "epochs": 5000}
+    tiny = {"seq_len": 6, "n_train": 16, "n_test": 16}
 
     reference = {False: ("skip_trigram_finite.pth", "Fig 34"), True: ("skip_trigram_infinite.pth", "Fig 33")}
     attention_probe = "skip-trigram"

@@ -36,6 +36,7 @@ class SparseParity(Task):
     summary = "the parity of k secret bits among n (Barak et al. 2022): a task beyond the paper"
     Options = SparseParityOptions
     defaults = {"epochs": 3000}
+    tiny = {"n_bits": 6, "k": 2, "n_train": 16, "n_test": 16}
 
     @property
     def d_vocab(self) -> int:

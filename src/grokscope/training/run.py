@@ -223,7 +223,7 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
 def train(configs: list[Config], out: str | Path, device: str = "auto", overwrite: bool = False,
           progress: bool = True, until: int | None = None, log=None, forecast=None) -> Run:
     """Train a new run of ``len(configs)`` models into ``out``. ``until`` stops early (resumable). ``log``: called
-    with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.training.tracking.MetricsLogger`).
+    with the metrics frame and the epoch at each checkpoint, and with the frame at the end (:class:`grokscope.report.tracking.MetricsLogger`).
     ``forecast``: a :class:`grokscope.measures.forecast.LiveForecast`, shown in the progress bar. Everything is
     checked before anything is written; ``overwrite`` deletes only a run's files (:data:`RUN_FILES`,
     checkpoints), and only in a run directory (:func:`create_run`)."""

@@ -167,11 +167,12 @@ def state_problem(st: Any, trainer: Trainer) -> str | None:
     E, K = trainer.cfg.epochs, trainer.K
     if not wrong and not 0 <= int(st["epoch"]) <= E:
         return f"epoch {int(st['epoch'])} outside 0..{E}"
+    n = int(st["epoch"]) + 1  # the rows logged so far (older states hold all E + 1)
     for k in METRIC_BUFFERS:
         v = st.get("metrics." + k)
-        if v is not None and not (v.dtype == torch.float64 and 1 <= v.shape[0] <= E + 1
+        if v is not None and not (v.dtype == torch.float64 and n <= v.shape[0] <= E + 1
                                   and tuple(v.shape[1:]) in ((K,), () if K == 1 else (K,))):
-            wrong.append(f"metrics.{k} {tuple(v.shape)} {v.dtype} (expected (1..{E + 1}, {K}) float64)")
+            wrong.append(f"metrics.{k} {tuple(v.shape)} {v.dtype} (expected ({n}..{E + 1}, {K}) float64)")
     S = trainer.task.n_scored
     rows = st.get("tok_rows")
     if rows is not None and (rows.dtype != torch.int64 or rows.dim() != 1 or

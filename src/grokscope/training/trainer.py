@@ -195,7 +195,7 @@ class Trainer:
                 out.append(full.gather(1, batch.pos[k][..., None].expand(-1, -1, full.shape[-1])))
         return torch.stack(out)
 
-    def _loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per model: the mean loss over the scored tokens (float64), their accuracy, and the mean loss of each
         scored token ``(K, S)``."""
         S = logits.shape[2]
@@ -219,7 +219,7 @@ class Trainer:
 
     @torch.no_grad()
     def _evaluate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loss, acc, tok = self._loss_acc(self.logits(self.named_params(), batch, ws=self.ws), batch)
+        loss, acc, tok = self.loss_acc(self.logits(self.named_params(), batch, ws=self.ws), batch)
         empty = batch.n == 0
         return loss.masked_fill(empty, float("nan")), acc.masked_fill(empty, float("nan")), tok
 
@@ -256,9 +256,9 @@ class Trainer:
             ce = stablemax_cross_entropy(logits, batch.y) * batch.valid[..., None]
             total = (ce.flatten(1).sum(1) / (batch.n * logits.shape[2]).to(torch.float64)).sum()
             with torch.no_grad():
-                loss, acc, tok = self._loss_acc(logits, batch)
+                loss, acc, tok = self.loss_acc(logits, batch)
         else:
-            loss, acc, tok = self._loss_acc(logits, batch)
+            loss, acc, tok = self.loss_acc(logits, batch)
             total = loss.sum()
         if self.use_l1:
             total = total + (self.l1 * flat.abs().sum(1).to(torch.float64)).sum()

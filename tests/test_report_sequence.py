@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 from helpers import need_reference
-from test_seqtasks import tiny
+from helpers import held_out, tiny, train_examples
 
 pytest.importorskip("plotly")
 
 from grokscope.cli import main
 from grokscope.model.transformer import Transformer, config_from_authors_state_dict, from_authors_state_dict
 from grokscope.report.sequence import (attention_patterns, figure_names, milestones_rows, reference_curves, reference_per_token, scores_of_heads, seq_figure, seq_report_html)
-from grokscope.tasks.sequence import make_test_set, make_train_set, seq_preset
-from grokscope.training.seqrun import train_seq
+from grokscope.config import preset
+from grokscope.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ABSENT = "/nonexistent/reference"
@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
     for task in EXPECTED:
         for n in (32, None):
             c = tiny(task, n_train=n, batch_size=16 if n is None else None, epochs=20)
-            out[task, n] = train_seq(c, tmp / f"{task}-{n}", progress=False)
+            out[task, n] = train([c], tmp / f"{task}-{n}", progress=False)
     return out
 
 
@@ -86,7 +86,7 @@ def test_reference_curves_are_aligned_to_steps(runs):
 
 
 def test_per_token_figure_with_the_authors_per_token_losses(tmp_path):
-    run = train_seq(tiny("digit_addition", n_digits=5, n_train=None, batch_size=16, epochs=10), tmp_path / "r",
+    run = train([tiny("digit_addition", n_digits=5, n_train=None, batch_size=16, epochs=10)], tmp_path / "r",
                     progress=False)
     ours = lambda fig: [t for t in fig.data if t.name.startswith("grokscope")]  # noqa: E731
     fig = seq_figure(run, "per_token", reference=ABSENT)
@@ -103,7 +103,7 @@ def test_head_scores_on_exact_patterns():
     """A pure previous-token head scores 1 on prev_token, a head on the induction targets 1 on induction; the
     skip-trigram score is 1 for a head on the token >= 10 and ~1/T for a uniform one."""
     c = tiny("repeated_subsequence", n_train=16)
-    ex = make_train_set(c)
+    ex = train_examples(c)
     n, T = ex.tokens.shape
     prev = torch.zeros(n, T, T)
     prev[:, 0, 0] = 1
@@ -116,7 +116,7 @@ def test_head_scores_on_exact_patterns():
     rows = scores_of_heads("repeated_subsequence", ex, {0: torch.stack([prev, ind], 1)})
     assert rows[0]["prev_token"] == pytest.approx(1.0) and rows[1]["induction"] == pytest.approx(1.0)
     assert rows[0]["induction"] < 0.5 and rows[1]["prev_token"] < 0.5
-    s = make_train_set(tiny("skip_trigram", n_train=16))
+    s = train_examples(tiny("skip_trigram", n_train=16))
     T = s.tokens.shape[1]
     on_big = torch.zeros(16, 1, T, T)
     on_big[:, 0, -1] = (s.tokens >= 10).float()
@@ -132,7 +132,7 @@ def test_head_scores_find_the_authors_induction_circuit():
     sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
     m = Transformer(config_from_authors_state_dict(sd), seed=None)
     m.load_state_dict(from_authors_state_dict(sd))
-    ex = make_test_set(seq_preset("induction-infinite"))[:32]
+    ex = held_out(preset("induction-infinite"))[:32]
     rows = scores_of_heads("repeated_subsequence", ex, attention_patterns(m, ex.tokens))
     l0 = sorted(r["prev_token"] for r in rows if r["layer"] == 0)
     l1 = sorted(r["induction"] for r in rows if r["layer"] == 1)

@@ -24,7 +24,7 @@ import pandas as pd
 from ..checks import ConfigError, choice
 from ..files import check_output
 from ..measures.progress import compute_progress, label, resolve_keys
-from .run import Run
+from ..training.run import Run
 
 KINDS = ("tensorboard", "wandb")
 _TAGS = {"train_loss": "train/loss", "train_acc": "train/acc", "test_loss": "test/loss", "test_acc": "test/acc"}

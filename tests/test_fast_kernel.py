@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from grokscope.fast import scored as seqfast, kernel as seqkernel
-from grokscope.training.seqrun import SeqTrainer
+from grokscope.training import Trainer
 from helpers_kernel import need_kernel
-from test_seqtasks import tiny
+from helpers import held_out, tiny, train_examples
 
 
 def reference(q, k, v, lim, scale):
@@ -89,14 +89,14 @@ def test_training_with_and_without_the_kernel(monkeypatch):
     fallback: torch's attention): the same training within float32 rounding."""
     need_kernel()
     c = tiny("repeated_subsequence", n_layers=2, epochs=15)
-    runs = {"kernel": SeqTrainer(c).fit()}
+    runs = {"kernel": Trainer([c]).fit()}
     monkeypatch.setenv("GROKSCOPE_SEQ_KERNEL", "0")
     assert seqkernel.kernel() is None and not seqkernel.usable(torch.zeros(1))
-    runs["off"] = SeqTrainer(c).fit()
+    runs["off"] = Trainer([c]).fit()
     monkeypatch.delenv("GROKSCOPE_SEQ_KERNEL")
     monkeypatch.setattr(seqkernel, "_ext", None)  # as after a failed build
     monkeypatch.setattr(seqkernel, "_tried", True)
-    runs["failed"] = SeqTrainer(c).fit()
+    runs["failed"] = Trainer([c]).fit()
     for name in ("off", "failed"):
         torch.testing.assert_close(runs[name].metrics["train_loss"], runs["kernel"].metrics["train_loss"],
                                    rtol=1e-4, atol=1e-6, equal_nan=True)
@@ -124,7 +124,7 @@ def test_which_layers_use_the_kernel(task, layers, calls, monkeypatch):
     seen = []
     real = seqkernel.attention
     monkeypatch.setattr(seqkernel, "attention", lambda *a: seen.append(a[0].shape) or real(*a))
-    tr = SeqTrainer(tiny(task, n_layers=layers))
+    tr = Trainer([tiny(task, n_layers=layers)])
     tr.step()  # step 0 evaluates the test set, then trains: two forwards
     assert len(seen) == 2 * calls
 

@@ -3,28 +3,21 @@
 import pandas as pd
 import pytest
 import torch
-from helpers import need_reference
+from helpers import need_reference, held_out, tiny, train_examples
 
 from grokscope.cli import main
 from grokscope.model.transformer import (Transformer, config_from_authors_state_dict, from_authors_state_dict, param_shapes)
 from grokscope.training.run import Run
-from grokscope.tasks.sequence import EQUALS, PLUS, SEQ_PRESETS, SeqConfig, seq_preset, make_test_set, make_train_set
-from grokscope.training.seqrun import SeqRun, SeqTrainer, resume_seq, train_seq
+from grokscope.config import PRESETS, Config, preset
+from grokscope.tasks.digit_addition import EQUALS, PLUS
+from grokscope.training import Trainer, resume, train
 from grokscope.checks import ConfigError
 
-
-def tiny(task, **kw):
-    base = dict(task=task, n_train=32, n_test=40, d_model=16, n_heads=2, epochs=30, test_every=5,
-                checkpoint_every=10)
-    if task == "repeated_subsequence":
-        base |= dict(seq_len=20, subseq_len=4, num_repeats=3, vocab=12)
-    if task == "digit_addition":
-        base |= dict(n_digits=3, d_mlp=32)
-    return SeqConfig(**{**base, **kw})
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_digit_addition_answers():
-    ex = make_train_set(tiny("digit_addition"))
+    ex = train_examples(tiny("digit_addition"))
     nd = 3
     num = lambda d: sum(int(x) * 10 ** (len(d) - 1 - i) for i, x in enumerate(d))  # noqa: E731
     for t, y, m in zip(ex.tokens, ex.targets, ex.mask):
@@ -36,7 +29,7 @@ def test_digit_addition_answers():
 
 
 def test_skip_trigram_answers():
-    ex = make_train_set(tiny("skip_trigram", n_train=200))
+    ex = train_examples(tiny("skip_trigram", n_train=200))
     big = ex.tokens >= 10
     assert (big.sum(1) == 1).all() and (ex.tokens < 20).all()
     assert torch.equal(ex.targets[:, -1], ex.tokens[big] - 10)
@@ -45,7 +38,7 @@ def test_skip_trigram_answers():
 
 def test_repeated_subsequence_answers():
     c = tiny("repeated_subsequence", n_train=100)
-    ex = make_train_set(c)
+    ex = train_examples(c)
     assert (ex.mask.sum(1) == (3 - 1) * (4 - 1)).all()
     for t, y, m in zip(ex.tokens, ex.targets, ex.mask):
         for p in m.nonzero().flatten().tolist():
@@ -57,16 +50,16 @@ def test_repeated_subsequence_answers():
 
 def test_finite_set_is_fixed_and_seeded_infinite_stream_differs():
     c = tiny("skip_trigram")
-    assert torch.equal(make_train_set(c).tokens, make_train_set(c).tokens)
-    assert not torch.equal(make_train_set(c).tokens, make_train_set(c.replace(seed=1)).tokens)
-    assert not torch.equal(make_train_set(c).tokens, make_test_set(c).tokens)
-    assert torch.equal(make_test_set(c).tokens, make_test_set(c.replace(n_train=None, batch_size=8)).tokens)
-    tr = SeqTrainer(tiny("skip_trigram", n_train=None, batch_size=8))
+    assert torch.equal(train_examples(c).tokens, train_examples(c).tokens)
+    assert not torch.equal(train_examples(c).tokens, train_examples(c.replace(seed=1)).tokens)
+    assert not torch.equal(train_examples(c).tokens, held_out(c).tokens)
+    assert torch.equal(held_out(c).tokens, held_out(c.replace(n_train=None, batch_size=8)).tokens)
+    tr = Trainer([tiny("skip_trigram", n_train=None, batch_size=8)])
     b0, b1 = tr.batch(0), tr.batch(1)
     assert not torch.equal(b0.tokens, b1.tokens)
     peek = tr.batch(2, advance=False)
     assert torch.equal(peek.tokens, tr.batch(2).tokens)  # peeking does not move the stream
-    ft = SeqTrainer(tiny("skip_trigram", batch_size=8))  # 4 fixed batches, in turn
+    ft = Trainer([tiny("skip_trigram", batch_size=8)])  # 4 fixed batches, in turn
     assert torch.equal(ft.batch(1).tokens, ft.batch(5).tokens) and not torch.equal(ft.batch(0).tokens,
                                                                                   ft.batch(1).tokens)
 
@@ -80,14 +73,14 @@ def test_attention_only_shapes_hook_names_and_causality():
     names = m.hook_names
     assert "blocks.1.attn.hook_pattern" in names and "hook_embed" in names and "blocks.0.hook_resid_post" in names
     assert not any("mlp" in n or "resid_mid" in n for n in names)
-    tok = make_train_set(tiny("repeated_subsequence")).tokens[:3]
+    tok = train_examples(tiny("repeated_subsequence")).tokens[:3]
     logits, cache = m.run_with_cache(tok)
     assert logits.shape == (3, 20, 12) and cache["blocks.1.attn.hook_pattern"].shape == (3, 2, 20, 20)
     for t in range(tok.shape[1]):  # the plain path against a loop over positions (each prefix alone)
         torch.testing.assert_close(m(tok[:, : t + 1])[:, -1], logits[:, t], rtol=1e-5, atol=1e-5)
     dc = tiny("digit_addition").model_config
     assert dc.d_vocab == 12 and dc.n_out == 10 and dc.n_ctx == 12
-    assert Transformer(dc)(make_train_set(tiny("digit_addition")).tokens).shape == (32, 12, 10)
+    assert Transformer(dc)(train_examples(tiny("digit_addition")).tokens).shape == (32, 12, 10)
 
 
 @pytest.mark.parametrize("kernel", ["compiled", "torch"])
@@ -105,22 +98,25 @@ def test_fast_path_is_the_plain_path_in_float64(task, kw, kernel, monkeypatch):
     if kernel == "compiled":
         need_kernel()
     monkeypatch.setattr(seqfast, "USE_KERNEL", kernel == "compiled")
-    tr = SeqTrainer(tiny(task, **kw))
+    tr = Trainer([tiny(task, **kw)])
     tr.params = (tr.params.double() + 0.3 * torch.randn(tr.params.shape, dtype=torch.float64,
                                                         generator=torch.Generator().manual_seed(5)))
-    ex = tr.batch(0)
-    named = tr.named_params()
-    pos = scored_positions(ex.mask)
+    batch = tr.batch(0)
+    named = {k: v[0] for k, v in tr.named_params().items()}
+    pos = batch.pos[0]
     assert pos.shape == (32, tr.task.n_scored) and bool((pos[:, 1:] > pos[:, :-1]).all())
-    plain = tr.logits(named, ex.tokens)
-    torch.testing.assert_close(forward_scored(named, ex.tokens, pos, tr.mcfg).reshape(-1, tr.mcfg.n_out),
-                               plain[ex.mask], rtol=1e-12, atol=1e-12)
+    ex = train_examples(tiny(task, **kw))
+    assert torch.equal(pos, scored_positions(ex.mask)) and torch.equal(batch.tokens[0], ex.tokens)
+    plain = tr.model.to(torch.float64)
+    full = torch.func.functional_call(plain, named, (batch.tokens[0],))
+    torch.testing.assert_close(forward_scored(named, batch.tokens[0], pos, tr.mcfg).reshape(-1, tr.mcfg.n_out),
+                               full[ex.mask], rtol=1e-12, atol=1e-12)
     out = {}
     for fast in (False, True):
         tr.fast = fast
         flat = tr.params.detach().requires_grad_(True)
-        loss, acc, tok = tr.loss(tr.named_params(flat), ex)
-        (grad,) = torch.autograd.grad(loss, flat)
+        loss, acc, tok = tr.loss_acc(tr.logits(tr.named_params(flat), batch), batch)
+        (grad,) = torch.autograd.grad(loss.sum(), flat)
         out[fast] = loss.detach(), acc, tok, tr.layout.unflatten(grad)
     assert float(out[False][0]) > 0.1  # a loss with gradients worth comparing
     for a, b in zip(out[False][:3], out[True][:3]):
@@ -133,7 +129,7 @@ def test_fast_path_is_the_plain_path_in_float64(task, kw, kernel, monkeypatch):
 def test_fast_path_trains_as_the_plain_path_float32():
     """In float32 the two paths differ by rounding only: 20 steps stay within float32 tolerances."""
     c = tiny("digit_addition", epochs=20)
-    a, b = SeqTrainer(c).fit(), SeqTrainer(c, fast=False).fit()
+    a, b = Trainer([c]).fit(), Trainer([c], fast=False).fit()
     torch.testing.assert_close(a.metrics["train_loss"], b.metrics["train_loss"], rtol=1e-4, atol=1e-6,
                                equal_nan=True)
     torch.testing.assert_close(a.params, b.params, rtol=1e-3, atol=1e-5)
@@ -145,7 +141,7 @@ def test_our_digit_format_is_the_authors_model_input():
     sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
     m = Transformer(config_from_authors_state_dict(sd), seed=None)
     m.load_state_dict(from_authors_state_dict(sd))
-    ex = make_test_set(seq_preset("digit-addition-infinite", n_test=300))
+    ex = held_out(preset("digit-addition-infinite", n_test=300))
     with torch.no_grad():
         acc = (m(ex.tokens)[ex.mask].argmax(-1) == ex.targets[ex.mask]).float().mean()
     assert acc > 0.98
@@ -158,7 +154,7 @@ def test_authors_induction_model_loads_and_predicts_our_repeats():
     assert mc.attn_only and mc.n_layers == 2 and mc.d_model == 48 and mc.n_ctx == 85
     m = Transformer(mc, seed=None)
     m.load_state_dict(from_authors_state_dict(sd))
-    ex = make_test_set(seq_preset("induction-infinite", n_test=64))
+    ex = held_out(preset("induction-infinite", n_test=64))
     with torch.no_grad():
         acc = (m(ex.tokens)[ex.mask].argmax(-1) == ex.targets[ex.mask]).float().mean()
     # far above chance (1/128) but not the ~95% of their own data: the authors' placement of the repeats is not
@@ -174,7 +170,7 @@ def test_authors_induction_model_reads_absolute_positions():
     sd = {k: v for k, v in sd.items() if not k.endswith("mask")}
     m = Transformer(config_from_authors_state_dict(sd), seed=None)
     m.load_state_dict(from_authors_state_dict(sd))
-    ex = make_test_set(seq_preset("induction-infinite", n_test=256))
+    ex = held_out(preset("induction-infinite", n_test=256))
     with torch.no_grad():
         right = m(ex.tokens).argmax(-1) == ex.targets
     target_pos = torch.nonzero(ex.mask)[:, 1] + 1  # the logit at t predicts the token at t + 1
@@ -190,7 +186,7 @@ def test_authors_induction_model_reads_absolute_positions():
 @pytest.mark.parametrize("n_train", [32, None])
 def test_short_training_lowers_the_loss(task, n_train):
     c = tiny(task, n_train=n_train, batch_size=16 if n_train is None else None, epochs=40, lr=1e-2)
-    tr = SeqTrainer(c).fit()
+    tr = Trainer([c]).fit()
     m = tr.metrics
     assert float(m["train_loss"][40]) < float(m["train_loss"][0]) - 0.05
     if n_train is None:  # fresh data: the test loss falls with it (32 fixed examples may overfit instead)
@@ -200,17 +196,16 @@ def test_short_training_lowers_the_loss(task, n_train):
 @pytest.mark.parametrize("n_train", [32, None])
 def test_resume_is_bit_exact_with_the_stream(tmp_path, n_train):
     c = tiny("skip_trigram", n_train=n_train, batch_size=16 if n_train is None else None)
-    a = train_seq(c, tmp_path / "a", progress=False)
-    train_seq(c, tmp_path / "b", progress=False, until=13)
-    b = resume_seq(tmp_path / "b", progress=False)
+    a = train([c], tmp_path / "a", progress=False)
+    train([c], tmp_path / "b", progress=False, until=13)
+    b = resume(tmp_path / "b", progress=False)
     pd.testing.assert_frame_equal(a.metrics, b.metrics)
     assert a.checkpoint_epochs == [0, 10, 20, 30]
     for k, v in a.model().state_dict().items():
         assert torch.equal(v, b.model().state_dict()[k])
     cols = set(a.metrics.columns)
     assert {"train_loss", "train_acc", "test_loss", "test_acc", "train_loss_tok0", "test_loss_tok0"} <= cols
-    with pytest.raises(ConfigError, match="sequence-task run"):
-        Run.load(tmp_path / "a")
+    assert Run.load(tmp_path / "a").config == c  # one Run for every task
 
 
 def test_state_holds_the_rows_so_far_and_older_full_length_states_resume(tmp_path):
@@ -219,44 +214,47 @@ def test_state_holds_the_rows_so_far_and_older_full_length_states_resume(tmp_pat
     length is reported as damage."""
     from grokscope.files import DamagedFile
     c = tiny("skip_trigram", n_train=32, epochs=40)
-    a = train_seq(c, tmp_path / "a", progress=False)
-    train_seq(c, tmp_path / "b", progress=False, until=13)
+    a = train([c], tmp_path / "a", progress=False)
+    train([c], tmp_path / "b", progress=False, until=13)
     st = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
-    assert int(st["epoch"]) == 13 and st["metrics.train_loss"].shape == (14,)
-    assert st["tok_rows"].tolist() == [0, 5, 10] and st["tok.test"].shape == (3, c.task_spec.n_scored)  # test_every 5
-    full = SeqTrainer(c)
+    assert int(st["epoch"]) == 13 and st["metrics.train_loss"].shape == (14, 1)
+    assert st["tok_rows"].tolist() == [0, 5, 10] and st["tok.test"].shape == (3, 1, c.make_task().n_scored)
+    full = Trainer([c])
     full.load_state_dict(st)
     old = {k: v for k, v in full.state_dict().items() if k != "tok_rows"}
     old |= {"metrics." + k: v.clone() for k, v in full.metrics.items()} | {"tok." + k: v.clone() for k, v in full.tok.items()}
-    assert old["metrics.train_loss"].shape == (41,)
+    assert old["metrics.train_loss"].shape == (41, 1)
     torch.save(old, tmp_path / "b" / "state.pt")
-    b = resume_seq(tmp_path / "b", progress=False)
+    b = resume(tmp_path / "b", progress=False)
     pd.testing.assert_frame_equal(a.metrics, b.metrics)
     bad = dict(st) | {"metrics.test_loss": st["metrics.test_loss"][:5]}
     torch.save(bad, tmp_path / "b" / "state.pt")
     with pytest.raises(DamagedFile, match="metrics.test_loss"):
-        resume_seq(tmp_path / "b", progress=False)
+        resume(tmp_path / "b", progress=False)
 
 
 def test_per_token_columns_of_digit_addition(tmp_path):
-    run = train_seq(tiny("digit_addition", epochs=10), tmp_path / "r", progress=False)
+    run = train([tiny("digit_addition", epochs=10)], tmp_path / "r", progress=False)
     df = run.metrics
     assert [c for c in df.columns if c.startswith("test_loss_tok")] == [f"test_loss_tok{k}" for k in range(4)]
     row = df[df["epoch"] == 10].iloc[0]
     assert abs(row[[f"test_loss_tok{k}" for k in range(4)]].mean() - row["test_loss"]) < 1e-9
 
 
+SEQ_PRESETS = [n for n in PRESETS if n.endswith("finite")]
+
+
 def test_presets_are_the_authors_runs():
     assert set(SEQ_PRESETS) == {f"{t}-{d}" for t in ("digit-addition", "induction", "skip-trigram")
                                 for d in ("finite", "infinite")}
-    assert seq_preset("digit-addition-finite").n_train == 700 and seq_preset("digit-addition-finite").epochs == 18053
-    assert seq_preset("skip-trigram-finite").epochs == 5000 and seq_preset("skip-trigram-infinite").epochs == 3000
-    assert seq_preset("skip-trigram-finite").ctx_len == seq_preset("skip-trigram-infinite").ctx_len == 200
-    assert seq_preset("skip-trigram-finite", seq_len=10).ctx_len == 10  # the flag still overrides it
-    ind = seq_preset("induction-finite")
+    assert preset("digit-addition-finite").n_train == 700 and preset("digit-addition-finite").epochs == 18053
+    assert preset("skip-trigram-finite").epochs == 5000 and preset("skip-trigram-infinite").epochs == 3000
+    assert preset("skip-trigram-finite").seq_len == preset("skip-trigram-infinite").seq_len == 200
+    assert preset("skip-trigram-finite", seq_len=10).model_config.n_ctx == 10  # the flag still overrides it
+    ind = preset("induction-finite")
     assert ind.n_train // ind.batch_size == 4 and ind.model_config.attn_only and ind.model_config.n_layers == 2
     for name in SEQ_PRESETS:
-        seq_preset(name).model_config  # noqa: B018 - valid
+        preset(name).model_config  # noqa: B018 - valid
 
 
 def test_cli_trains_and_resumes(tmp_path, capsys):
@@ -265,15 +263,15 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
             "--d-model", "8", "--n-heads", "2", "--n-test", "16", "--checkpoint-every", "5", "--no-progress"]
     assert main(args + ["--out", str(out), "--until", "7"]) == 0
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
-    assert SeqRun.load(out).metrics["epoch"].max() == 12
-    assert "task: skip_trigram" in capsys.readouterr().out
+    assert Run.load(out).metrics["epoch"].max() == 12
+    assert "task: skip-trigram" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv", [
     ["--task", "nope"], ["--n-train", "5"], ["--task", "skip_trigram", "--frac-train", "0.3"],
     ["--task", "skip_trigram", "--n-train", "0"], ["--task", "skip_trigram", "--n-train", "inf"],
     ["--preset", "quick", "--task", "skip_trigram"], ["--preset", "induction-finite", "--batch-size", "100"],
-    ["--task", "skip_trigram", "--seeds", "1,2"], ["--task", "digit_addition", "--n-digits", "x"],
+    ["--task", "digit_addition", "--n-digits", "x"], ["--task", "skip_trigram", "--dropout", "0.1"],
 ])
 def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
     assert main(["train", *argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 2
