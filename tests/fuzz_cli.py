@@ -112,7 +112,7 @@ for flag, vals in {"--p": ["2", "0", "-5", "1.5", "abc", "100003", str(10**30)],
                    "--d-model": ["0", "-8", "1000000000"], "--d-mlp": ["0", "1000000000000"], "--n-heads": ["0", "3"],
                    "--n-layers": ["0", "-1"], "--test-every": ["0", "-1"], "--checkpoint-every": ["0", "x"],
                    "--warmup": ["-1", "1.5"], "--seed": ["-1", str(2**64), "abc", "1e3"],
-                   "--data-seed": ["-1", str(2**64), "x"], "--op": ["divide", ""], "--split": ["x"],
+                   "--data-seed": ["-1", str(2**64), "x"], "--task": ["divide", ""], "--split": ["x"],
                    "--act": ["tanh"], "--preset": ["x"], "--device": ["tpu", "cuda:x"] + ([] if _CUDA else ["cuda"])}.items():
     for v in vals:
         field = {"--p": "p=", "--epochs": "epochs=", "--d-model": "d_model=", "--d-mlp": "d_mlp=",

@@ -9,7 +9,7 @@ from grokscope.tasks.modular import labels_for, make_dataset, split_indices
 
 @pytest.mark.parametrize("kw,field", [
     ({"p": 2}, "p"), ({"frac_train": 0.0}, "frac_train"), ({"frac_train": 1.5}, "frac_train"),
-    ({"d_model": 130}, "d_model"), ({"op": "divide"}, "op"), ({"split": "x"}, "split"),
+    ({"d_model": 130}, "d_model"), ({"task": "divide"}, "task"), ({"split": "x"}, "split"),
     ({"dropout": 1.0}, "dropout"), ({"act": "tanh"}, "act"), ({"epochs": 0}, "epochs"),
 ])
 def test_bad_config_names_the_field(kw, field):
@@ -36,7 +36,7 @@ def test_batchable_only_per_model_fields():
 
 
 def test_config_roundtrip():
-    c = Config(seed=3, op="multiply")
+    c = Config(seed=3, task="multiply")
     assert Config.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError, match="unknown"):
         Config.from_dict({"bogus": 1})
@@ -99,10 +99,10 @@ def test_config_is_validated_at_construction():
 def test_cli_types_come_from_the_field_types():
     from grokscope.cli.train import FIELD_TYPES, _conv
 
-    assert FIELD_TYPES["p"] is int and FIELD_TYPES["lr"] is float and FIELD_TYPES["op"] is str
+    assert FIELD_TYPES["p"] is int and FIELD_TYPES["lr"] is float and FIELD_TYPES["task"] is str
     assert _conv(FIELD_TYPES["data_seed"], "data_seed", "none") is None
     assert _conv(FIELD_TYPES["data_seed"], "data_seed", "7") == 7
-    assert _conv(FIELD_TYPES["lr"], "lr", "1e-3") == 1e-3 and _conv(FIELD_TYPES["op"], "op", "add") == "add"
+    assert _conv(FIELD_TYPES["lr"], "lr", "1e-3") == 1e-3 and _conv(FIELD_TYPES["task"], "task", "add") == "add"
     with pytest.raises(ConfigError, match="^data_seed='x' is invalid: must be an integer"):
         _conv(FIELD_TYPES["data_seed"], "data_seed", "x")
     with pytest.raises(ConfigError, match="^lr='fast' is invalid: must be a number"):

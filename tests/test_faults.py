@@ -18,7 +18,7 @@ import torch
 from helpers import tiny_config
 
 from grokscope import Run
-from grokscope.training import run as runs, trainer as training
+from grokscope.training import optim, rundir, run as runs
 from grokscope.cli import main
 from grokscope.config import ConfigError
 from grokscope.files import NoSpace, atomic_write, clean_stale_tmp
@@ -55,7 +55,7 @@ def test_sigint_inside_the_optimiser_step_resumes_bitwise(tmp_path, monkeypatch)
             os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler right here, inside the step
         return math.sqrt(x)
 
-    monkeypatch.setattr(training, "math", types.SimpleNamespace(sqrt=sqrt, prod=math.prod))
+    monkeypatch.setattr(optim, "math", types.SimpleNamespace(sqrt=sqrt, prod=math.prod))
     with pytest.raises(KeyboardInterrupt):
         train([cfg], tmp_path / "b", device="cpu", progress=False)
     monkeypatch.undo()
@@ -139,9 +139,9 @@ def test_overwrite_refuses_a_run_being_trained_and_a_lock_is_only_released_by_it
     assert main(["train", "--out", str(out), "--overwrite"] + TINY) == 2
     assert "being trained by process" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
-    lock = runs._acquire_lock(tmp_path)  # ours; then another process takes it over
+    lock = rundir.acquire_lock(tmp_path)  # ours; then another process takes it over
     lock.write_text(str(os.getppid()))
-    runs._release_lock(lock)
+    rundir.release_lock(lock)
     assert lock.read_text() == str(os.getppid())
 
 
@@ -172,16 +172,16 @@ def test_disk_full_is_one_line_and_the_run_stays_resumable(tmp_path, monkeypatch
     cfg = tiny_config(epochs=30)
     straight = train([cfg], tmp_path / "a", device="cpu", progress=False)
     calls = [0]
-    real = runs.save_file
+    real = rundir.save_file
 
     def fills_up(params, path):  # the disk is full from the 3rd checkpoint on
         calls[0] += 1
         return _enospc() if calls[0] >= 3 else real(params, path)
 
-    monkeypatch.setattr(runs, "save_file", fills_up)
+    monkeypatch.setattr(rundir, "save_file", fills_up)
     with pytest.raises(NoSpace, match=r"no space left on device .*needed ~.* MB.*--resume"):
         train([cfg], tmp_path / "b", device="cpu", progress=False)
-    monkeypatch.setattr(runs, "save_file", _enospc)  # not even the first checkpoint fits
+    monkeypatch.setattr(rundir, "save_file", _enospc)  # not even the first checkpoint fits
     assert main(["train", "--out", str(tmp_path / "c")] + TINY) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no space left on device" in err and "--resume" in err

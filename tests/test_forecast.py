@@ -221,7 +221,7 @@ def test_cli_train_forecast_without_bar_logs_lines(tmp_path, capsys):
     (["--forecast", "--forecast-every", "15"], "forecast_every=15 is invalid: must be a multiple of checkpoint_every=10"),
     (["--forecast", "--forecast-every", "0"], "forecast_every=0 is invalid"),
     (["--forecast", "--forecast-every", "x"], "forecast_every='x' is invalid"),
-    (["--forecast", "--preset", "digit-addition-finite"], "forecast is invalid for a sequence task"),
+    (["--forecast", "--preset", "digit-addition-finite"], "forecast is invalid for task digit-addition"),
 ])
 def test_cli_train_forecast_bad_input_exits_2(tmp_path, args, text, capsys):
     out = tmp_path / "r"

@@ -94,7 +94,7 @@ def test_per_token_figure_with_the_authors_per_token_losses(tmp_path):
     y = np.asarray(ours(fig)[0].y, dtype=float)
     assert len(y) == 3 and np.allclose(y, run.metrics["test_loss_tok0"].dropna().to_numpy())
     need_reference("5_digit_addition_infinite_per_token.pth")
-    assert reference_per_token().shape == (3000, 6)
+    assert reference_per_token(run).shape == (3000, 6)
     fig = seq_figure(run, "per_token")
     assert len(fig.data) == 12 and sum(t.name.startswith("authors") for t in fig.data) == 6
 
@@ -113,7 +113,7 @@ def test_head_scores_on_exact_patterns():
     ind[:, :, 1:] = same[:, :, :-1].float()
     ind[:, :, 0] += ind.sum(-1) == 0  # no earlier occurrence: attend to 0
     ind = ind / ind.sum(-1, keepdim=True)
-    rows = scores_of_heads("repeated_subsequence", ex, {0: torch.stack([prev, ind], 1)})
+    rows = scores_of_heads("induction", ex, {0: torch.stack([prev, ind], 1)})
     assert rows[0]["prev_token"] == pytest.approx(1.0) and rows[1]["induction"] == pytest.approx(1.0)
     assert rows[0]["induction"] < 0.5 and rows[1]["prev_token"] < 0.5
     s = train_examples(tiny("skip_trigram", n_train=16))
@@ -121,7 +121,7 @@ def test_head_scores_on_exact_patterns():
     on_big = torch.zeros(16, 1, T, T)
     on_big[:, 0, -1] = (s.tokens >= 10).float()
     uniform = torch.full((16, 1, T, T), 1 / T)
-    r = scores_of_heads("skip_trigram", s, {0: torch.cat([on_big, uniform], 1)})
+    r = scores_of_heads("skip-trigram", s, {0: torch.cat([on_big, uniform], 1)})
     assert r[0]["to_big_token"] == pytest.approx(1.0) and r[1]["to_big_token"] == pytest.approx(1 / T)
 
 
@@ -133,7 +133,7 @@ def test_head_scores_find_the_authors_induction_circuit():
     m = Transformer(config_from_authors_state_dict(sd), seed=None)
     m.load_state_dict(from_authors_state_dict(sd))
     ex = held_out(preset("induction-infinite"))[:32]
-    rows = scores_of_heads("repeated_subsequence", ex, attention_patterns(m, ex.tokens))
+    rows = scores_of_heads("induction", ex, attention_patterns(m, ex.tokens))
     l0 = sorted(r["prev_token"] for r in rows if r["layer"] == 0)
     l1 = sorted(r["induction"] for r in rows if r["layer"] == 1)
     assert l0[-1] > 0.2 and l0[-1] > 3 * l0[-2]

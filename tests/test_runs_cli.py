@@ -88,7 +88,7 @@ TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-mlp", "16", "--epoc
 
 @pytest.mark.parametrize("args,field", [
     (["--p", "2"], "p="), (["--frac-train", "0"], "frac_train="), (["--frac-train", "1.5"], "frac_train="),
-    (["--d-model", "10", "--n-heads", "4"], "d_model="), (["--op", "divide"], "op="), (["--preset", "x"], "preset="),
+    (["--d-model", "10", "--n-heads", "4"], "d_model="), (["--task", "divide"], "task="), (["--preset", "x"], "preset="),
     (["--seed", "a"], "seed="), (["--device", "tpu"], "device="), (["--seeds", "0,1", "--lr", "1,2,3"], "values but other lists"),
 ])
 def test_cli_bad_input(tmp_path, capsys, args, field):

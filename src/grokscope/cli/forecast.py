@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..measures import forecast as forecast_mod
+from ..measures.forecast_calibration import load_calibration
 from ..files import check_output
 from .common import LOSS_THRESHOLD, UNTIL, run_with_checkpoints
 
@@ -33,7 +34,7 @@ def add(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     run = run_with_checkpoints(args.run)
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
-    cal = None if args.calibration is None else forecast_mod.load_calibration(args.calibration)
+    cal = None if args.calibration is None else load_calibration(args.calibration)
     res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
     print(forecast_mod.format_table(res))
     forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,

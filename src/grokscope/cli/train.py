@@ -37,6 +37,8 @@ FIELD_TYPES = {**{n: t for cls in TASKS.values() for n, t in typing.get_type_hin
                **{k: v for k, v in typing.get_type_hints(Config).items() if k != "options"}}
 #: every config flag: the shared fields, the task, then every task's own fields
 FLAG_FIELDS = ("task", *(f.name for f in SHARED_FIELDS), *field_tasks())
+#: fields whose None means "no limit": the text ``inf`` gives None too (``--n-train inf``: fresh data every step)
+INFINITE = ("n_train",)
 PER_MODEL = set(PER_MODEL_FIELDS) | {n for cls in TASKS.values() for n in cls.Options.per_model}
 
 
@@ -45,7 +47,7 @@ def _conv(typ: Any, name: str, text: str) -> Any:
     ``none`` is None); one-line ConfigError otherwise."""
     args = typing.get_args(typ)
     if isinstance(typ, types.UnionType) or typing.get_origin(typ) is typing.Union:
-        if type(None) in args and text.lower() in ("none", "inf"):
+        if type(None) in args and (text.lower() == "none" or (name in INFINITE and text.lower() == "inf")):
             return None
         typ = next(a for a in args if a is not type(None))
     return ck.parse(name, text, typ) if typ in (int, float) else text

@@ -157,7 +157,7 @@ def get_spec(name: str) -> Spec:
 
 # ---------------------------------------------------------------------- grouping
 def _shape_key(c: Config) -> tuple:
-    return tuple((k, v) for k, v in c.to_dict().items() if k not in PER_MODEL_FIELDS)
+    return tuple((k, v) for k, v in c.to_dict().items() if k not in c.per_model_fields)
 
 
 #: How much padding a batched group may carry: a batched run pads every model's train set to the largest one's,
@@ -167,7 +167,7 @@ PAD_TOLERANCE = 0.1
 
 
 def _n_train(c: Config) -> int:
-    return int(c.frac_train * c.p * c.p)
+    return c.make_task().n_examples()[0]
 
 
 def group_configs(configs: Sequence[Config]) -> list[list[Config]]:
@@ -194,7 +194,7 @@ def _group_names(groups: list[list[Config]]) -> list[str]:
     ds = [g[0].to_dict() for g in groups]
     split_by_frac = all(len({c.frac_train for c in g}) == 1 for g in groups) and \
         any(len({x[0].frac_train for x in groups if _shape_key(x[0]) == _shape_key(g[0])}) > 1 for g in groups)
-    differ = [k for k in ds[0] if (k not in PER_MODEL_FIELDS or (k == "frac_train" and split_by_frac))
+    differ = [k for k in ds[0] if (k not in configs[0].per_model_fields or (k == "frac_train" and split_by_frac))
               and len({json.dumps(d[k]) for d in ds}) > 1]
     return [f"{i:02d}" + "".join(f"_{k.replace('_', '')}{d[k]}" for k in differ) for i, d in enumerate(ds)]
 

@@ -67,5 +67,5 @@ def load_authors_model(path: str | Path, act: str = "relu", trust_pickle: bool =
 def authors_task_config(model: Transformer, seed: int, frac_train: float, op: str = "add") -> Config:
     """The task config that goes with an authors' modular-arithmetic checkpoint (their split)."""
     m = model.cfg
-    return Config(p=m.p, op=op, frac_train=frac_train, split="authors", seed=seed, n_layers=m.n_layers,
+    return Config(p=m.p, task=op, frac_train=frac_train, split="authors", seed=seed, n_layers=m.n_layers,
                   d_model=m.d_model, n_heads=m.n_heads, d_mlp=m.d_mlp, act=m.act)
