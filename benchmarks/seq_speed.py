@@ -17,8 +17,8 @@ import time
 import torch
 
 from grokscope.fast import scored as seqfast, kernel as seqkernel
-from grokscope.tasks.sequence import SEQ_PRESETS, seq_preset
-from grokscope.training.seqrun import SeqTrainer
+from grokscope.config import PRESETS, preset
+from grokscope.training import Trainer
 from train_speed import cpu_model  # the benchmarks' one CPU description (lscpu: model and ISA)
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--presets", default=",".join(SEQ_PRESETS))
+    ap.add_argument("--presets", default=",".join(n for n in PRESETS if not preset(n).make_task().pair_form))
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -35,7 +35,7 @@ def main() -> None:
           f"{'built' if have_kernel else 'not available here'}", flush=True)
     paths = {"plain": (False, False), "fast": (True, False)} | ({"kernel": (True, True)} if have_kernel else {})
     for name in args.presets.split(","):
-        trs = {p: SeqTrainer(seq_preset(name), fast=fast) for p, (fast, _) in paths.items()}
+        trs = {p: Trainer([preset(name)], fast=fast) for p, (fast, _) in paths.items()}
         best: dict[str, float] = {}
         for r in range(args.rounds + 1):  # round 0: warm-up
             for p, tr in trs.items():

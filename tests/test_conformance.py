@@ -133,3 +133,18 @@ def test_export_to_transformer_lens(name, tmp_path):
         want, got = ours(tokens), tl(tokens)
     scale = float(want.abs().max())
     assert math.isfinite(scale) and float((got - want).abs().max()) <= 1e-5 * max(scale, 1.0)
+
+
+@pytest.mark.parametrize("command", ["analyze", "progress", "forecast"])
+@pytest.mark.parametrize("name", NAMES)
+def test_every_subcommand_works_or_refuses_in_one_line(name, command, tmp_path, capsys):
+    from grokscope.cli import main
+
+    train(configs(name, epochs=4), tmp_path / "r", progress=False)
+    argv = [command, str(tmp_path / "r")] + (["--until", "4"] if command == "forecast" else [])
+    rc = main(argv)
+    err = capsys.readouterr().err
+    if TASKS[name].pair_form:
+        assert rc == 0, err
+    else:
+        assert rc == 2 and err.count("\n") == 1 and f"its task {name} is not a modular task" in err

@@ -149,11 +149,59 @@ def clean_stale_tmp(directory: str | Path, legacy_age_s: float = 3600.0) -> list
     return removed
 
 
-def check_output(name: str, path: str | Path, kind: str = "file") -> Path:
+#: the entries of a run directory and the command that writes each: no other command writes them
+RUN_OWNERS = {"config.json": "train", "metrics.parquet": "train", "state.pt": "train", ".lock": "train",
+              "checkpoints": "train", "progress.parquet": "progress", "phases.json": "progress",
+              "report.html": "report", "forecast.json": "forecast"}
+
+
+def run_file_owner(name: str) -> str | None:
+    """The command that owns the run-directory entry ``name`` (``analysis*.json``: analyze); None: no run file."""
+    if name in RUN_OWNERS:
+        return RUN_OWNERS[name]
+    return "analyze" if name.startswith("analysis") and name.endswith(".json") else None
+
+
+def is_run_dir(d: Path) -> bool:
+    """Whether ``d`` looks like a grokscope run directory: its ``config.json`` and one of the files training writes
+    (another project's config.json alone does not make one)."""
+    return (d / "config.json").is_file() and any((d / n).exists() for n in ("state.pt", "metrics.parquet",
+                                                                              "checkpoints", ".lock"))
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run directory ``path`` lies inside, or None."""
+    for anc in path.parents:
+        if is_run_dir(anc):
+            return anc
+    return None
+
+
+def check_inside_run(name: str, path: str | Path, owner: str | None) -> None:
+    """The file layer's one rule: no command writes inside a run directory except the run's files it owns
+    (``owner``: the command, e.g. ``report`` for ``report.html``; the progress files also by ``report``, which
+    computes them). ConfigError naming ``name`` and the path otherwise."""
+    p = Path(os.path.realpath(Path(path).absolute()))
+    run = enclosing_run(p)
+    if run is None:
+        return
+    entry = p.relative_to(run).parts[0]
+    own = run_file_owner(entry)
+    if own is not None and len(p.relative_to(run).parts) == 1 and own in (owner, *({"report": ("progress",)}.get(
+            owner or "", ()))):
+        return
+    what = f"the run's {entry}, which `grokscope {own}` writes" if own else "inside the run directory " + str(run)
+    raise ConfigError(f"{name}={str(path)!r} is invalid: it is {what}; write outside the run directory "
+                      "(a command writes only its own files in a run)")
+
+
+def check_output(name: str, path: str | Path, kind: str = "file", owner: str | None = None) -> Path:
     """``path`` if a file (``kind="file"``) or directory (``kind="dir"``) can be written there: not an existing
     entry of the other kind, not under a file, in a directory this process can create files in (tried with a
-    probe file, removed at once). ConfigError naming ``name`` otherwise. Creates nothing."""
+    probe file, removed at once), and not inside a run directory unless it is a run file of ``owner``
+    (:func:`check_inside_run`). ConfigError naming ``name`` otherwise. Creates nothing."""
     p = Path(path)
+    check_inside_run(name, p, owner)
     if kind == "file" and p.is_dir():
         raise ConfigError(f"{name}={str(path)!r} is invalid: it is a directory; give a file name")
     if kind == "dir" and p.exists() and not p.is_dir():

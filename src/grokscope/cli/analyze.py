@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                               "--seed S --frac-train F")
         ck.choice("split", args.split, ("authors",))
         ck.choice("op", args.op, ("add", "subtract", "multiply", "x2xyy2"))
-        out = check_output("out", Path(args.out or f"{path.stem}.analysis.json"))
+        out = check_output("out", Path(args.out or f"{path.stem}.analysis.json"), owner="analyze")
         model, ds = model_and_dataset_from_authors(path, args.seed, args.frac_train, args.op, args.trust_pickle)
         keys = parse_keys(args.keys, model.cfg.p)
         if not all(bool(v.isfinite().all()) for v in model.state_dict().values()):
@@ -84,11 +84,15 @@ def run(args: argparse.Namespace) -> int:
         elif not path.is_dir():
             raise ConfigError(f"path={str(path)!r} is invalid: no such run directory, run checkpoint or .pth file")
         run = Run.load(path)
+        if not run.config.make_task().pair_form:
+            raise ConfigError(f"run={str(path)!r} is invalid for `grokscope analyze`: its task {run.config.task} is "
+                              "not a modular task (the Fourier analysis reads the p*p table); `grokscope report RUN` "
+                              "draws it")
         keys = parse_keys(args.keys, run.configs[0].p)
         epoch = run_checkpoint(run, epoch, args.model)
         suffix = ("" if args.epoch is None and not str(args.path).endswith(".safetensors") else f"_epoch_{epoch}") + \
             ("" if args.model == 0 else f"_model_{args.model}")
-        out = check_output("out", Path(args.out or run.path / f"analysis{suffix}.json"))
+        out = check_output("out", Path(args.out or run.path / f"analysis{suffix}.json"), owner="analyze")
         model, ds = run.model(epoch, args.model), run.dataset(args.model)
         label = f"{run.path} model {args.model} epoch {epoch}"
     res = analyze(model, ds, keys=keys, threshold=args.threshold)

@@ -48,10 +48,14 @@ THRESHOLD = opt("threshold", lambda t: ck.number("threshold", ck.parse("threshol
                                                  lo_open=True))
 
 
-def run_with_checkpoints(path: str) -> Run:
+def run_with_checkpoints(path: str, modular_for: str | None = None) -> Run:
     """The run at ``path`` with at least one checkpoint; its config and metrics read (a damaged file is one line
-    before anything is computed)."""
+    before anything is computed). ``modular_for``: the command, which needs a modular task's run (the Fourier
+    measures read the p*p table)."""
     run = Run.load(path)
+    if modular_for is not None and not run.config.make_task().pair_form:
+        raise ConfigError(f"run={path!r} is invalid for `grokscope {modular_for}`: its task {run.config.task} is not "
+                          "a modular task (the Fourier measures read the p*p table); `grokscope report RUN` draws it")
     if not run.checkpoint_epochs:
         raise ConfigError(f"run={path!r} is invalid: it has no checkpoints yet")
     run.metrics  # noqa: B018 - read to check it

@@ -32,8 +32,8 @@ def add(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    run = run_with_checkpoints(args.run)
-    out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE)
+    run = run_with_checkpoints(args.run, modular_for="forecast")
+    out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE, owner="forecast")
     cal = None if args.calibration is None else load_calibration(args.calibration)
     res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
     print(forecast_mod.format_table(res))

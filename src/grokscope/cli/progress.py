@@ -27,10 +27,10 @@ def add(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    run = run_with_checkpoints(args.run)
+    run = run_with_checkpoints(args.run, modular_for="progress")
     keys = parse_keys(args.keys, run.configs[0].p)
     for name in (PROGRESS_FILE, PHASES_FILE):
-        check_output("run", run.path / name)
+        check_output("run", run.path / name, owner="progress")
     if keys is None:
         final_finite(run, "progress", "give the key frequencies with --keys")
     df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)

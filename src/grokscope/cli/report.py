@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
     for name in (PROGRESS_FILE, PHASES_FILE):
-        check_output("run", run.path / name)
+        check_output("run", run.path / name, owner="progress")
     if args.png:
         check_output("png", args.png, kind="dir")
         try:
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
         print(f"wrote {len(paths)} PNG files into {args.png}")
         return 0
-    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html", owner="report")
     path = report_html(run, out, epoch=args.epoch, model=args.model)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -78,7 +78,7 @@ def _run_seq_report(args: argparse.Namespace, run: Run) -> int:
             raise ConfigError(f"png={args.png!r} is invalid here: {e}") from None
         print(f"wrote {len(paths)} PNG files into {args.png}")
         return 0
-    out = check_output("out", Path(args.out) if args.out else run.path / "report.html")
+    out = check_output("out", Path(args.out) if args.out else run.path / "report.html", owner="report")
     path = seqreport.seq_report_html(run, out, epoch=epoch)
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0

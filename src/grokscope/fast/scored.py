@@ -1,7 +1,7 @@
 """The sequence tasks' training forward: the logits of the scored positions only.
 
 :class:`grokscope.model.Transformer` runs every position through every block; the loss of a sequence task
-(:mod:`grokscope.tasks.sequence`) reads the logits of ``n_scored`` positions per example only (digit addition: 6 of 18;
+(:mod:`grokscope.tasks`) reads the logits of ``n_scored`` positions per example only (digit addition: 6 of 18;
 induction: 30 of 85; skip trigram: 1 of its 200 at the presets' length). :func:`forward_scored` computes *the same function* at those
 positions:
 
@@ -22,7 +22,7 @@ operations differs; ``tests/test_seqtasks.py`` checks the logits, the loss and e
 the plain full-sequence path in float64, for 1- and 2-layer, full and attention-only models, and for every task,
 with the kernel and without it.
 
-Parameters are a dict ``{name: tensor}`` without a model axis (:meth:`grokscope.training.seqrun.SeqTrainer.named_params`).
+Parameters are a dict ``{name: tensor}`` without a model axis (one model of :meth:`grokscope.training.trainer.Trainer.named_params`).
 """
 
 from __future__ import annotations

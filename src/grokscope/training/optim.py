@@ -28,8 +28,8 @@ def adamw_update(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.
                  warmup: int) -> None:
     """torch.optim.AdamW's update of ``p`` in place (moments ``m``, ``v`` too) for optimiser step ``step``
     (0-based), after the linear warm-up ``lr * min(step / warmup, 1)``. ``lr`` and ``wd`` may be ``(K, 1)`` columns:
-    one value per model (row of a flat ``(K, P)`` parameter tensor). Used by :class:`Trainer` and by
-    :mod:`grokscope.training.seqrun`."""
+    one value per model (row of a flat ``(K, P)`` parameter tensor), as the trainer keeps them for every task
+    (:class:`grokscope.training.trainer.Trainer`)."""
     factor = min(step / warmup, 1.0) if warmup > 0 else 1.0
     lr = lr * factor
     t = step + 1

@@ -237,7 +237,7 @@ def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
             raise ConfigError(f"out={str(path)!r} is invalid: it already exists; continue it with "
                               f"`grokscope train --resume {path}` or replace it with --overwrite")
         check_overwritable(path)
-    check_output("out", path, kind="dir")
+    check_output("out", path, kind="dir", owner="train")
 
 
 # ---------------------------------------------------------------------- one trainer per run; signals
