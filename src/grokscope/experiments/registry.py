@@ -194,7 +194,7 @@ def _group_names(groups: list[list[Config]]) -> list[str]:
     ds = [g[0].to_dict() for g in groups]
     split_by_frac = all(len({c.frac_train for c in g}) == 1 for g in groups) and \
         any(len({x[0].frac_train for x in groups if _shape_key(x[0]) == _shape_key(g[0])}) > 1 for g in groups)
-    differ = [k for k in ds[0] if (k not in configs[0].per_model_fields or (k == "frac_train" and split_by_frac))
+    differ = [k for k in ds[0] if (k not in groups[0][0].per_model_fields or (k == "frac_train" and split_by_frac))
               and len({json.dumps(d[k]) for d in ds}) > 1]
     return [f"{i:02d}" + "".join(f"_{k.replace('_', '')}{d[k]}" for k in differ) for i, d in enumerate(ds)]
 
