@@ -140,12 +140,13 @@ def test_head_scores_find_the_authors_induction_circuit():
     assert l1[-1] > 0.3 and l1[-1] > 3 * sorted(r["induction"] for r in rows if r["layer"] == 0)[-1]
 
 
-def test_cli_report_on_a_sequence_run(runs, capsys):
+def test_cli_report_on_a_sequence_run(runs, capsys, tmp_path):
     run = runs["skip_trigram", 32]
     assert main(["report", str(run.path)]) == 0
     assert (run.path / "report.html").is_file() and "wrote" in capsys.readouterr().out
     assert _plot_ids((run.path / "report.html").read_text()) == EXPECTED["skip_trigram"]
-    assert main(["report", str(run.path), "--epoch", "10", "-o", str(run.path / "r10.html")]) == 0
+    assert main(["report", str(run.path), "--epoch", "10", "-o", str(tmp_path / "r10.html")]) == 0
+    assert main(["report", str(run.path), "-o", str(run.path / "r10.html")]) == 2  # not a run file of report
 
 
 @pytest.mark.parametrize("extra,msg", [(["--model", "1"], "model=1 is invalid"),
