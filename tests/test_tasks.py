@@ -272,6 +272,9 @@ def test_cli_trains_and_resumes(tmp_path, capsys):
     ["--task", "skip_trigram", "--n-train", "0"], ["--task", "skip_trigram", "--n-train", "inf"],
     ["--preset", "quick", "--task", "skip_trigram"], ["--preset", "induction-finite", "--batch-size", "100"],
     ["--task", "digit_addition", "--n-digits", "x"], ["--task", "skip_trigram", "--dropout", "0.1"],
+    # the memory estimate covers every task: refused in one line, not in the allocator
+    ["--task", "skip_trigram", "--n-train", "1000000000000"], ["--task", "skip_trigram", "--seq-len", "1000000000"],
+    ["--preset", "induction-infinite", "--batch-size", "1000000000"], ["--task", "skip-trigram", "--d-model", "1000000"],
 ])
 def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
     assert main(["train", *argv, "--out", str(tmp_path / "r"), "--no-progress"]) == 2

@@ -124,10 +124,11 @@ def fmt_bytes(n: float) -> str:
     return f"{n / 1e6:.2f} MB"
 
 
-def memory_fits(needed: float, what: str, device: str = "cpu", available: int | None = None) -> None:
-    """ConfigError if ``needed`` bytes (a lower estimate) exceed what ``device`` has available."""
+def memory_fits(needed: float, what: str, device: str = "cpu", available: int | None = None,
+                shrink: str = "p, d_model, d_mlp, epochs") -> None:
+    """ConfigError if ``needed`` bytes (a lower estimate) exceed what ``device`` has available; ``shrink``: the
+    fields the message suggests making smaller."""
     have = available_memory(device) if available is None else available
     if have is not None and needed > have:
         raise ConfigError(f"{what} is invalid: it needs at least ~{fmt_bytes(needed)} of memory but this machine "
-                          f"has ~{fmt_bytes(have)} available ({device}); use a smaller p, d_model, d_mlp, epochs "
-                          f"or fewer models")
+                          f"has ~{fmt_bytes(have)} available ({device}); use a smaller {shrink} or fewer models")

@@ -210,14 +210,17 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
     """ConfigError unless the machine has the memory ``configs`` need (:func:`grokscope.config.memory_needed`)."""
     host, dev = memory_needed(configs)
     c = configs[0]
-    shape = f"p={c.p}" if c.make_task().pair_form else f"task={c.task}"
+    table = c.make_task().pair_form
+    shape = f"p={c.p}" if table else f"task={c.task}"
     what = (f"config ({shape}, d_model={c.d_model}, d_mlp={c.d_mlp}, epochs={c.epochs}, "
             f"{len(configs)} model{'s' if len(configs) > 1 else ''})")
+    own = [f for f in ("n_train", "n_test", "batch_size", "seq_len", "vocab") if f in c.options.names()]
+    shrink = "p, d_model, d_mlp, epochs" if table else ", ".join(own + ["d_model", "epochs"])
     if device.type == "cpu":
-        ck.memory_fits(host + dev, what, "cpu")
+        ck.memory_fits(host + dev, what, "cpu", shrink=shrink)
     else:
-        ck.memory_fits(host, what, "cpu")
-        ck.memory_fits(dev, what, str(device))
+        ck.memory_fits(host, what, "cpu", shrink=shrink)
+        ck.memory_fits(dev, what, str(device), shrink=shrink)
 
 
 def train(configs: list[Config], out: str | Path, device: str = "auto", overwrite: bool = False,
