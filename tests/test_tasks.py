@@ -244,6 +244,15 @@ def test_per_token_columns_of_digit_addition(tmp_path):
 SEQ_PRESETS = [n for n in PRESETS if n.endswith("finite")]
 
 
+def test_the_sparse_parity_preset():
+    c = preset("sparse-parity")
+    task = c.make_task()
+    assert (c.task, c.n_bits, c.k, c.n_train, c.seed) == ("sparse-parity", 20, 3, 400, 1) and task.n_scored == 1
+    ex = task.train_set()
+    assert torch.equal(ex.targets[:, -1], ex.tokens[:, task.secret()].sum(1) % 2)  # the parity of the secret bits
+    assert len(task.secret()) == 3 and ex.tokens[:, -1].eq(2).all()  # '=' last
+
+
 def test_presets_are_the_authors_runs():
     assert set(SEQ_PRESETS) == {f"{t}-{d}" for t in ("digit-addition", "induction", "skip-trigram")
                                 for d in ("finite", "infinite")}

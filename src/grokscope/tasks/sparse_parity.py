@@ -4,7 +4,10 @@ paper: the task that shows how a task is added (one file and its registry line; 
 
 Tokens: the bits (token ids 0 and 1) and then ``=`` (token 2); the answer (0 or 1) is read at ``=``. The secret
 subset is drawn from the data seed (stream 3), so the models of a seed sweep each have their own. On a fixed train
-set the model memorises first and finds the parity later: grokking (Merrill et al. 2023 study the same task).
+set the model may memorise first and find the parity much later: grokking (Merrill et al. 2023 study the same task).
+The preset ``sparse-parity`` (20 bits, k 3, 400 fixed examples, the paper's model and optimiser, seed 1) memorises at
+step 539 and passes 99% test accuracy at 5,725; with seed 0 the same config generalises at once (step 425), and
+with 600 or 1,000 examples both seeds generalise 15-25 steps after memorising: whether it groks depends on the seed.
 """
 
 from __future__ import annotations
