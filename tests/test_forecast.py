@@ -274,3 +274,13 @@ def test_bad_calibration_file_exits_2(tiny_run, tmp_path, content, text, capsys)
     assert main(["train", "--preset", "tiny", "--epochs", "20", "--out", str(out), "--no-progress", "--forecast",
                  "--forecast-calibration", str(f)]) == 2
     assert text in capsys.readouterr().err and not out.exists()
+
+
+def test_until_beyond_the_last_checkpoint_is_refused(tiny_run, tmp_path, capsys):
+    """A forecast from epochs the run does not have would echo --until back as a 'prediction': refused, one line."""
+    last = tiny_run.checkpoint_epochs[-1]
+    assert main(["forecast", str(tiny_run.path), "--until", str(last + 1), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"grokscope: error: until={last + 1} is invalid: the run's last checkpoint is epoch {last}")
+    assert err.count("\n") == 1 and not (tmp_path / "o.json").exists()
+    assert main(["forecast", str(tiny_run.path), "--until", str(last), "--out", str(tmp_path / "o.json")]) == 0

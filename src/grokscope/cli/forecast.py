@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import ConfigError
 from ..measures import forecast as forecast_mod
 from ..measures.forecast_calibration import load_calibration
 from ..files import check_output
@@ -33,6 +34,10 @@ def add(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     run = run_with_checkpoints(args.run, modular_for="forecast")
+    last = run.checkpoint_epochs[-1]
+    if args.until > last:  # a forecast from data the run does not have would be a guess presented as a forecast
+        raise ConfigError(f"until={args.until} is invalid: the run's last checkpoint is epoch {last}; forecast from "
+                          f"at most {last} (the forecast reads the checkpoints up to --until)")
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE, owner="forecast")
     cal = None if args.calibration is None else load_calibration(args.calibration)
     res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
