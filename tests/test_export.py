@@ -119,6 +119,20 @@ def test_bad_transformer_lens_models_are_one_line():
             export.from_transformer_lens({**sd, name: torch.ones(8)})
     with pytest.raises(ConfigError, match="no unembed.W_U"):
         export.from_transformer_lens({k: v for k, v in sd.items() if k != "unembed.W_U"})
+    # non-finite weights, a missing or wrong-shape tensor: one line each, never a raw RuntimeError / KeyError
+    with pytest.raises(ConfigError, match="blocks.0.mlp.W_out has non-finite weights"):
+        export.from_transformer_lens({**sd, "blocks.0.mlp.W_out": torch.full_like(sd["blocks.0.mlp.W_out"], float("nan"))})
+    with pytest.raises(ConfigError, match="missing blocks.0.attn.W_K"):
+        export.from_transformer_lens({k: v for k, v in sd.items() if k != "blocks.0.attn.W_K"})
+    with pytest.raises(ConfigError, match="wrong shapes: blocks.0.mlp.b_in"):
+        export.from_transformer_lens({**sd, "blocks.0.mlp.b_in": torch.zeros(3)})
+
+
+def test_loading_a_foreign_file_is_one_line(tmp_path):
+    f = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, f)
+    with pytest.raises(ConfigError, match="not a file of `grokscope export`"):
+        export.load_transformer_lens(f)
 
 
 def test_cli_export_and_run_method(tmp_path, capsys):

@@ -110,6 +110,9 @@ def save(model: Transformer, path: str | Path) -> Path:
 def load_transformer_lens(path: str | Path, device: str | torch.device = "cpu"):
     """The TransformerLens model of a file written by :func:`save` (``grokscope export``)."""
     obj = torch.load(path, map_location="cpu", weights_only=True)
+    if not (isinstance(obj, dict) and isinstance(obj.get("cfg"), dict) and isinstance(obj.get("state_dict"), dict)):
+        raise ConfigError(f"path={str(path)!r} is invalid: not a file of `grokscope export` (a dict with 'cfg' and "
+                          "'state_dict')")
     return build(obj["cfg"], obj["state_dict"], device=device)
 
 
@@ -185,10 +188,21 @@ def from_transformer_lens(source, act: str | None = None, n_heads: int | None = 
     elif W_U.shape[1] != V:
         raise ConfigError(f"d_vocab_out={W_U.shape[1]} is invalid: must be p = {V - 1} or p + 1 = {V}")
     ours = {"W_E": sd["embed.W_E"], "W_pos": sd["pos_embed.W_pos"], "W_U": W_U}
+    names = ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out")
+    missing = [f"blocks.{i}.{k}" for i in range(n_layers) for k in names if f"blocks.{i}.{k}" not in sd]
+    if missing:
+        raise ConfigError(f"state_dict is invalid: missing {', '.join(missing[:3])}")
     for i in range(n_layers):
-        b = f"blocks.{i}."
-        for k in ("attn.W_Q", "attn.W_K", "attn.W_V", "attn.W_O", "mlp.W_in", "mlp.b_in", "mlp.W_out", "mlp.b_out"):
-            ours[b + k] = sd[b + k]
+        for k in names:
+            ours[f"blocks.{i}.{k}"] = sd[f"blocks.{i}.{k}"]
+    bad = [k for k, v in ours.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ConfigError(f"state_dict is invalid: {bad[0]} has non-finite weights (NaN or infinite)")
     m = Transformer(mcfg, seed=None)
+    want = m.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} (expected {tuple(want[k].shape)})" for k, v in ours.items()
+             if tuple(v.shape) != tuple(want[k].shape)]
+    if wrong:
+        raise ConfigError(f"state_dict is invalid: wrong shapes: {', '.join(wrong[:3])}")
     m.load_state_dict({k: v.contiguous() for k, v in ours.items()})
     return m.eval()
