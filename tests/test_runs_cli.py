@@ -201,3 +201,17 @@ def test_cli_report_and_run_figure(tmp_path, capsys):
     fig = figure(Run.load(out), "losses")
     assert fig.layout.title.text.startswith("Fig 2")
     assert main(["report", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.parametrize("argv,says", [([], "would train the paper's mainline (40,000 epochs"),
+                                       (["--task", "skip-trigram"], "the skip-trigram run"),
+                                       (["--epochs", "5"], "would train the paper's mainline")])
+def test_a_bare_train_explains_instead_of_starting_the_mainline(argv, says, tmp_path, monkeypatch, capsys):
+    """Without --preset and --out, `grokscope train` says what it would do (and how to ask for it), writes nothing."""
+    from grokscope.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokscope: error: out is required") and says in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []

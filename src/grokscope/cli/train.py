@@ -167,6 +167,13 @@ def run(args: argparse.Namespace) -> int:
             log.close() if log else None
             forecast_mod.print_cost(live, time.perf_counter() - t0)
     else:
+        if args.out is None and args.preset is None:  # a bare `grokscope train` would start 40,000 epochs
+            if args.cfg_task is None:
+                raise ConfigError("out is required without --preset: `grokscope train` alone would train the paper's "
+                                  "mainline (40,000 epochs, ~30 min on 2 cores); give --out runs/mainline for that, "
+                                  "or --preset quick --out runs/quick for a run that groks in ~1-3 minutes")
+            raise ConfigError(f"out is required without --preset: give the run directory of the {args.cfg_task} run "
+                              f"(e.g. --out runs/{args.cfg_task})")
         configs = configs_from_args(args)
         _check_forecast(args, configs)
         out = args.out or f"runs/{preset_name(args) or configs[0].task}"
