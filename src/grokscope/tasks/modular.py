@@ -143,9 +143,13 @@ class Modular(Task):
         return None  # full batch, as the paper
 
     def dataset(self) -> Dataset:
-        o = self.options
-        train_idx, test_idx = split_indices(o.p, o.frac_train, self.data_seed, o.split)
-        return Dataset(o.p, all_tokens(o.p), labels_for(self.op, o.p, self.data_seed), train_idx, test_idx)
+        """The p*p table with its split (made once per task object: the train and the test set share it)."""
+        if getattr(self, "_dataset", None) is None:
+            o = self.options
+            train_idx, test_idx = split_indices(o.p, o.frac_train, self.data_seed, o.split)
+            self._dataset = Dataset(o.p, all_tokens(o.p), labels_for(self.op, o.p, self.data_seed), train_idx,
+                                    test_idx)
+        return self._dataset
 
     def _examples(self, which: str) -> Examples:
         ds = self.dataset()
