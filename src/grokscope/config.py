@@ -114,6 +114,11 @@ class Config:
     norm_constraint: float | None = _f(None, "Omnigrok's constrained weight norm (Liu et al. 2023): initial weights "
                                              "x ALPHA, then the global L2 norm held at that value after every step; "
                                              "needs weight_decay 0")
+    # --- when to stop (grokscope.training.stopping)
+    stop_below: float | None = _f(None, "stop a model once its test loss has stayed below this for stop_patience "
+                                        "epochs (the run ends when every model has stopped); none: train every "
+                                        "epoch (the paper's runs)")
+    stop_patience: int = _f(1000, "with stop_below: epochs the test loss must stay below it, >= 0")
     # --- logging
     test_every: int = _f(10, "evaluate test loss/accuracy every N steps (train metrics are logged every step)")
     checkpoint_every: int = _f(100, "save a checkpoint every N steps (the paper: 100)")
@@ -217,6 +222,9 @@ class Config:
                 raise ConfigError(f"norm_constraint={self.norm_constraint!r} is invalid with weight_decay="
                                   f"{self.weight_decay!r}: the constrained weight norm replaces weight decay; "
                                   "give weight_decay 0 (--weight-decay 0)")
+        if self.stop_below is not None:
+            ck.number("stop_below", self.stop_below, lo=0, lo_open=True)
+        ck.integer("stop_patience", self.stop_patience, lo=0)
         self.make_task().check_config(self)
         if self.dropout and self.d_mlp == 0:
             raise ConfigError(f"dropout={self.dropout} is invalid with d_mlp=0: dropout acts on MLP neurons")

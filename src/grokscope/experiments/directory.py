@@ -40,7 +40,7 @@ class Group:
             return "new", 0
         run = Run.load(self.path)
         last = run.checkpoint_epochs[-1] if run.checkpoint_epochs else 0
-        if last < self.epochs:
+        if not run.finished:
             m = run.metrics
             return "partial", int(m["epoch"].max()) if len(m) else 0
         return ("done" if (self.path / SUMMARY).is_file() else "trained"), last

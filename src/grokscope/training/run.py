@@ -31,6 +31,7 @@ from ..tasks import Dataset, Task
 from . import rundir
 from .optim import resolve_device
 from .rundir import CKPT_DIR, CONFIG, LOCK, METRICS, STATE, ckpt_name, metrics_frame
+from .stopping import StopRule
 from .trainer import Trainer
 
 
@@ -108,6 +109,26 @@ class Run:
                 "final_test_loss": float("nan") if lt is None else float(lt.test_loss),
                 "final_test_acc": float("nan") if lt is None else float(lt.test_acc)})
         return pd.DataFrame(rows)
+
+    def stop_epochs(self) -> list[int | None]:
+        """The epoch each model stopped at under the run's stopping rule (``stop_below``; None: it did not, or the
+        run has no rule), recomputed from the logged test losses (:mod:`grokscope.training.stopping`)."""
+        c = self.config
+        rule = StopRule(c.stop_below, c.stop_patience, self.K)
+        if rule.on:
+            t = self.metrics.pivot(index="epoch", columns="model", values="test_loss").sort_index()
+            t = t.reindex(columns=range(self.K)).dropna(how="all")
+            rule.replay(t.index.to_numpy(), t.to_numpy(dtype=np.float64))
+        return [int(s) if s >= 0 else None for s in rule.stopped]
+
+    @property
+    def finished(self) -> bool:
+        """Trained to its last epoch, or every model stopped and the final checkpoint written there."""
+        last = self.checkpoint_epochs[-1] if self.checkpoint_epochs else -1
+        if last >= self.config.epochs:
+            return True
+        stops = self.stop_epochs()
+        return bool(stops) and all(s is not None for s in stops) and last == max(stops)
 
     def config_frame(self) -> pd.DataFrame:
         return pd.DataFrame([{"model": i, **c.to_dict()} for i, c in enumerate(self.configs)])
@@ -320,17 +341,17 @@ def _fit_locked(path: Path, trainer: Trainer, progress: bool, until: int | None,
         _warn_nonfinite(tr, warned)
         if log is not None:
             log(metrics_frame(tr, e), e)
-        if e == final:  # after the final evaluation: its row is filled (other epochs: after their step)
+        if tr.finished:  # after the final evaluation: its row is filled (other epochs: after their step)
             show(tr, e)
 
     with rundir.signals_deferred(trainer):
         try:
             trainer.fit(until, on_checkpoint=on_checkpoint, progress=progress, desc=path.name,
                         after_step=lambda tr: show(tr, tr.epoch - 1))
-            if trainer.epoch % trainer.cfg.checkpoint_every != 0 and trainer.epoch != trainer.cfg.epochs:
+            if trainer.epoch % trainer.cfg.checkpoint_every != 0 and not trainer.finished:
                 rundir.save_state(path, trainer)  # stopped early by `until`: keep what resume needs
             _warn_nonfinite(trainer, warned)
-            if trainer.interrupted and trainer.epoch < trainer.cfg.epochs:
+            if trainer.interrupted and not trainer.finished:
                 raise KeyboardInterrupt  # a signal during the last save: the state is saved below
         except KeyboardInterrupt:
             rundir.save_state(path, trainer)

@@ -30,6 +30,9 @@ Conventions (documented choices):
 * The forward is picked from the task's and the model's shape (:mod:`grokscope.fast`): the one-layer table path for
   ``a b =`` tasks, the scored-positions path (with the compiled attention) for the others; ``fast=False`` runs the
   plain full-sequence model. Each is tested equal to the plain one in float64.
+* The stopping rule (``stop_below``; :mod:`grokscope.training.stopping`): a stopped model is frozen (its parameters
+  and moments restored after every later step) but still evaluated; the run ends once every model has stopped, at
+  that test epoch, with the final evaluation and checkpoint there.
 * Denormals are flushed to zero in every thread by default (:mod:`grokscope.numerics`).
 """
 
@@ -39,6 +42,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.func import functional_call
 
@@ -51,6 +55,7 @@ from ..tasks import Examples
 from .losses import LOW_PRECISION, cross_entropy_accurate, cross_entropy_low_precision
 from .methods import GradFilter, orthogonal_grad, renormalise_, softmax_collapse, stablemax_cross_entropy, w_u_norm
 from .optim import ParamLayout, adamw_update
+from .stopping import StopRule
 
 #: the per-step metric buffers (metrics.parquet's columns after model and epoch); runs written before the last three
 #: existed lack them (:data:`NEW_METRICS`)
@@ -160,6 +165,7 @@ class Trainer:
             self.cfg.grokfast, tuple(self.params.shape), col("grokfast_alpha"), col("grokfast_lambda"),
             self.cfg.grokfast_window, dev)
         self.epoch = 0  # optimiser steps taken
+        self.stop = StopRule(self.cfg.stop_below, self.cfg.stop_patience, self.K)
         self.generator = torch.Generator(device=dev).manual_seed((int(self.cfg.seed) * 1_000_003 + 17) % 2**64)
         E, S = self.cfg.epochs, self.task.n_scored
         nan = float("nan")
@@ -244,6 +250,8 @@ class Trainer:
         e = self.epoch
         if e % self.cfg.test_every == 0:
             self._log_test(e)
+            if self.stop.all_stopped:
+                return  # the run ends here, before the step (fit's final evaluation fills the row)
         batch = self.batch(e)
         flat = self.params.detach().requires_grad_(True)
         keep = None
@@ -273,10 +281,18 @@ class Trainer:
         if self.cfg.optimizer == "orthoadamw":
             grad = orthogonal_grad(self.params, grad, self.layout.sizes)
         c = self.cfg
+        frozen = torch.from_numpy(self.stop.stopped >= 0).to(self.device)[:, None] if self.stop.on else None
+        if frozen is not None and bool(frozen.any()):
+            kept = [t.clone() for t in (self.params, self.exp_avg, self.exp_avg_sq)]
+        else:
+            frozen = None
         adamw_update(self.params, self.exp_avg, self.exp_avg_sq, grad, e, self.lr, self.wd, c.beta1, c.beta2, c.eps,
                      c.warmup)
         if self.use_norm:
             renormalise_(self.params, self.norm_target, self.norm_on)
+        if frozen is not None:  # stopped models keep their weights and moments
+            for t, old in zip((self.params, self.exp_avg, self.exp_avg_sq), kept):
+                t.copy_(torch.where(frozen, old, t))
         self.epoch = e + 1
 
     def _log_test(self, e: int) -> None:
@@ -284,6 +300,13 @@ class Trainer:
         self.metrics["test_loss"][e], self.metrics["test_acc"][e] = loss, acc
         if self.per_token:
             self.tok["test"][e] = tok.cpu()
+        if self.stop.on and not bool((self.stop.stopped >= 0).all()):
+            self.stop.update(e, loss.cpu().numpy())
+
+    @property
+    def finished(self) -> bool:
+        """Trained every epoch, or every model stopped (:mod:`grokscope.training.stopping`)."""
+        return self.epoch >= self.cfg.epochs or self.stop.all_stopped
 
     @torch.no_grad()
     def _diagnostics(self, e: int, logits: torch.Tensor, batch: Batch, W_U: torch.Tensor) -> None:
@@ -323,20 +346,23 @@ class Trainer:
                        dynamic_ncols=True, mininterval=0.2 if tty else 30.0)  # a log file gets a line every 30 s
         ce = self.cfg.checkpoint_every
         try:
-            while self.epoch < until:
+            while self.epoch < until and not self.stop.all_stopped:
                 if self.interrupted:
                     raise KeyboardInterrupt
                 if self.epoch % ce == 0 and on_checkpoint is not None:
                     on_checkpoint(self, self.epoch)
+                before = self.epoch
                 self.step()
+                if self.epoch == before:
+                    break  # every model has stopped (the stopping rule)
                 changed = after_step(self) if after_step is not None else False
                 if bar is not None:
                     bar.update(1)
                     if self.epoch % 50 == 0 or self.epoch == until or changed:
                         bar.set_postfix_str(self.postfix(), refresh=False)
-            if self.epoch == E and torch.isnan(self.metrics["train_loss"][E]).all():
+            if self.finished and torch.isnan(self.metrics["train_loss"][self.epoch]).all():
                 self.final_evaluate()
-            if on_checkpoint is not None and (self.epoch % ce == 0 or self.epoch == E):
+            if on_checkpoint is not None and (self.epoch % ce == 0 or self.finished):
                 on_checkpoint(self, self.epoch)
         finally:
             if bar is not None:
@@ -396,6 +422,11 @@ class Trainer:
             if "metrics." + k in st:  # a state.pt written before NEW_METRICS existed: those rows stay NaN
                 rows = st["metrics." + k].to(dev)
                 buf[: len(rows)] = rows.reshape(len(rows), self.K)
+        if self.stop.on:  # where each model stopped, from the logged test rows (the rule is a function of them)
+            self.stop = StopRule(self.cfg.stop_below, self.cfg.stop_patience, self.K)
+            t = self.metrics["test_loss"][: self.epoch + 1].cpu().numpy()
+            rows = np.nonzero(~np.isnan(t).all(1))[0]
+            self.stop.replay(rows, t[rows])
         for k, buf in self.tok.items():
             buf.fill_(float("nan"))
             rows = st["tok." + k].reshape(-1, self.K, buf.shape[2])
