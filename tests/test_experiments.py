@@ -77,8 +77,8 @@ def test_registry_has_the_papers_configs():
 
 def test_grouping_by_shape():
     sizes = {n: s.size()[:2] for n, s in EXPERIMENTS.items()}
-    assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 1), "primes": (19, 5), "two-layer": (5, 1),
-                     "dropout": (9, 1), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8),
+    assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 4), "primes": (19, 5), "two-layer": (5, 1),
+                     "dropout": (9, 3), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8),
                      "methods": (21, 5)}
     for name in RUNNABLE:  # tiny keeps the models, their per-model values and the groups
         full, small = EXPERIMENTS[name].configs(), EXPERIMENTS[name].configs(tiny=True)
@@ -91,10 +91,12 @@ def test_grouping_by_shape():
                                                              {(401, 0.2)}]
     assert [len(x) for x in g] == [5, 5, 3, 3, 3]
     assert [n["name"] for n in registry.plan("primes")["groups"]] == [
-        "00_p53_fractrain0.3", "01_p109_fractrain0.3", "02_p401_fractrain0.05", "03_p401_fractrain0.1",
-        "04_p401_fractrain0.2"]
+        "00_p53_fractrain0.3_weightdecay5.0", "01_p109_fractrain0.3_weightdecay1.0",
+        "02_p401_fractrain0.05_weightdecay1.0", "03_p401_fractrain0.1_weightdecay1.0",
+        "04_p401_fractrain0.2_weightdecay1.0"]
     assert [n["name"] for n in registry.plan("frac")["groups"]][:2] == ["00_fractrain0.1", "01_fractrain0.2"]
-    assert [n["name"] for n in registry.plan("wd")["groups"]] == ["00"]
+    assert [n["name"] for n in registry.plan("wd")["groups"]][0] == "00_weightdecay0.0"  # the stopping rule splits
+    assert [n["name"] for n in registry.plan("l1")["groups"]] == ["00"]
     # train sets within 10% share a group (no padding beyond it), farther ones do not
     cs = [Config(frac_train=f, seed=s) for f, s in ((0.3, 0), (0.32, 1), (0.5, 2), (0.31, 3))]
     assert [[c.seed for c in x] for x in group_configs(cs)] == [[0, 1, 3], [2]]
@@ -131,6 +133,7 @@ def test_every_experiment_runs_tiny(tiny, name):
 def test_summary_reuses_the_run_layers(tiny, monkeypatch, tmp_path):
     exp = tiny("wd")
     s = exp.summary
+    s = s[s.group == exp.groups[0].name].reset_index(drop=True)  # the first group's models
     run = exp.run(exp.groups[0].name)
     ms = run.milestones()
     assert list(s.final_test_loss) == list(ms.final_test_loss) and list(s.epoch_test_acc_99.isna()) == \
@@ -146,8 +149,8 @@ def test_summary_reuses_the_run_layers(tiny, monkeypatch, tmp_path):
     monkeypatch.setattr(summary, "analyze", lambda m, d: analyze(m, d, keys=[1, 2]))
     monkeypatch.setattr(summary, "LOSS_THRESHOLD", float(ms.final_train_loss.median()))
     again = summary.summarise_run(run, "wd", exp.groups[0].name)
-    res = analyze(run.model(None, 4), run.dataset(4), keys=[1, 2])
-    r = again.iloc[4]
+    res = analyze(run.model(None, 2), run.dataset(2), keys=[1, 2])
+    r = again.iloc[2]
     fves = [d.fve for d in res.composition.directions]
     assert len(fves) == 4 and r.logit_fve == res.composition.logit_fve
     assert r.mlp_fve == pytest.approx(np.mean(fves), rel=1e-12) and r.mlp_fve_std == pytest.approx(np.std(fves), rel=1e-12)

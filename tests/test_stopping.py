@@ -86,3 +86,14 @@ def test_without_the_rule_every_epoch_is_trained(tmp_path):
 def test_bad_values_are_refused(field, value):
     with pytest.raises(ConfigError, match=field):
         Config(**{**BASE, field: value})
+
+
+def test_with_the_rule_experiments_group_only_seeds_together():
+    from grokscope.experiments.registry import plan
+    groups = plan("wd")["groups"]
+    assert [g["name"] for g in groups] == ["00_weightdecay0.0", "01_weightdecay0.3", "02_weightdecay1.0",
+                                           "03_weightdecay3.0"]
+    for g in groups:
+        assert len({m["weight_decay"] for m in g["models"]}) == 1 and [m["seed"] for m in g["models"]] == [0, 1, 2]
+        assert all(m["stop_below"] == 1e-6 for m in g["models"])
+    assert len(plan("l1")["groups"]) == 1  # no rule: one batched group of every setting

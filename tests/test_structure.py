@@ -21,7 +21,7 @@ LAYERS = (
     ("grokscope.measures",),
     ("grokscope.experiments",),
     ("grokscope.report",),
-    ("grokscope.cli",),
+    ("grokscope.cli", "grokscope.__main__"),
 )
 MAX_FUNCTION_LEVEL_INTERNAL = 3
 

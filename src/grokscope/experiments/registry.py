@@ -162,7 +162,11 @@ def get_spec(name: str) -> Spec:
 
 # ---------------------------------------------------------------------- grouping
 def _shape_key(c: Config) -> tuple:
-    return tuple((k, v) for k, v in c.to_dict().items() if k not in c.per_model_fields)
+    """What models of one group share: every field outside the per-model ones; with the stopping rule also the
+    per-model fields other than the seeds (models of different settings stop far apart, and a stopped model still
+    costs its share of every step until the last one stops: the seeds of one setting stop close together)."""
+    free = set(c.per_model_fields) & {"seed", "data_seed"} if c.stop_below is not None else set(c.per_model_fields)
+    return tuple((k, v) for k, v in c.to_dict().items() if k not in free)
 
 
 #: How much padding a batched group may carry: a batched run pads every model's train set to the largest one's,
@@ -177,7 +181,8 @@ def _n_train(c: Config) -> int:
 
 def group_configs(configs: Sequence[Config]) -> list[list[Config]]:
     """The configs split into batchable groups, in order of first appearance, each keeping its models' order:
-    equal outside :data:`PER_MODEL_FIELDS`, and with train sets within :data:`PAD_TOLERANCE` of each other."""
+    equal outside :data:`PER_MODEL_FIELDS` (with the stopping rule: outside the seeds), and with train sets
+    within :data:`PAD_TOLERANCE` of each other."""
     by_shape: dict[tuple, list[list[Config]]] = {}
     order: list[list[Config]] = []
     for c in configs:
@@ -194,14 +199,19 @@ def group_configs(configs: Sequence[Config]) -> list[list[Config]]:
 
 
 def _group_names(groups: list[list[Config]]) -> list[str]:
-    """``00``, or ``00_p53``, ``01_p109``...: the index and the fields that differ between groups (the shape
-    fields, and ``frac_train`` where it is what splits them, see :data:`PAD_TOLERANCE`)."""
-    ds = [g[0].to_dict() for g in groups]
+    """``00``, or ``00_p53``, ``01_p109``, ``00_weightdecay0.3``...: the index and the fields that differ between
+    groups: the shape fields, and the per-model fields that split them (``frac_train`` where the padding does, see
+    :data:`PAD_TOLERANCE`; with the stopping rule every per-model field but the seeds, see :func:`_shape_key`)."""
+    ds = [[c.to_dict() for c in g] for g in groups]
+    first = groups[0][0]
     split_by_frac = all(len({c.frac_train for c in g}) == 1 for g in groups) and \
         any(len({x[0].frac_train for x in groups if _shape_key(x[0]) == _shape_key(g[0])}) > 1 for g in groups)
-    differ = [k for k in ds[0] if (k not in groups[0][0].per_model_fields or (k == "frac_train" and split_by_frac))
-              and len({json.dumps(d[k]) for d in ds}) > 1]
-    return [f"{i:02d}" + "".join(f"_{k.replace('_', '')}{d[k]}" for k in differ) for i, d in enumerate(ds)]
+    splitting = {k for k in first.per_model_fields if (k == "frac_train" and split_by_frac)
+                 or (first.stop_below is not None and k not in ("seed", "data_seed"))}
+    differ = [k for k in ds[0][0] if (k not in first.per_model_fields or k in splitting)
+              and all(len({json.dumps(d[k]) for d in g}) == 1 for g in ds)
+              and len({json.dumps(g[0][k]) for g in ds}) > 1]
+    return [f"{i:02d}" + "".join(f"_{k.replace('_', '')}{g[0][k]}" for k in differ) for i, g in enumerate(ds)]
 
 
 def plan(name: str, epochs: int | None = None, tiny: bool = False,
