@@ -6,6 +6,8 @@ and the run they train or resume (:mod:`grokscope.training.run`).
     grokscope train --preset skip-trigram-finite --out runs/st-finite
     grokscope train --task digit-addition --n-train inf --batch-size 700 --epochs 6000 --out runs/da
     grokscope train --resume runs/mainline
+    grokscope train --resume runs/quick --epochs 3000      # a finished run trained on
+    grokscope train --config runs/quick/config.json --out runs/quick-again
 
 A task's own flags (``--p``, ``--frac-train``, ``--n-train``, ``--seq-len``, ...) are errors with a task that does
 not have them; fields that may differ between the models of one batched run take comma-separated lists. Bad
@@ -62,7 +64,10 @@ def add(sub) -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or none "
                    "with --task)")
     p.add_argument("--out", help="output run directory (default runs/<preset>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
+    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped; with "
+                   "--epochs N, train a finished run on to N epochs (as if trained to N from the start)")
+    p.add_argument("--config", metavar="FILE", help="train the models of a run's config.json again (a replay; "
+                   "config flags given beside it override its values, e.g. --seed 1)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
                    "run that no trainer holds; only its run files are deleted)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
@@ -109,7 +114,35 @@ def preset_name(args: argparse.Namespace) -> str | None:
     return key
 
 
+def replay_configs(path: str) -> list[dict[str, Any]]:
+    """The model configs of a run's config.json (any format grokscope wrote), or of a file holding one config."""
+    from ..files import load
+    from ..training import rundir
+
+    f = Path(path)
+    if f.is_dir():
+        f = f / rundir.CONFIG
+    if not f.is_file():
+        raise ConfigError(f"config={path!r} is invalid: no such file (a run's config.json, or a JSON config)")
+
+    def problem(d: Any) -> str | None:
+        return rundir.meta_problem(d if isinstance(d, dict) and ("models" in d or "kind" in d) else {"models": [d]})
+
+    meta = load(f, lambda x: __import__("json").loads(x.read_text()), problem)
+    meta = meta if "models" in meta or "kind" in meta else {"models": [meta]}
+    return [c.to_dict() for c in rundir.configs_of(meta)]
+
+
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    if getattr(args, "config", None) is not None:
+        if args.preset is not None or args.seeds is not None:
+            raise ConfigError("config is invalid with --preset or --seeds: the file gives the models")
+        models = replay_configs(args.config)
+        over = {n: _conv(FIELD_TYPES[n], n, getattr(args, "cfg_" + n).strip()) for n in FLAG_FIELDS
+                if n != "task" and getattr(args, "cfg_" + n) is not None}
+        if args.cfg_task is not None:
+            over["task"] = canonical(args.cfg_task)
+        return [Config(**{**m, **over}) for m in models]
     name = preset_name(args)
     base: dict[str, Any] = dict(PRESETS[name]) if name else {}
     if args.cfg_task is not None:
@@ -153,8 +186,11 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and not args.forecast:
             raise ConfigError(f"{name} is invalid without --forecast")
     if args.resume:
-        if args.out or args.preset or any(getattr(args, "cfg_" + n) is not None for n in FLAG_FIELDS) or args.seeds:
-            raise ConfigError("resume is invalid with config flags, --preset or --out: a resumed run keeps its config")
+        if args.out or args.preset or args.config or args.seeds or \
+                any(getattr(args, "cfg_" + n) is not None for n in FLAG_FIELDS if n != "epochs"):
+            raise ConfigError("resume is invalid with config flags, --preset, --config or --out: a resumed run keeps "
+                              "its config (only --epochs N, to train it on to N epochs)")
+        epochs = None if args.cfg_epochs is None else _conv(int, "epochs", args.cfg_epochs)
         configs = runs.Run.load(args.resume).configs
         _check_forecast(args, configs)
         live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
@@ -162,11 +198,13 @@ def run(args: argparse.Namespace) -> int:
         log = _logger(args, args.resume, configs)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
-                              log=log, forecast=live)
+                              log=log, forecast=live, epochs=epochs)
         finally:
             log.close() if log else None
             forecast_mod.print_cost(live, time.perf_counter() - t0)
     else:
+        if args.config is not None and args.out is None:
+            raise ConfigError("out is required with --config: give the directory of the replayed run")
         if args.out is None and args.preset is None:  # a bare `grokscope train` would start 40,000 epochs
             if args.cfg_task is None:
                 raise ConfigError("out is required without --preset: `grokscope train` alone would train the paper's "
