@@ -72,3 +72,15 @@ def test_cli_extend_replay_and_records(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "bad.json" in err and not (tmp_path / "e").exists()
+
+
+def test_preset_names_follow_their_tasks():
+    from grokscope.config import PRESET_ALIASES, PRESETS, preset, preset_key
+    from grokscope.tasks import TASKS
+    for name, fields in PRESETS.items():
+        task = fields.get("task")
+        if task is not None and task != "sparse-parity":
+            assert name in (f"{task}-finite", f"{task}-infinite"), name  # one scheme: <task>-finite/-infinite
+    for old, new in PRESET_ALIASES.items():  # the older names still work
+        assert preset_key(old) == new and preset(old.replace("-", "_")) == preset(new)
+    assert all("_" not in n for n in list(PRESETS) + list(TASKS))

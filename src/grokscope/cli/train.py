@@ -29,7 +29,8 @@ from .. import numerics
 from ..measures import forecast_live as forecast_mod
 from ..training import run as runs
 from ..report import tracking
-from ..config import PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks
+from ..config import (PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks,
+                      preset_key)
 from ..tasks import TASKS, canonical
 from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys
 
@@ -108,10 +109,7 @@ def preset_name(args: argparse.Namespace) -> str | None:
     is given."""
     if args.preset is None:
         return None if args.cfg_task is not None else "mainline"
-    key = args.preset.replace("_", "-")
-    if key not in PRESETS:
-        raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return key
+    return preset_key(args.preset)
 
 
 def replay_configs(path: str) -> list[dict[str, Any]]:
