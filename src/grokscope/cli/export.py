@@ -21,8 +21,9 @@ def add(sub) -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--epoch", type=EPOCH, default=None, help="checkpoint epoch (default: the last)")
     p.add_argument("--model", type=MODEL, default=0, help="model index in a batched run (default 0)")
-    p.add_argument("--to", required=True, help="format: transformer-lens")
-    p.add_argument("--out", required=True, help="output file (e.g. model.pt)")
+    p.add_argument("--to", default="transformer-lens", help="format: transformer-lens (the default)")
+    p.add_argument("--out", default=None, help="output file (default: RUN-epochE-modelK.pt beside the run "
+                   "directory)")
     return p
 
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     ck.choice("to", args.to, ("transformer-lens",))
     run = run_with_checkpoints(args.run)
     epoch = run_checkpoint(run, args.epoch, args.model)
+    if args.out is None:
+        args.out = str(run.path.parent / f"{run.path.name}-epoch{epoch}-model{args.model}.pt")
     out = check_output("out", Path(args.out))
     export_mod.save(run.model(epoch, args.model), out)
     print(f"wrote {out} (model {args.model} epoch {epoch}, TransformerLens HookedTransformer format)")

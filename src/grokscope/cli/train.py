@@ -258,8 +258,13 @@ def _summary(run) -> None:
     print(f"run: {run.path}  task: {run.config.task}{data}  models: {run.K}")
     diverged = run.nonfinite()
     unit = "epoch" if task.pair_form else "step"
+    if not run.finished:  # rows 0..n-1 are logged after n steps
+        n = int(run.metrics["epoch"].max()) + 1
+        print(f"  stopped at {unit} {n} of {run.config.epochs}: continue with `grokscope train --resume {run.path}`")
+    stops = run.stop_epochs()
     for r in run.milestones().itertuples():
-        print(f"  model {r.model} (seed {r.seed}): {unit} {_fmt(r.last_epoch)}  train loss {r.final_train_loss:.3e}  "
+        stop = f"  stopped by the rule at {unit} {stops[r.model]}" if stops[r.model] is not None else ""
+        print(f"  model {r.model} (seed {r.seed}){stop}: at {unit} {_fmt(r.last_epoch)} train loss {r.final_train_loss:.3e}  "
               f"test loss {r.final_test_loss:.3e} acc {r.final_test_acc:.4f}  train acc 100% at "
               f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}"
               + (f"  DIVERGED: train loss non-finite from {unit} {diverged[r.model]}" if r.model in diverged else ""))
