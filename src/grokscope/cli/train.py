@@ -77,6 +77,10 @@ def add(sub) -> argparse.ArgumentParser:
     p.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
     p.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb (offline); needs "
                    "grokscope[tensorboard] or grokscope[wandb]")
+    p.add_argument("--wandb-project", default=None, help="with --log wandb: the W&B project (default grokscope)")
+    p.add_argument("--wandb-entity", default=None, help="with --log wandb: the W&B entity (team or user)")
+    p.add_argument("--wandb-mode", default=None, help="with --log wandb: online | offline | disabled (default: "
+                   "online when WANDB_API_KEY is set, else offline)")
     p.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
     p.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures of "
                    "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
@@ -234,6 +238,11 @@ def _check_forecast(args: argparse.Namespace, configs: list[Config]) -> None:
 
 
 def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "tracking.MetricsLogger | None":
+    wb = ("wandb_project", "wandb_entity", "wandb_mode")
+    if args.log != "wandb":
+        for name in wb:
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{name} is invalid without --log wandb")
     if args.log is None:
         for name in ("log_dir", "progress_every", "progress_keys"):
             if getattr(args, name) is not None:
@@ -247,7 +256,9 @@ def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "t
     keys = parse_keys(args.progress_keys, configs[0].p) if args.progress_keys is not None else None
     models = [c.to_dict() for c in configs]
     return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
-                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys)
+                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys,
+                                  wandb_project=args.wandb_project or "grokscope", wandb_entity=args.wandb_entity,
+                                  wandb_mode=args.wandb_mode)
 
 
 def _summary(run) -> None:
