@@ -93,3 +93,19 @@ def test_summary_after_until_names_the_epoch_reached(tmp_path, capsys):
     assert "stopped at epoch 20 of 300" in text and f"--resume {out}" in text
     assert main(["export", str(out)]) == 0  # --to defaults to its one format, --out to a file beside the run
     assert (tmp_path / "r-epoch0-model0.pt").is_file()
+
+
+def test_every_subcommand_help_has_examples_and_train_has_groups(capsys):
+    from grokscope.cli.app import COMMANDS
+    for cmd in COMMANDS:
+        name = cmd.__name__.rsplit(".", 1)[-1]
+        assert main([name, "--help"]) == 0
+        text = capsys.readouterr().out
+        examples = text.split("examples:\n", 1)[1].splitlines()
+        assert examples and all(e.startswith(f"  grokscope {name}") for e in examples if e.strip()), name
+    main(["train", "--help"])
+    text = capsys.readouterr().out
+    for group in ("what to train and where:", "data (the task's fields", "model:", "optimiser and training:",
+                  "regularisation and methods beyond the paper:", "stopping", "progress and logging:"):
+        assert group in text, group
+    assert len(text.split("usage:", 1)[1].split("\n\n")[0].splitlines()) <= 2  # a short usage line

@@ -9,12 +9,16 @@ from pathlib import Path
 from .. import checks as ck
 from ..model import export as export_mod
 from ..files import check_output
-from .common import EPOCH, MODEL, run_checkpoint, run_with_checkpoints
+from .common import EPOCH, MODEL, run_checkpoint, run_with_checkpoints, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope export`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("export", help="write a checkpoint as a TransformerLens model file",
+    p = subcommand(sub, "export", examples=[
+                       'grokscope export runs/quick                 # -> runs/quick-epochE-model0.pt',
+                       'grokscope export runs/seeds --model 2 --epoch 10000 --out seed2.pt',
+                   ],
+                       help="write a checkpoint as a TransformerLens model file",
                        description="Write one model of a run at a checkpoint as a TransformerLens HookedTransformer "
                                    "state dict and config (torch.save of {'cfg', 'state_dict'}); load it with "
                                    "grokscope.model.export.load_transformer_lens(FILE).")

@@ -9,12 +9,16 @@ import sys
 from ..measures.cache import PHASES_FILE, PROGRESS_FILE, run_progress
 from ..files import check_output
 from ..measures.phases import summary
-from .common import EVERY, final_finite, parse_keys, run_with_checkpoints
+from .common import EVERY, final_finite, parse_keys, run_with_checkpoints, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope progress`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("progress", help="progress measures over every checkpoint, phases and the §5.2 claims",
+    p = subcommand(sub, "progress", examples=[
+                       'grokscope progress runs/quick',
+                       'grokscope progress runs/mainline --keys 14,35,41,42,52',
+                   ],
+                       help="progress measures over every checkpoint, phases and the §5.2 claims",
                        description="Compute the progress measures (paper Section 5) for every checkpoint of every "
                                    "model of a run into RUN/progress.parquet, detect the three phases and check "
                                    "the paper's claims into RUN/phases.json, and print the phase table.")

@@ -12,12 +12,15 @@ from ..files import check_output
 from ..measures.cache import PHASES_FILE, PROGRESS_FILE
 from ..report.run import report_html, write_pngs
 from ..training import Run
-from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints
+from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope report`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("report", help="the paper's figures for a run, in one self-contained HTML file",
+    p = subcommand(sub, "report", examples=['grokscope report runs/quick                 # -> runs/quick/report.html',
+                                                    'grokscope report runs/seeds --model 2 --epoch 10000 -o seed2.html',
+                                                    'grokscope report runs/quick --png figures/   # PNG files instead'],
+                       help="the paper's figures for a run, in one self-contained HTML file",
                        description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
                                    "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
                                    "claims table into one HTML file that opens offline. Computes progress.parquet "

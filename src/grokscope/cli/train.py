@@ -32,7 +32,7 @@ from ..report import tracking
 from ..config import (PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks,
                       preset_key)
 from ..tasks import TASKS, canonical
-from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys
+from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys, subcommand
 
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed), the tasks' fields too
@@ -56,55 +56,93 @@ def _conv(typ: Any, name: str, text: str) -> Any:
     return ck.parse(name, text, typ) if typ in (int, float) else text
 
 
+#: ``grokscope train --help``'s groups of config flags (a field not named here is listed under "methods")
+FLAG_GROUPS = {
+    "model": ("n_layers", "d_model", "n_heads", "d_mlp", "act"),
+    "optimiser and training": ("seed", "epochs", "lr", "weight_decay", "beta1", "beta2", "eps", "warmup",
+                               "loss_dtype"),
+    "stopping (off by default: the paper's runs train every epoch)": ("stop_below", "stop_patience"),
+    "evaluation and checkpoints": ("test_every", "checkpoint_every"),
+}
+EXAMPLES = [
+    "grokscope train --preset quick --out runs/quick          # groks in minutes",
+    "grokscope train --out runs/mainline                      # the paper's mainline, 40,000 epochs",
+    "grokscope train --preset mainline --seeds 0,1,2 --out runs/seeds   # 3 models trained together",
+    "grokscope train --preset quick --weight-decay 0.3,1,3 --out runs/wd  # one model per weight decay",
+    "grokscope train --preset quick --optimizer orthoadamw --grokfast ema --out runs/methods",
+    "grokscope train --preset skip-trigram-finite --out runs/st-finite",
+    "grokscope train --task digit-addition --n-train inf --batch-size 700 --epochs 6000 --out runs/da",
+    "grokscope train --resume runs/quick                     # continue where it stopped",
+    "grokscope train --resume runs/quick --epochs 3000       # train a finished run on",
+    "grokscope train --config runs/quick/config.json --out runs/again   # replay a run",
+]
+
+
 def add(sub) -> argparse.ArgumentParser:
-    """The ``grokscope train`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("train", help="train K models (one batched run) into a run directory",
-                       description="Train the paper's models on any task. Every config field is a flag; fields that "
-                                   "may differ between models of one batched run take comma-separated lists "
-                                   f"({', '.join(sorted(PER_MODEL))}).")
-    p.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or none "
-                   "with --task)")
-    p.add_argument("--out", help="output run directory (default runs/<preset>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped; with "
-                   "--epochs N, train a finished run on to N epochs (as if trained to N from the start)")
-    p.add_argument("--config", metavar="FILE", help="train the models of a run's config.json again (a replay; "
-                   "config flags given beside it override its values, e.g. --seed 1)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
-                   "run that no trainer holds; only its run files are deleted)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
-    p.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb (offline); needs "
-                   "grokscope[tensorboard] or grokscope[wandb]")
-    p.add_argument("--wandb-project", default=None, help="with --log wandb: the W&B project (default grokscope)")
-    p.add_argument("--wandb-entity", default=None, help="with --log wandb: the W&B entity (team or user)")
-    p.add_argument("--wandb-mode", default=None, help="with --log wandb: online | offline | disabled (default: "
-                   "online when WANDB_API_KEY is set, else offline)")
-    p.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
-    p.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures of "
-                   "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
-    p.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
-    p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
-    p.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
-                   "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
-                   "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
-    p.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
-                   "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
-    p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
-                   "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
-                   "of the wall time, and at the end)")
+    """The ``grokscope train`` parser, added to the subcommands ``sub``: the run's own options, then every config
+    field as a flag, in groups (the task's data, the model, the optimiser, methods, stopping, evaluation)."""
+    p = subcommand(sub, "train", help="train K models (one batched run) into a run directory", examples=EXAMPLES,
+                   usage="grokscope train [--preset NAME | --task TASK | --config FILE | --resume RUN] [--out DIR] "
+                         "[--FIELD VALUE ...]",
+                   description="Train the paper's models on any task. Every config field is a flag; fields that "
+                               "may differ between models of one batched run take comma-separated lists "
+                               f"({', '.join(sorted(PER_MODEL))}).")
+    what = p.add_argument_group("what to train and where")
+    what.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or "
+                      "none with --task)")
+    what.add_argument("--task", dest="cfg_task", default=None, metavar="TASK",
+                      help="one of: " + ", ".join(TASKS) + " [default: add]")
+    what.add_argument("--out", help="output run directory (default runs/<preset>)")
+    what.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
+    what.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped; "
+                      "with --epochs N, train a finished run on to N epochs (as if trained to N from the start)")
+    what.add_argument("--config", metavar="FILE", help="train the models of a run's config.json again (a replay; "
+                      "config flags given beside it override its values, e.g. --seed 1)")
+    what.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a "
+                      "grokscope run that no trainer holds; only its run files are deleted)")
+    what.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
+    what.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    out = p.add_argument_group("progress and logging")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb; needs "
+                     "grokscope[tensorboard] or grokscope[wandb]")
+    out.add_argument("--wandb-project", default=None, help="with --log wandb: the W&B project (default grokscope)")
+    out.add_argument("--wandb-entity", default=None, help="with --log wandb: the W&B entity (team or user)")
+    out.add_argument("--wandb-mode", default=None, help="with --log wandb: online | offline | disabled (default: "
+                     "online when WANDB_API_KEY is set, else offline)")
+    out.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
+    out.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures "
+                     "of every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
+    out.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
+    out.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
+                     "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
+                     "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
+    out.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
+                     "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
+    out.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
+                     "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within "
+                     "5%% of the wall time, and at the end)")
+    out.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after "
+                     "grokking)")
     helps, owners = field_help(), field_tasks()
     defaults = {f.name: f.default for f in SHARED_FIELDS} | {"task": "add"}
     for cls in TASKS.values():
         for f in fields(cls.Options):
             defaults.setdefault(f.name, f.default)
-    for name in FLAG_FIELDS:
-        extra = " (comma list allowed)" if name in PER_MODEL else ""
-        tasks = owners.get(name)
-        where = f" [{', '.join(tasks)}]" if tasks and len(tasks) < len(TASKS) else ""
-        p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=name.upper(),
-                       help=helps[name] + extra + where + f" [default: {defaults[name]}]")
+    named = {n for names in FLAG_GROUPS.values() for n in names}
+    groups = {"data (the task's fields; [tasks] that have each)": [*field_tasks(), "data_seed"],
+              **{title: list(names) for title, names in FLAG_GROUPS.items()},
+              "regularisation and methods beyond the paper": [n for n in FLAG_FIELDS if n not in named
+                                                              and n not in field_tasks() and n not in ("task",
+                                                                                                      "data_seed")]}
+    for title, names in groups.items():
+        g = p.add_argument_group(title)
+        for name in names:
+            extra = " (comma list allowed)" if name in PER_MODEL else ""
+            tasks = owners.get(name)
+            where = f" [{', '.join(tasks)}]" if tasks and len(tasks) < len(TASKS) else ""
+            g.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=name.upper(),
+                           help=helps[name] + extra + where + f" [default: {defaults[name]}]")
     return p
 
 
