@@ -109,3 +109,20 @@ def test_every_subcommand_help_has_examples_and_train_has_groups(capsys):
                   "regularisation and methods beyond the paper:", "stopping", "progress and logging:"):
         assert group in text, group
     assert len(text.split("usage:", 1)[1].split("\n\n")[0].splitlines()) <= 2  # a short usage line
+
+
+def test_a_second_report_of_an_unchanged_run_is_skipped(tmp_path, capsys):
+    pytest.importorskip("plotly")
+    out = tmp_path / "r"
+    train([tiny_config(epochs=40)], out, progress=False)
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "figures" in err and "progress measures" in err  # progress shown on stderr
+    first = (out / "report.html").stat().st_mtime_ns
+    assert main(["report", str(out)]) == 0
+    assert "up to date" in capsys.readouterr().out and (out / "report.html").stat().st_mtime_ns == first
+    assert main(["report", str(out), "--epoch", "20"]) == 0  # other options: drawn again
+    assert "wrote" in capsys.readouterr().out
+    resume(out, progress=False, epochs=50)  # the run changed: drawn again
+    assert main(["report", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out

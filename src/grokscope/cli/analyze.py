@@ -4,6 +4,7 @@ checkpoint file or an authors' ``.pth`` file, print the tables and write every n
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         out = check_output("out", Path(args.out or run.path / f"analysis{suffix}.json"), owner="analyze")
         model, ds = run.model(epoch, args.model), run.dataset(args.model)
         label = f"{run.path} model {args.model} epoch {epoch}"
+    print(f"analysing {label}: key frequencies, attention and neuron fits, ablations...", file=sys.stderr,
+          flush=True)
     res = analyze(model, ds, keys=keys, threshold=args.threshold)
     print(label)
     print(res.summary())

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         check_output("run", run.path / name, owner="progress")
     if keys is None:
         final_finite(run, "progress", "give the key frequencies with --keys")
-    df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)
+    df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute, progress=True)
     for k, e in run.nonfinite().items():
         print(f"grokscope: warning: model {k} diverged (train loss non-finite from epoch {e}): its progress "
               "measures from then on are NaN", file=sys.stderr)
