@@ -228,3 +228,15 @@ def test_per_model_settings_from_the_command_line(tmp_path):
     cs = Run.load(out).configs
     assert [(c.muon_lr, c.muon_momentum) for c in cs] == [(0.02, 0.95), (0.05, 0.9)]
     assert Config().muon_lr == 0.02 and Config().muon_momentum == 0.95  # the defaults, stored in config.json
+
+
+def test_a_stopped_model_keeps_its_weights_and_momentum():
+    cfgs = [tiny_config(seed=s, optimizer="muon", stop_below=1e-9, test_every=1) for s in (0, 1)]
+    tr = Trainer(cfgs)
+    tr.fit(5)
+    tr.stop.stopped[0] = 5  # model 0 stopped (the rule's own decision is tested in test_stopping)
+    kept = [t[0].clone() for t in (tr.params, tr.exp_avg, tr.exp_avg_sq, tr.muon.buf)]
+    moving = tr.muon.buf[1].clone()
+    tr.fit(8)
+    assert all(torch.equal(t[0], k) for t, k in zip((tr.params, tr.exp_avg, tr.exp_avg_sq, tr.muon.buf), kept))
+    assert not torch.equal(tr.muon.buf[1], moving)
