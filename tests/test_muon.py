@@ -54,9 +54,9 @@ def torch_reference(cfg: Config, steps: int = STEPS, dtype=torch.float64) -> dic
     back = {"W_Q": lambda m: m.reshape(H, dh, D).transpose(1, 2), "W_O": lambda m: m.T.reshape(H, dh, D),
             "W_in": lambda m: m.T, "W_out": lambda m: m.T}
     back["W_K"] = back["W_V"] = back["W_Q"]
-    leaf = {n: (to_2d[n.rsplit(".", 1)[-1]](v) if n.rsplit(".", 1)[-1] in to_2d else v).clone(memory_format=torch.contiguous_format).requires_grad_()
+    hidden = [n for n in init if n.rsplit(".", 1)[-1] in to_2d]
+    leaf = {n: (to_2d[n.rsplit(".", 1)[-1]](v) if n in hidden else v).contiguous().clone().requires_grad_()
             for n, v in init.items()}
-    hidden = [n for n in leaf if n.rsplit(".", 1)[-1] in to_2d]
     assert sorted(hidden) == sorted(m.name for m in muon_matrices(ParamLayout(mc)))
     muon = torch.optim.Muon([leaf[n] for n in hidden], lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
                             momentum=cfg.muon_momentum, nesterov=True)

@@ -393,9 +393,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state for resume
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters, Adam's moments (and Muon's momentum), the step, the RNGs (dropout; the infinite streams), the filter's state, and
-        the metric rows ``0..epoch`` (the rows after the current step are all NaN: not saved); the per-token rows
-        at the test steps only, with their row numbers."""
+        """Parameters, Adam's moments (and Muon's momentum), the step, the RNGs (dropout; the infinite streams), the
+        filter's state, and the metric rows ``0..epoch`` (the rows after the current step are all NaN: not saved);
+        the per-token rows at the test steps only, with their row numbers."""
         n = self.epoch + 1
         st = {"params": self.params, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq,
               "epoch": torch.tensor(self.epoch), "generator": self.generator.get_state()}
