@@ -28,6 +28,7 @@ METHODS = {
     "grokfast-ema": {"grokfast": "ema"},
     "grokfast-ma": {"grokfast": "ma", "grokfast_window": 2},
     "orthoadamw": {"optimizer": "orthoadamw"},
+    "muon": {"optimizer": "muon"},
     "stablemax": {"loss": "stablemax"},
     "norm-constraint": {"norm_constraint": 0.8, "weight_decay": 0.0},
     "l1": {"l1": 1e-3},

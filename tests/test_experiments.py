@@ -68,18 +68,19 @@ def test_registry_has_the_papers_configs():
     assert sorted({(c.grokfast, c.optimizer, c.loss, c.norm_constraint) for c in me}, key=str) == sorted(
         {("none", "adamw", "softmax", None), ("ema", "adamw", "softmax", None), ("ma", "adamw", "softmax", None),
          ("none", "orthoadamw", "softmax", None), ("none", "adamw", "stablemax", None),
-         ("none", "adamw", "softmax", 0.7)}, key=str)
-    assert len(me) == 21 and {c.seed for c in me} == {0, 1, 2} and {c.epochs for c in me} == {40_000}
+         ("none", "adamw", "softmax", 0.7), ("none", "muon", "softmax", None)}, key=str)
+    assert len(me) == 24 and {c.seed for c in me} == {0, 1, 2} and {c.epochs for c in me} == {40_000}
     # ⊥AdamW twice: with the mainline's weight decay and without (Prieto et al.'s setting)
     assert sorted(c.weight_decay for c in me if c.optimizer == "orthoadamw") == [0.0] * 3 + [1.0] * 3
     assert {c.weight_decay for c in me if c.norm_constraint} == {0.0} and {c.frac_train for c in me} == {0.3}
+    assert {(c.weight_decay, c.muon_lr, c.muon_momentum) for c in me if c.optimizer == "muon"} == {(1.0, 0.02, 0.95)}
 
 
 def test_grouping_by_shape():
     sizes = {n: s.size()[:2] for n, s in EXPERIMENTS.items()}
     assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 4), "primes": (19, 5), "two-layer": (5, 1),
                      "dropout": (9, 3), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8),
-                     "methods": (21, 5)}
+                     "methods": (24, 6)}
     for name in RUNNABLE:  # tiny keeps the models, their per-model values and the groups
         full, small = EXPERIMENTS[name].configs(), EXPERIMENTS[name].configs(tiny=True)
         assert [len(g) for g in group_configs(full)] == [len(g) for g in group_configs(small)], name
@@ -255,7 +256,7 @@ def test_cli_runs_and_refuses_another_plan(tmp_path, capsys):
 def test_seeds_keeps_only_those_models(tmp_path, capsys):
     spec = EXPERIMENTS["methods"]
     one = spec.configs(tiny=True, seeds=[0])
-    assert len(one) == 7 and {c.seed for c in one} == {0}  # one model per method (⊥AdamW twice)
+    assert len(one) == 8 and {c.seed for c in one} == {0}  # one model per method (⊥AdamW twice)
     assert [c.to_dict() for c in one] == [c.to_dict() for c in spec.configs(tiny=True) if c.seed == 0]
     with pytest.raises(ConfigError, match=r"seeds=7 is invalid for the experiment 'methods': each must be one of 0, 1, 2"):
         spec.configs(seeds=[7])

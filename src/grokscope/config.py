@@ -26,14 +26,14 @@ from .tasks import option as _f
 ACTS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
 GROKFASTS = ("none", "ema", "ma")
-OPTIMIZERS = ("adamw", "orthoadamw")
+OPTIMIZERS = ("adamw", "orthoadamw", "muon")
 LOSSES = ("softmax", "stablemax")
 #: Grokfast's lambda when none is given: the default of each filter's library function (Lee et al. 2024)
 GROKFAST_LAMBDA = {"ema": 2.0, "ma": 5.0}
 
 #: Fields every task has that may differ between the models of one batched run (a task adds its own ``per_model``).
 PER_MODEL_FIELDS = ("seed", "data_seed", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
-                    "grokfast_lambda", "norm_constraint")
+                    "grokfast_lambda", "norm_constraint", "muon_lr", "muon_momentum")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,12 @@ class Config:
                                              "default, 2 for ema, 5 for ma (stored resolved)")
     grokfast_window: int = _f(100, "Grokfast MA window (gradients averaged), >= 1")
     optimizer: str = _f("adamw", "adamw | orthoadamw (the gradient's component along each weight tensor removed, "
-                                 "rescaled to the gradient's norm, then AdamW; Prieto et al. 2025)")
+                                 "rescaled to the gradient's norm, then AdamW; Prieto et al. 2025) | muon (Muon on "
+                                 "the hidden matrices W_Q/W_K/W_V/W_O/W_in/W_out, AdamW on the embeddings, W_U and "
+                                 "biases; Keller Jordan 2024, torch.optim.Muon)")
+    muon_lr: float = _f(0.02, "with --optimizer muon: Muon's learning rate (Keller Jordan's default; warmed up as "
+                              "lr; weight decay there is muon_lr x weight_decay per step)")
+    muon_momentum: float = _f(0.95, "with --optimizer muon: Muon's Nesterov momentum, in [0, 1)")
     loss: str = _f("softmax", "training loss: softmax (cross-entropy) | stablemax (Prieto et al. 2025, float64)")
     norm_constraint: float | None = _f(None, "Omnigrok's constrained weight norm (Liu et al. 2023): initial weights "
                                              "x ALPHA, then the global L2 norm held at that value after every step; "
@@ -215,6 +220,8 @@ class Config:
             ck.number("grokfast_lambda", self.grokfast_lambda, lo=0)
         ck.integer("grokfast_window", self.grokfast_window, lo=1)
         ck.choice("optimizer", self.optimizer, OPTIMIZERS)
+        ck.number("muon_lr", self.muon_lr, lo=0, lo_open=True)
+        ck.number("muon_momentum", self.muon_momentum, lo=0, hi=1, hi_open=True)
         ck.choice("loss", self.loss, LOSSES)
         if self.norm_constraint is not None:
             ck.number("norm_constraint", self.norm_constraint, lo=0, lo_open=True)
@@ -333,7 +340,7 @@ def memory_needed(configs: list[Config]) -> tuple[int, int]:
     n_params = (2 * c.d_vocab * c.d_model + 3 * c.d_model
                 + c.n_layers * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_mlp + c.d_mlp + c.d_model))
     filt = {"none": 0, "ema": 1, "ma": c.grokfast_window}[c.grokfast]  # Grokfast's state per parameter
-    params = (6 + filt) * 4 * n_params * K
+    params = (6 + filt + (c.optimizer == "muon")) * 4 * n_params * K  # Muon: its momentum buffer
     task = c.make_task()
     if task.pair_form:
         pairs = c.p * c.p

@@ -145,12 +145,14 @@ EXPERIMENTS: dict[str, Spec] = {s.name: s for s in [
          "the mainline with each later grokking method, 3 seeds each: baseline; Grokfast EMA (alpha 0.98, lambda 2) "
          "and MA (window 100, lambda 5); ⊥AdamW with the mainline's weight decay 1 and with none (Prieto et al.'s "
          "setting: ⊥Grad is their remedy for grokking without regularisation); StableMax loss; Omnigrok's "
-         "constrained norm (alpha 0.7, wd 0)",
+         "constrained norm (alpha 0.7, wd 0); Muon (lr 0.02, momentum 0.95) on the hidden matrices with AdamW on "
+         "the rest, weight decay 1",
          models=tuple({**m, "seed": s} for m in ({}, {"grokfast": "ema"}, {"grokfast": "ma"},
                                                  {"optimizer": "orthoadamw"},
                                                  {"optimizer": "orthoadamw", "weight_decay": 0.0},
                                                  {"loss": "stablemax"},
-                                                 {"norm_constraint": 0.7, "weight_decay": 0.0}) for s in SEEDS3)),
+                                                 {"norm_constraint": 0.7, "weight_decay": 0.0},
+                                                 {"optimizer": "muon"}) for s in SEEDS3)),
 ]}
 
 

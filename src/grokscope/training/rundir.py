@@ -177,7 +177,7 @@ def state_problem(st: Any, trainer: Trainer) -> str | None:
         return "expected a dict of tensors"
     full = trainer.state_dict()
     fixed = {k: (tuple(v.shape), v.dtype) for k, v in full.items()
-             if k in ("params", "exp_avg", "exp_avg_sq", "epoch") or k.startswith("grokfast.")}
+             if k in ("params", "exp_avg", "exp_avg_sq", "epoch") or k.startswith(("grokfast.", "muon."))}
     need = set(fixed) | ({"stream"} if trainer.streams else set()) | {"metrics." + k for k in METRIC_BUFFERS[:4]}
     need |= {"tok.train", "tok.test"} if trainer.per_token else set()
     missing = sorted(need - set(st))

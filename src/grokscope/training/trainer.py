@@ -24,7 +24,8 @@ Conventions (documented choices):
 * Dropout (Appendix D.1): on the MLP neurons of the answer position, with the usual 1/(1-p) scaling.
 * Methods beyond the paper (:mod:`grokscope.training.methods`), in the step's order: the loss (``loss``: softmax
   cross-entropy or StableMax), the gradient (plus L1), Grokfast's filter (``grokfast``), ⊥Grad
-  (``optimizer="orthoadamw"``), the AdamW update, then the constrained norm (``norm_constraint``). The metrics'
+  (``optimizer="orthoadamw"``), the AdamW update (with ``optimizer="muon"``: Muon on the hidden matrices, AdamW on
+  the rest; :mod:`grokscope.training.muon`), then the constrained norm (``norm_constraint``). The metrics'
   losses are always the softmax cross-entropy (comparable between methods), whatever loss is trained. Per-step
   diagnostics beside them: ``softmax_collapse`` / ``softmax_sum1`` and ``w_u_norm``, all of the state of that step.
 * The forward is picked from the task's and the model's shape (:mod:`grokscope.fast`): the one-layer table path for
@@ -54,6 +55,7 @@ from ..numerics import ensure_denormals
 from ..tasks import Examples
 from .losses import LOW_PRECISION, cross_entropy_accurate, cross_entropy_low_precision
 from .methods import GradFilter, orthogonal_grad, renormalise_, softmax_collapse, stablemax_cross_entropy, w_u_norm
+from .muon import Muon
 from .optim import ParamLayout, adamw_update
 from .stopping import StopRule
 
@@ -164,6 +166,7 @@ class Trainer:
         self.filter = None if self.cfg.grokfast == "none" else GradFilter(
             self.cfg.grokfast, tuple(self.params.shape), col("grokfast_alpha"), col("grokfast_lambda"),
             self.cfg.grokfast_window, dev)
+        self.muon = Muon(self.layout, configs, dev) if self.cfg.optimizer == "muon" else None
         self.epoch = 0  # optimiser steps taken
         self.stop = StopRule(self.cfg.stop_below, self.cfg.stop_patience, self.K)
         self.generator = torch.Generator(device=dev).manual_seed((int(self.cfg.seed) * 1_000_003 + 17) % 2**64)
@@ -282,16 +285,22 @@ class Trainer:
             grad = orthogonal_grad(self.params, grad, self.layout.sizes)
         c = self.cfg
         frozen = torch.from_numpy(self.stop.stopped >= 0).to(self.device)[:, None] if self.stop.on else None
+        state = (self.params, self.exp_avg, self.exp_avg_sq) + ((self.muon.buf,) if self.muon is not None else ())
         if frozen is not None and bool(frozen.any()):
-            kept = [t.clone() for t in (self.params, self.exp_avg, self.exp_avg_sq)]
+            kept = [t.clone() for t in state]
         else:
             frozen = None
-        adamw_update(self.params, self.exp_avg, self.exp_avg_sq, grad, e, self.lr, self.wd, c.beta1, c.beta2, c.eps,
-                     c.warmup)
+        spans = [slice(None)]
+        if self.muon is not None:  # Muon on the hidden matrices, AdamW on the other columns
+            self.muon.step(self.params, grad, e, c.warmup)
+            spans = self.muon.adam
+        for s in spans:
+            adamw_update(self.params[:, s], self.exp_avg[:, s], self.exp_avg_sq[:, s], grad[:, s], e, self.lr, self.wd,
+                         c.beta1, c.beta2, c.eps, c.warmup)
         if self.use_norm:
             renormalise_(self.params, self.norm_target, self.norm_on)
         if frozen is not None:  # stopped models keep their weights and moments
-            for t, old in zip((self.params, self.exp_avg, self.exp_avg_sq), kept):
+            for t, old in zip(state, kept):
                 t.copy_(torch.where(frozen, old, t))
         self.epoch = e + 1
 
@@ -393,9 +402,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ state for resume
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters, Adam's moments, the step, the RNGs (dropout; the infinite streams), the filter's state, and
-        the metric rows ``0..epoch`` (the rows after the current step are all NaN: not saved); the per-token rows
-        at the test steps only, with their row numbers."""
+        """Parameters, Adam's moments (and Muon's momentum), the step, the RNGs (dropout; the infinite streams), the
+        filter's state, and the metric rows ``0..epoch`` (the rows after the current step are all NaN: not saved);
+        the per-token rows at the test steps only, with their row numbers."""
         n = self.epoch + 1
         st = {"params": self.params, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq,
               "epoch": torch.tensor(self.epoch), "generator": self.generator.get_state()}
@@ -403,6 +412,8 @@ class Trainer:
             st["stream"] = torch.stack([g.get_state() for g in self.streams])
         if self.filter is not None:
             st.update(self.filter.state_dict())
+        if self.muon is not None:
+            st.update(self.muon.state_dict())
         st |= {"metrics." + k: v[:n] for k, v in self.metrics.items()}
         if self.per_token:
             logged = ~torch.stack([v[:n].isnan().flatten(1).all(1) for v in self.tok.values()]).all(0)
@@ -426,6 +437,8 @@ class Trainer:
                 g.set_state(s.contiguous())
         if self.filter is not None:
             self.filter.load_state_dict(st)
+        if self.muon is not None:
+            self.muon.load_state_dict(st)
         for k, buf in self.metrics.items():
             buf.fill_(float("nan"))
             if "metrics." + k in st:  # a state.pt written before NEW_METRICS existed: those rows stay NaN
