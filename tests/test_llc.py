@@ -143,3 +143,26 @@ def test_bad_llc_options_are_one_line_and_write_nothing(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'grokscope[llc]'" in err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_report_draws_the_llc_and_its_calibration(tmp_path, monkeypatch):
+    """The two LLC figures: in the report when the run has the LLC, with its curve below the restricted and
+    excluded losses, and the sweep with the chosen setting starred."""
+    need_devinterp()
+    pytest.importorskip("plotly")
+    from grokscope import report
+    from grokscope.training.run import Run
+
+    _shrink(monkeypatch)
+    out = tmp_path / "r"
+    train([tiny_config(epochs=20), tiny_config(epochs=20, seed=1)], out, device="cpu", progress=False)
+    assert main(["progress", str(out), "--llc"]) == 0
+    run = Run.load(out)
+    fig = report.figure(run, "llc")
+    names = [t.name for t in fig.data]
+    assert fig.layout.title.text.startswith("LLC:") and "model 1 LLC" in names
+    assert "model 0 restricted loss (test)" in names and "model 0 excluded loss (train)" in names
+    cal = report.figure(run, "llc_calibration")
+    assert cal.layout.title.text.startswith("LLC calibration:") and "chosen" in [t.name for t in cal.data]
+    html = report.report_html(run, tmp_path / "rep.html").read_text(encoding="utf-8")
+    assert 'id="plot-llc"' in html and 'id="plot-llc_calibration"' in html
