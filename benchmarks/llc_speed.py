@@ -6,8 +6,9 @@ d_model = 128, the paper's split 0.3) and project a 40-checkpoint sweep.
 Trains a mainline-shaped model briefly (``--epochs`` full-batch steps: the weights of an early checkpoint; the
 cost of a chain does not depend on how trained the weights are, except that a diverging chain stops early),
 then times (1) the calibration sweep (:func:`grokscope.measures.llc.calibrate`, :data:`LR_GRID` x
-:data:`NBETA_FACTORS`, 2 chains each), once per run, and (2) one checkpoint's estimate with the default settings
-(:data:`grokscope.measures.llc.DEFAULT`: 4 chains x (100 burn-in + 200 draws), batch 256). Projection:
+:data:`NBETA_FACTORS`, 2 chains each), once per run, and (2) one checkpoint's estimate
+at the chosen settings (:data:`grokscope.measures.llc.DEFAULT`'s 4 chains x (50 burn-in + 150 draws), batch 256;
+a chain that diverges stops early, so the default settings alone, ``--skip-sweep``, can time less). Projection:
 sweep + 40 x estimate. Target: < 10 minutes on 2 cores. Prints the CPU (``lscpu``) and the load average: on a
 machine whose cores are busy with other work the numbers are slower than on an idle one.
 """
@@ -20,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 
 import torch
 
@@ -62,30 +62,27 @@ def main(argv: list[str] | None = None) -> int:
               f"epochs (train loss {float(run.metrics['train_loss'].iloc[-1]):.3g})")
         ex, classes, what = lc.llc_data(run, 0)
         model = run.model(None, 0)
-        s = lc.DEFAULT.resolve(len(ex))
-        steps = s.num_chains * (s.num_draws + s.num_burnin_steps)
-        t0 = time.perf_counter()
-        r = lc.estimate(model, ex, classes)
-        est = time.perf_counter() - t0
-        print(f"one checkpoint: {est:.1f} s ({steps} SGLD steps of batch {s.batch_size} on {what}: "
-              f"{1e3 * est / steps:.1f} ms/step); llc {r['llc']:.4g} +- {r['llc_std']:.3g} at lr {s.lr:g}, "
-              f"n_beta {s.nbeta:.4g}: {r['status']}")
-        sweep = 0.0
+        settings, sweep = lc.DEFAULT, 0.0
         if not args.skip_sweep:
             from tqdm.auto import tqdm
             t0 = time.perf_counter()
             with tqdm(total=len(lc.LR_GRID) * len(lc.NBETA_FACTORS), desc="sweep", file=sys.stderr) as bar:
                 cal = lc.calibrate(model, ex, classes, bar=bar)
             sweep = time.perf_counter() - t0
-            ch = cal["chosen"]
+            settings = lc.Settings(**cal["chosen"])
             print(f"calibration sweep: {sweep:.1f} s ({len(cal['rows'])} settings x 2 chains); chosen lr "
-                  f"{ch['lr']:g}, n_beta {ch['nbeta']:.4g} (stable: {cal['stable']})")
+                  f"{settings.lr:g}, n_beta {settings.nbeta:.4g} (stable: {cal['stable']})")
             for row in cal["rows"]:
-                print(f"  lr {row['lr']:<8g} n_beta {row['nbeta']:<8.4g} llc {row['llc'] if row['llc'] is None else round(row['llc'], 3)!s:<10} {row['status']}")
-            t0 = time.perf_counter()
-            r2 = lc.estimate(model, ex, classes, replace(lc.Settings(**ch)))
-            print(f"one checkpoint at the chosen settings: {time.perf_counter() - t0:.1f} s; llc {r2['llc']:.4g} "
-                  f"+- {r2['llc_std']:.3g}: {r2['status']}")
+                llc = "nan" if row["llc"] is None else f"{row['llc']:.4g}"
+                print(f"  lr {row['lr']:<8g} n_beta {row['nbeta']:<8.4g} llc {llc:<10} {row['status']}")
+        s = settings.resolve(len(ex))
+        steps = s.num_chains * (s.num_draws + s.num_burnin_steps)
+        t0 = time.perf_counter()
+        r = lc.estimate(model, ex, classes, settings)
+        est = time.perf_counter() - t0
+        print(f"one checkpoint: {est:.1f} s ({steps} SGLD steps of batch {s.batch_size} on {what}: "
+              f"{1e3 * est / steps:.1f} ms/step); llc {r['llc']:.4g} +- {r['llc_std']:.3g} at lr {s.lr:g}, "
+              f"n_beta {s.nbeta:.4g}: {r['status']} {r['reason']}")
         total = sweep + CHECKPOINTS * est
         print(f"projected {CHECKPOINTS}-checkpoint sweep: {total:.0f} s = {total / 60:.1f} min "
               f"(sweep {sweep:.0f} s + {CHECKPOINTS} x {est:.1f} s); target < {TARGET_S / 60:.0f} min: "

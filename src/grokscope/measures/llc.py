@@ -27,10 +27,11 @@ shuffled minibatches), so an estimate equals devinterp's ``llc()`` on the same m
 
 Settings (devinterp's recommendations)
 --------------------------------------
-:func:`calibrate` sweeps the step size ``lr`` (epsilon, :data:`LR_GRID`) and ``n_beta`` (``{1/3, 1, 3} x`` devinterp's
-default ``batch / log(batch)``) on ONE checkpoint, the final one of model 0, with shorter settings (2 chains), and
+:func:`calibrate` sweeps the step size ``lr`` (epsilon, :data:`LR_GRID`) and ``n_beta`` (``{1, 3, 10} x``
+``n / log n``) on ONE checkpoint, the final one of model 0, with shorter settings (2 chains), and
 chooses the **largest step size whose chains are all converged** (finite, above the reference, flat after burn-in)
-at the default ``n_beta`` (else at the nearest ``n_beta`` that has one; else the smallest step size, flagged).
+at the default ``n_beta`` (else at the next, colder ``n_beta`` that has one; else the smallest step size at the
+default, flagged).
 The sweep and the choice go to ``llc_calibration.json``; every checkpoint of every model then uses the chosen
 settings (one setting per run, so the values are comparable across epochs and models).
 
@@ -67,8 +68,8 @@ CALIBRATION_FILE = "llc_calibration.json"
 #: examples of the LLC's data set for a task with infinite data (drawn from the train stream's seed)
 INFINITE_EXAMPLES = 2048
 #: the calibration sweep's step sizes (epsilon) and n_beta multiples of devinterp's default batch / log(batch)
-LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
-NBETA_FACTORS = (1.0, 1 / 3, 3.0)  # the default first: the preferred one
+LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+NBETA_FACTORS = (1.0, 3.0, 10.0)  # the default first (the preferred one), then colder
 MEASURES = ("llc", "llc_std", "llc_init_loss", "llc_chains")
 INSTALL = "pip install 'grokscope[llc]'"
 
@@ -88,14 +89,15 @@ def devinterp():
 @dataclass(frozen=True)
 class Settings:
     """SGLD settings of the LLC (devinterp's names). ``batch_size`` is capped at the data set's size;
+    ``nbeta`` None: ``n / log n`` of the data set's ``n`` examples (:func:`default_nbeta`);
     ``num_init_loss_batches`` None: one pass over the data (``n // batch_size`` minibatches)."""
 
     lr: float = 1e-4
-    nbeta: float | None = None  # None: devinterp's default batch / log(batch)
+    nbeta: float | None = None  # None: n / log n
     localization: float = 100.0
     num_chains: int = 4
-    num_draws: int = 200
-    num_burnin_steps: int = 100
+    num_draws: int = 150
+    num_burnin_steps: int = 50
     batch_size: int = 256
     init_seed: int = 100
     num_init_loss_batches: int | None = None
@@ -103,7 +105,7 @@ class Settings:
     def resolve(self, n: int) -> "Settings":
         """These settings for a data set of ``n`` examples (batch size, n_beta and init-loss batches filled in)."""
         bs = max(1, min(int(self.batch_size), int(n)))
-        return replace(self, batch_size=bs, nbeta=float(default_nbeta(bs) if self.nbeta is None else self.nbeta),
+        return replace(self, batch_size=bs, nbeta=float(default_nbeta(n) if self.nbeta is None else self.nbeta),
                        num_init_loss_batches=int(self.num_init_loss_batches or max(1, n // bs)))
 
 
@@ -111,9 +113,12 @@ class Settings:
 DEFAULT = Settings()
 
 
-def default_nbeta(batch_size: int) -> float:
-    """devinterp's default inverse temperature: ``batch / log(batch)`` (``batch`` 1 or 2: 2)."""
-    return float(batch_size / math.log(batch_size)) if batch_size > 2 else 2.0
+def default_nbeta(n: int) -> float:
+    """The default inverse temperature ``n / log n`` (``beta = 1 / log n``: Watanabe's WBIC temperature, as in Lau
+    et al. 2023; ``n`` <= 2: 2). (devinterp's own default, ``batch / log(batch)``, is far too hot for the
+    mainline model: at p = 113 every step size down to 1e-5 left the basin in the sweep; docs/results/records/
+    llc-speed.md.)"""
+    return float(n / math.log(n)) if n > 2 else 2.0
 
 
 # ---------------------------------------------------------------------- data and loss
@@ -308,8 +313,7 @@ def calibrate(model: torch.nn.Module, ex: Examples, classes: int, base: Settings
             rows.append({"lr": s.lr, "nbeta": s.nbeta, "nbeta_factor": float(f), "llc": r["llc"],
                          "llc_std": r["llc_std"], "status": r["status"], "reason": r["reason"],
                          "stable": all(c["status"] == "converged" for c in r["chains"]),
-                         "init_loss": r["init_loss"], "mean_trace": _thin(np.nanmean(t, 0) if np.isfinite(t).any()
-                                                                          else t[0])})
+                         "init_loss": r["init_loss"], "mean_trace": _thin(_mean_trace(t))})
             if bar is not None:
                 bar.update(1)
     chosen, stable = None, False
@@ -323,8 +327,15 @@ def calibrate(model: torch.nn.Module, ex: Examples, classes: int, base: Settings
     pick = replace(s0, lr=chosen["lr"], nbeta=chosen["nbeta"])
     return {"rows": rows, "chosen": asdict(pick), "stable": stable,
             "rule": "the largest step size whose chains all converged (finite, above the reference, flat after "
-                    "burn-in), at the default n_beta (batch / log(batch)) if any, else the next n_beta factor"
+                    "burn-in), at the default n_beta (n / log n) if any, else at the next (colder) n_beta"
                     + ("" if stable else "; NONE was stable: the smallest step size at the default n_beta")}
+
+
+def _mean_trace(t: np.ndarray) -> np.ndarray:
+    """The mean over the chains at each step (NaN where every chain has stopped)."""
+    ok = np.isfinite(t)
+    n = ok.sum(0)
+    return np.where(n > 0, np.where(ok, t, 0.0).sum(0) / np.maximum(n, 1), np.nan)
 
 
 def _thin(trace: np.ndarray, n: int = 100) -> list[float | None]:
