@@ -166,3 +166,20 @@ def test_report_draws_the_llc_and_its_calibration(tmp_path, monkeypatch):
     assert cal.layout.title.text.startswith("LLC calibration:") and "chosen" in [t.name for t in cal.data]
     html = report.report_html(run, tmp_path / "rep.html").read_text(encoding="utf-8")
     assert 'id="plot-llc"' in html and 'id="plot-llc_calibration"' in html
+
+
+def test_sequence_report_draws_the_llc(tmp_path, monkeypatch):
+    need_devinterp()
+    pytest.importorskip("plotly")
+    from grokscope.report import sequence
+    from grokscope.training.run import Run
+
+    _shrink(monkeypatch)
+    out = tmp_path / "r"
+    train([tiny("skip-trigram", epochs=10)], out, device="cpu", progress=False)
+    assert "llc" not in sequence.figure_names(Run.load(out))
+    assert main(["progress", str(out), "--llc"]) == 0
+    run = Run.load(out)
+    assert sequence.figure_names(run)[-2:] == ["llc", "llc_calibration"]
+    assert "model 0 LLC" in [t.name for t in sequence.seq_figure(run, "llc").data]
+    assert sequence.seq_figure(run, "llc_calibration").layout.title.text.startswith("LLC calibration:")
