@@ -67,14 +67,15 @@ LLC_FILE = "llc.json"
 CALIBRATION_FILE = "llc_calibration.json"
 #: examples of the LLC's data set for a task with infinite data (drawn from the train stream's seed)
 INFINITE_EXAMPLES = 2048
-#: the calibration sweep's step sizes (epsilon) and n_beta multiples of devinterp's default batch / log(batch)
+#: the calibration sweep's step sizes (epsilon) and multiples of the default n_beta (n / log n)
 LR_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 NBETA_FACTORS = (1.0, 3.0, 10.0)  # the default first (the preferred one), then colder
 MEASURES = ("llc", "llc_std", "llc_init_loss", "llc_chains")
 INSTALL = "pip install 'grokscope[llc]'"
 
 __all__ = ["Settings", "DEFAULT", "LLC_FILE", "CALIBRATION_FILE", "MEASURES", "llc_data", "estimate", "calibrate",
-           "compute_llc", "default_nbeta", "diagnose", "load_llc", "load_calibration", "write_json", "devinterp"]
+           "compute_llc", "default_nbeta", "diagnose", "load_llc", "load_calibration", "write_json", "devinterp", "Wrapped", "pack",
+           "loss_fn"]
 
 
 def devinterp():
