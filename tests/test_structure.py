@@ -3,6 +3,11 @@ counting those inside functions; imports inside functions only for optional heav
 module's private names; no module over 500 lines; at most 10 modules at the top level."""
 
 import ast
+import json
+
+import pandas as pd
+import pytest
+import torch
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "grokscope"
@@ -240,3 +245,35 @@ def test_optional_extras_are_imported_only_inside_functions():
             f"print([m for m in sys.modules if any(m == e or m.startswith(e + '.') for e in {EXTRAS!r})])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_no_tracked_file_over_1_mb():
+    """Published results are compact (benchmarks/compact_result.py); run state never enters the repository."""
+    import subprocess
+    root = PKG.parents[1]
+    r = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    files = [root / f for f in r.stdout.decode().split("\0") if f]
+    big = [(str(f.relative_to(root)), f.stat().st_size) for f in files if f.is_file() and f.stat().st_size > 1_000_000]
+    assert big == []
+
+
+def test_compact_results_load_as_runs(tmp_path):
+    import sys as _sys
+    _sys.path.insert(0, str(PKG.parents[1] / "benchmarks"))
+    from compact_result import main as compact
+
+    from grokscope.training import Run, train
+    from helpers import tiny_config
+    run = train([tiny_config(seed=s, epochs=60) for s in (0, 1)], tmp_path / "r", progress=False)
+    assert compact([str(run.path), str(tmp_path / "c"), "--max-mb", "0.004"]) == 0
+    for k in (0, 1):
+        one = Run.load(tmp_path / "c" / f"model{k}")
+        assert one.K == 1 and one.configs[0] == run.configs[k] and one.checkpoint_epochs == [60]
+        assert all(torch.equal(one.params(60)[n], run.params(60, k)[n]) for n in run.params(60, k))
+        every = json.loads((tmp_path / "c" / f"model{k}" / "compact.json").read_text())["metrics_every"]
+        m = run.metrics[run.metrics.model == k]
+        want = m[(m.epoch % every == 0) | (m.epoch == 60)].assign(model=0).reset_index(drop=True)
+        pd.testing.assert_frame_equal(one.metrics.reset_index(drop=True), want, check_dtype=False)
+        assert not (tmp_path / "c" / f"model{k}" / "state.pt").exists()

@@ -74,9 +74,29 @@ def test_wandb_offline(tmp_path, monkeypatch):
     assert "r.logs" not in _files(out)
 
 
+def test_wandb_options(tmp_path, monkeypatch):
+    from grokscope.report.tracking import wandb_mode
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert wandb_mode(None) == "offline" and wandb_mode("disabled") == "disabled"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode(None) == "online"
+    need("wandb", "wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    seen = {}
+    import wandb
+    real = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: seen.update(kw) or real(**{**kw, "mode": "offline"}))
+    out = tmp_path / "r"
+    assert main(["train", "--out", str(out), "--no-progress", "--log", "wandb", "--wandb-project", "mine",
+                 "--wandb-entity", "lab"] + TINY) == 0
+    assert (seen["project"], seen["entity"], seen["mode"]) == ("mine", "lab", "online")
+
+
 def test_bad_log_options_are_one_line(tmp_path, capsys):
     out = tmp_path / "r"
-    for args, field in ((["--log", "mlflow"], "log="), (["--log-dir", str(tmp_path / "x")], "log_dir")):
+    for args, field in ((["--log", "mlflow"], "log="), (["--log-dir", str(tmp_path / "x")], "log_dir"),
+                        (["--wandb-project", "p"], "wandb_project"),
+                        (["--log", "wandb", "--wandb-mode", "loud"], "wandb_mode")):
         assert main(["train", "--out", str(out), "--no-progress", *args] + TINY) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and field in err, err

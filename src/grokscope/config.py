@@ -309,8 +309,8 @@ PRESETS: dict[str, dict[str, Any]] = {
              "checkpoint_every": 50},
     "digit-addition-finite": {**_DIGIT, "n_train": 700, "epochs": 18053, "checkpoint_every": 500},
     "digit-addition-infinite": {**_DIGIT, "n_train": None, "batch_size": 700, "epochs": 6000},
-    "induction-finite": {**_INDUCTION, "n_train": 512, "epochs": 285820, "test_every": 40, "checkpoint_every": 4000},
-    "induction-infinite": {**_INDUCTION, "n_train": None, "epochs": 6000},
+    "repeated-subsequence-finite": {**_INDUCTION, "n_train": 512, "epochs": 285820, "test_every": 40, "checkpoint_every": 4000},
+    "repeated-subsequence-infinite": {**_INDUCTION, "n_train": None, "epochs": 6000},
     "skip-trigram-finite": {**_SKIP, "n_train": 512, "epochs": 5000},
     "skip-trigram-infinite": {**_SKIP, "n_train": None, "batch_size": 512, "epochs": 3000},
     # beyond the paper: grokking on sparse parity (grokscope.tasks.sparse_parity; seed 1: train accuracy 100% at
@@ -352,12 +352,24 @@ def memory_needed(configs: list[Config]) -> tuple[int, int]:
     return host, device
 
 
-def preset(name: str, **overrides: Any) -> Config:
-    """The config of a preset (:data:`PRESETS`) with fields replaced."""
+#: Older preset names, still accepted: a preset is named after its task (``<task>-finite``, ``<task>-infinite``).
+PRESET_ALIASES = {"induction-finite": "repeated-subsequence-finite",
+                  "induction-infinite": "repeated-subsequence-infinite"}
+
+
+def preset_key(name: str) -> str:
+    """The canonical name of a preset (underscores accepted for hyphens, older names through
+    :data:`PRESET_ALIASES`); ConfigError if unknown."""
     key = str(name).replace("_", "-")
+    key = PRESET_ALIASES.get(key, key)
     if key not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return Config(**{**PRESETS[key], **overrides})
+    return key
+
+
+def preset(name: str, **overrides: Any) -> Config:
+    """The config of a preset (:data:`PRESETS`) with fields replaced."""
+    return Config(**{**PRESETS[preset_key(name)], **overrides})
 
 
 def check_batchable(configs: list[Config]) -> None:

@@ -4,6 +4,7 @@ checkpoint file or an authors' ``.pth`` file, print the tables and write every n
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 from pathlib import Path
 
@@ -13,12 +14,17 @@ from ..interp.analysis import analyze, model_and_dataset_from_authors
 from ..config import ConfigError
 from ..files import atomic_write, check_output
 from ..training.run import Run
-from .common import EPOCH, FRAC, MODEL, SEED, THRESHOLD, parse_keys, run_checkpoint
+from .common import EPOCH, FRAC, MODEL, SEED, THRESHOLD, parse_keys, run_checkpoint, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope analyze`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("analyze", aliases=["analyse"], help="reverse-engineer one checkpoint (paper Section 4)",
+    p = subcommand(sub, "analyze", examples=[
+                       'grokscope analyze runs/quick',
+                       'grokscope analyze runs/quick --epoch 600 --out quick-600.json',
+                       "grokscope analyze their_mainline.pth --seed 0 --frac-train 0.3   # an authors' checkpoint",
+                   ],
+                       aliases=["analyse"], help="reverse-engineer one checkpoint (paper Section 4)",
                        description="Analyse a checkpoint: a run directory (its last checkpoint, or --epoch), one "
                                    "checkpoint file of a run (checkpoints/epoch_*.safetensors), or an authors' "
                                    ".pth file (give --seed and --frac-train of its split). Prints the tables and "
@@ -95,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         out = check_output("out", Path(args.out or run.path / f"analysis{suffix}.json"), owner="analyze")
         model, ds = run.model(epoch, args.model), run.dataset(args.model)
         label = f"{run.path} model {args.model} epoch {epoch}"
+    print(f"analysing {label}: key frequencies, attention and neuron fits, ablations...", file=sys.stderr,
+          flush=True)
     res = analyze(model, ds, keys=keys, threshold=args.threshold)
     print(label)
     print(res.summary())

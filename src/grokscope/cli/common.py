@@ -21,6 +21,24 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"grokscope: error: {message}\n")
 
 
+def subcommand(sub, name: str, *, help: str, description: str, examples: list[str], **kw: Any
+               ) -> argparse.ArgumentParser:
+    """A subcommand's parser: its one-line ``help`` (``grokscope --help``), its ``description`` and the
+    ``examples`` printed under ``--help``, with every option's default shown."""
+    epilog = "examples:\n" + "\n".join("  " + e for e in examples)
+    return sub.add_parser(name, help=help, description=description, epilog=epilog,
+                          formatter_class=_Formatter, **kw)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Keeps the examples' lines as written; wraps the rest to the terminal."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def opt(name: str, check: Any) -> Any:
     """An argparse ``type`` for option ``name``: ``check(text)`` through :mod:`grokscope.checks`; its one-line
     message is what argparse prints."""

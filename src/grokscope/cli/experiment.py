@@ -8,6 +8,8 @@ its groups trained locally or on Ray, resumed on a rerun), print its summary and
 
 from __future__ import annotations
 
+from .common import subcommand
+
 import argparse
 from pathlib import Path
 
@@ -26,7 +28,14 @@ def _seed_list(text: str) -> list[int]:
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope experiment`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("experiment", help="the paper's experiments, one command each (list: what there is)",
+    p = subcommand(sub, "experiment", examples=[
+                       'grokscope experiment list',
+                       'grokscope experiment frac --out exp/frac',
+                       'grokscope experiment wd --seeds 0 --out exp/wd          # one seed of each setting',
+                       'grokscope experiment seeds --tiny --out /tmp/seeds     # the machinery in seconds',
+                       'grokscope experiment methods --executor ray --address ray://head:10001',
+                   ],
+                       help="the paper's experiments, one command each (list: what there is)",
                        description="Run one of the paper's experiments (Appendices C.2, D.1, D.2): its models are "
                                    "trained in batched groups, locally or as Ray tasks; a rerun resumes unfinished "
                                    "groups and skips finished ones; then OUT/summary.parquet and OUT/report.html. "

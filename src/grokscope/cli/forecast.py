@@ -9,12 +9,16 @@ from ..checks import ConfigError
 from ..measures import forecast as forecast_mod
 from ..measures.forecast_calibration import load_calibration
 from ..files import check_output
-from .common import LOSS_THRESHOLD, UNTIL, run_with_checkpoints
+from .common import LOSS_THRESHOLD, UNTIL, run_with_checkpoints, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope forecast`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("forecast", help="forecast each model's grokking epoch from the checkpoints up to --until",
+    p = subcommand(sub, "forecast", examples=[
+                       'grokscope forecast runs/quick --until 600',
+                       'grokscope forecast runs/mainline --until 4000 --calibration calibration.json',
+                   ],
+                       help="forecast each model's grokking epoch from the checkpoints up to --until",
                        description="Forecast, per model, the epoch at which test accuracy passes 99%, from the "
                                    "checkpoints and metrics at epochs <= --until only (key frequencies chosen at "
                                    "the last allowed checkpoint): the restricted loss's log-linear trend "

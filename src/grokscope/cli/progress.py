@@ -15,14 +15,19 @@ from ..files import check_output
 from ..measures import llc as lc
 from ..measures.cache import PHASES_FILE, PROGRESS_FILE, run_llc, run_progress
 from ..measures.phases import summary
-from .common import EVERY, final_finite, opt, parse_keys, run_with_checkpoints
+from .common import EVERY, final_finite, opt, parse_keys, run_with_checkpoints, subcommand
 
 LLC_EVERY = opt("llc_every", lambda t: ck.integer("llc_every", ck.parse("llc_every", t, int), lo=1))
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope progress`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("progress", help="progress measures over every checkpoint, phases and the §5.2 claims",
+    p = subcommand(sub, "progress", examples=[
+                       'grokscope progress runs/quick',
+                       'grokscope progress runs/mainline --keys 14,35,41,42,52',
+                       'grokscope progress runs/mainline --llc-every 10',
+                   ],
+                       help="progress measures over every checkpoint, phases and the §5.2 claims",
                        description="Compute the progress measures (paper Section 5) for every checkpoint of every "
                                    "model of a run into RUN/progress.parquet, detect the three phases and check "
                                    "the paper's claims into RUN/phases.json, and print the phase table. With "
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if pair:
         if keys is None:
             final_finite(run, "progress", "give the key frequencies with --keys")
-        df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute)
+        df, rep = run_progress(run, keys=keys, every=args.every, recompute=args.recompute, progress=True)
         for k, e in run.nonfinite().items():
             print(f"grokscope: warning: model {k} diverged (train loss non-finite from epoch {e}): its progress "
                   "measures from then on are NaN", file=sys.stderr)

@@ -4,20 +4,24 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..report import sequence as seqreport
 from ..config import ConfigError
 from ..files import check_output
-from ..measures.cache import PHASES_FILE, PROGRESS_FILE
+from ..measures.cache import PHASES_FILE, PROGRESS_FILE, run_progress
 from ..report.run import report_html, write_pngs
 from ..training import Run
-from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints
+from .common import EPOCH, MODEL, final_finite, run_checkpoint, run_with_checkpoints, subcommand
 
 
 def add(sub) -> argparse.ArgumentParser:
     """The ``grokscope report`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("report", help="the paper's figures for a run, in one self-contained HTML file",
+    p = subcommand(sub, "report", examples=['grokscope report runs/quick                 # -> runs/quick/report.html',
+                                                    'grokscope report runs/seeds --model 2 --epoch 10000 -o seed2.html',
+                                                    'grokscope report runs/quick --png figures/   # PNG files instead'],
+                       help="the paper's figures for a run, in one self-contained HTML file",
                        description="Draw the paper's figures (loss curves with phases, Fourier norms, attention and "
                                    "neuron maps, frequency ablations, progress measures, ...) and Tables 1, 2 and the "
                                    "claims table into one HTML file that opens offline. Computes progress.parquet "
@@ -55,9 +59,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {len(paths)} PNG files into {args.png}")
         return 0
     out = check_output("out", Path(args.out) if args.out else run.path / "report.html", owner="report")
-    path = report_html(run, out, epoch=args.epoch, model=args.model)
+    if up_to_date(out, run, args):
+        print(f"{out} is up to date (the run and the options are unchanged since it was written)")
+        return 0
+    if not (run.path / PROGRESS_FILE).is_file() or not (run.path / PHASES_FILE).is_file():
+        print("computing the progress measures of every checkpoint (once: saved in progress.parquet)",
+              file=sys.stderr)
+    run_progress(run, progress=True)  # the saved ones when up to date; computed first, so the stamp sees them
+    print(f"analysing model {args.model} at epoch {run_checkpoint(run, args.epoch, args.model)} (§4)...",
+          file=sys.stderr)
+    path = report_html(run, out, epoch=args.epoch, model=args.model, show=True, stamp=inputs_stamp(run, args))
     print(f"wrote {path} ({Path(path).stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def inputs_stamp(run: Run, args: argparse.Namespace) -> str:
+    """A fingerprint of what a report is drawn from: grokscope's version, the options, and the name, size and
+    modification time of the run's config, metrics, checkpoints and saved measures."""
+    import hashlib
+
+    from ..version import __version__
+    files = [run.path / n for n in ("config.json", "metrics.parquet", PROGRESS_FILE, PHASES_FILE, "llc.json",
+                                    "llc_calibration.json")]
+    files += sorted((run.path / "checkpoints").glob("*.safetensors"))
+    parts = [__version__, str(args.epoch), str(args.model)]
+    parts += [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def up_to_date(out: Path, run: Run, args: argparse.Namespace) -> bool:
+    """Whether ``out`` is a report of this run with these options whose inputs have not changed since."""
+    if not out.is_file() or not (run.path / PROGRESS_FILE).is_file() or not (run.path / PHASES_FILE).is_file():
+        return False
+    with open(out, encoding="utf-8", errors="replace") as f:
+        head = f.read(4096)
+    return f"<meta name='grokscope-inputs' content='{inputs_stamp(run, args)}'>" in head
 
 
 def _run_seq_report(args: argparse.Namespace, run: Run) -> int:

@@ -6,6 +6,8 @@ and the run they train or resume (:mod:`grokscope.training.run`).
     grokscope train --preset skip-trigram-finite --out runs/st-finite
     grokscope train --task digit-addition --n-train inf --batch-size 700 --epochs 6000 --out runs/da
     grokscope train --resume runs/mainline
+    grokscope train --resume runs/quick --epochs 3000      # a finished run trained on
+    grokscope train --config runs/quick/config.json --out runs/quick-again
 
 A task's own flags (``--p``, ``--frac-train``, ``--n-train``, ``--seq-len``, ...) are errors with a task that does
 not have them; fields that may differ between the models of one batched run take comma-separated lists. Bad
@@ -27,9 +29,10 @@ from .. import numerics
 from ..measures import forecast_live as forecast_mod
 from ..training import run as runs
 from ..report import tracking
-from ..config import PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks
+from ..config import (PER_MODEL_FIELDS, PRESETS, SHARED_FIELDS, Config, ConfigError, field_help, field_tasks,
+                      preset_key)
 from ..tasks import TASKS, canonical
-from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys
+from .common import EVERY, FORECAST_EVERY, UNTIL, parse_keys, subcommand
 
 
 #: each config field's Python type, from its annotation (``int | None`` for data_seed), the tasks' fields too
@@ -53,48 +56,93 @@ def _conv(typ: Any, name: str, text: str) -> Any:
     return ck.parse(name, text, typ) if typ in (int, float) else text
 
 
+#: ``grokscope train --help``'s groups of config flags (a field not named here is listed under "methods")
+FLAG_GROUPS = {
+    "model": ("n_layers", "d_model", "n_heads", "d_mlp", "act"),
+    "optimiser and training": ("seed", "epochs", "lr", "weight_decay", "beta1", "beta2", "eps", "warmup",
+                               "loss_dtype"),
+    "stopping (off by default: the paper's runs train every epoch)": ("stop_below", "stop_patience"),
+    "evaluation and checkpoints": ("test_every", "checkpoint_every"),
+}
+EXAMPLES = [
+    "grokscope train --preset quick --out runs/quick          # groks in minutes",
+    "grokscope train --out runs/mainline                      # the paper's mainline, 40,000 epochs",
+    "grokscope train --preset mainline --seeds 0,1,2 --out runs/seeds   # 3 models trained together",
+    "grokscope train --preset quick --weight-decay 0.3,1,3 --out runs/wd  # one model per weight decay",
+    "grokscope train --preset quick --optimizer orthoadamw --grokfast ema --out runs/methods",
+    "grokscope train --preset skip-trigram-finite --out runs/st-finite",
+    "grokscope train --task digit-addition --n-train inf --batch-size 700 --epochs 6000 --out runs/da",
+    "grokscope train --resume runs/quick                     # continue where it stopped",
+    "grokscope train --resume runs/quick --epochs 3000       # train a finished run on",
+    "grokscope train --config runs/quick/config.json --out runs/again   # replay a run",
+]
+
+
 def add(sub) -> argparse.ArgumentParser:
-    """The ``grokscope train`` parser, added to the subcommands ``sub``."""
-    p = sub.add_parser("train", help="train K models (one batched run) into a run directory",
-                       description="Train the paper's models on any task. Every config field is a flag; fields that "
-                                   "may differ between models of one batched run take comma-separated lists "
-                                   f"({', '.join(sorted(PER_MODEL))}).")
-    p.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or none "
-                   "with --task)")
-    p.add_argument("--out", help="output run directory (default runs/<preset>)")
-    p.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a grokscope "
-                   "run that no trainer holds; only its run files are deleted)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
-    p.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
-    p.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb (offline); needs "
-                   "grokscope[tensorboard] or grokscope[wandb]")
-    p.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
-    p.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures of "
-                   "every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
-    p.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
-    p.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after grokking)")
-    p.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
-                   "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
-                   "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
-    p.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
-                   "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
-    p.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
-                   "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within 5%% "
-                   "of the wall time, and at the end)")
+    """The ``grokscope train`` parser, added to the subcommands ``sub``: the run's own options, then every config
+    field as a flag, in groups (the task's data, the model, the optimiser, methods, stopping, evaluation)."""
+    p = subcommand(sub, "train", help="train K models (one batched run) into a run directory", examples=EXAMPLES,
+                   usage="grokscope train [--preset NAME | --task TASK | --config FILE | --resume RUN] [--out DIR] "
+                         "[--FIELD VALUE ...]",
+                   description="Train the paper's models on any task. Every config field is a flag; fields that "
+                               "may differ between models of one batched run take comma-separated lists "
+                               f"({', '.join(sorted(PER_MODEL))}).")
+    what = p.add_argument_group("what to train and where")
+    what.add_argument("--preset", default=None, help="one of: " + ", ".join(PRESETS) + " (default: mainline, or "
+                      "none with --task)")
+    what.add_argument("--task", dest="cfg_task", default=None, metavar="TASK",
+                      help="one of: " + ", ".join(TASKS) + " [default: add]")
+    what.add_argument("--out", help="output run directory (default runs/<preset>)")
+    what.add_argument("--seeds", help="comma-separated seeds: one model per seed, trained together")
+    what.add_argument("--resume", metavar="RUN", help="continue the run directory RUN exactly where it stopped; "
+                      "with --epochs N, train a finished run on to N epochs (as if trained to N from the start)")
+    what.add_argument("--config", metavar="FILE", help="train the models of a run's config.json again (a replay; "
+                      "config flags given beside it override its values, e.g. --seed 1)")
+    what.add_argument("--overwrite", action="store_true", help="replace an existing run directory (only a "
+                      "grokscope run that no trainer holds; only its run files are deleted)")
+    what.add_argument("--until", type=UNTIL, help="stop after this many epochs (the run stays resumable)")
+    what.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    out = p.add_argument_group("progress and logging")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--log", default=None, help="also log the metrics to: tensorboard | wandb; needs "
+                     "grokscope[tensorboard] or grokscope[wandb]")
+    out.add_argument("--wandb-project", default=None, help="with --log wandb: the W&B project (default grokscope)")
+    out.add_argument("--wandb-entity", default=None, help="with --log wandb: the W&B entity (team or user)")
+    out.add_argument("--wandb-mode", default=None, help="with --log wandb: online | offline | disabled (default: "
+                     "online when WANDB_API_KEY is set, else offline)")
+    out.add_argument("--log-dir", default=None, help="folder for --log (default: RUN.logs beside the run directory)")
+    out.add_argument("--progress-every", type=EVERY, default=None, help="with --log: also log the progress measures "
+                     "of every N-th checkpoint (key frequencies: --progress-keys, else those of that checkpoint)")
+    out.add_argument("--progress-keys", default=None, help="with --progress-every: comma-separated key frequencies")
+    out.add_argument("--forecast", action="store_true", help="show each model's forecast grokking epoch in the "
+                     "progress bar, recomputed at checkpoints from the epochs so far (what `grokscope forecast RUN "
+                     "--until EPOCH` prints; uncalibrated defaults); with --no-progress, one line on stderr each time")
+    out.add_argument("--forecast-calibration", default=None, metavar="FILE", help="with --forecast: constants as "
+                     "`grokscope forecast --calibration FILE` takes (default: uncalibrated)")
+    out.add_argument("--forecast-every", type=FORECAST_EVERY, default=None, help="with --forecast: every N epochs, "
+                     "a multiple of checkpoint_every (default: at the checkpoints that keep the forecasts within "
+                     "5%% of the wall time, and at the end)")
+    out.add_argument("--no-flush-denormal", action="store_true", help="keep float32 denormals (slower after "
+                     "grokking)")
     helps, owners = field_help(), field_tasks()
     defaults = {f.name: f.default for f in SHARED_FIELDS} | {"task": "add"}
     for cls in TASKS.values():
         for f in fields(cls.Options):
             defaults.setdefault(f.name, f.default)
-    for name in FLAG_FIELDS:
-        extra = " (comma list allowed)" if name in PER_MODEL else ""
-        tasks = owners.get(name)
-        where = f" [{', '.join(tasks)}]" if tasks and len(tasks) < len(TASKS) else ""
-        p.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=name.upper(),
-                       help=helps[name] + extra + where + f" [default: {defaults[name]}]")
+    named = {n for names in FLAG_GROUPS.values() for n in names}
+    groups = {"data (the task's fields; [tasks] that have each)": [*field_tasks(), "data_seed"],
+              **{title: list(names) for title, names in FLAG_GROUPS.items()},
+              "regularisation and methods beyond the paper": [n for n in FLAG_FIELDS if n not in named
+                                                              and n not in field_tasks() and n not in ("task",
+                                                                                                      "data_seed")]}
+    for title, names in groups.items():
+        g = p.add_argument_group(title)
+        for name in names:
+            extra = " (comma list allowed)" if name in PER_MODEL else ""
+            tasks = owners.get(name)
+            where = f" [{', '.join(tasks)}]" if tasks and len(tasks) < len(TASKS) else ""
+            g.add_argument("--" + name.replace("_", "-"), dest="cfg_" + name, default=None, metavar=name.upper(),
+                           help=helps[name] + extra + where + f" [default: {defaults[name]}]")
     return p
 
 
@@ -103,13 +151,38 @@ def preset_name(args: argparse.Namespace) -> str | None:
     is given."""
     if args.preset is None:
         return None if args.cfg_task is not None else "mainline"
-    key = args.preset.replace("_", "-")
-    if key not in PRESETS:
-        raise ConfigError(f"preset={args.preset!r} is invalid: must be one of {', '.join(PRESETS)}")
-    return key
+    return preset_key(args.preset)
+
+
+def replay_configs(path: str) -> list[dict[str, Any]]:
+    """The model configs of a run's config.json (any format grokscope wrote), or of a file holding one config."""
+    from ..files import load
+    from ..training import rundir
+
+    f = Path(path)
+    if f.is_dir():
+        f = f / rundir.CONFIG
+    if not f.is_file():
+        raise ConfigError(f"config={path!r} is invalid: no such file (a run's config.json, or a JSON config)")
+
+    def problem(d: Any) -> str | None:
+        return rundir.meta_problem(d if isinstance(d, dict) and ("models" in d or "kind" in d) else {"models": [d]})
+
+    meta = load(f, lambda x: __import__("json").loads(x.read_text()), problem)
+    meta = meta if "models" in meta or "kind" in meta else {"models": [meta]}
+    return [c.to_dict() for c in rundir.configs_of(meta)]
 
 
 def configs_from_args(args: argparse.Namespace) -> list[Config]:
+    if getattr(args, "config", None) is not None:
+        if args.preset is not None or args.seeds is not None:
+            raise ConfigError("config is invalid with --preset or --seeds: the file gives the models")
+        models = replay_configs(args.config)
+        over = {n: _conv(FIELD_TYPES[n], n, getattr(args, "cfg_" + n).strip()) for n in FLAG_FIELDS
+                if n != "task" and getattr(args, "cfg_" + n) is not None}
+        if args.cfg_task is not None:
+            over["task"] = canonical(args.cfg_task)
+        return [Config(**{**m, **over}) for m in models]
     name = preset_name(args)
     base: dict[str, Any] = dict(PRESETS[name]) if name else {}
     if args.cfg_task is not None:
@@ -153,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and not args.forecast:
             raise ConfigError(f"{name} is invalid without --forecast")
     if args.resume:
-        if args.out or args.preset or any(getattr(args, "cfg_" + n) is not None for n in FLAG_FIELDS) or args.seeds:
-            raise ConfigError("resume is invalid with config flags, --preset or --out: a resumed run keeps its config")
+        if args.out or args.preset or args.config or args.seeds or \
+                any(getattr(args, "cfg_" + n) is not None for n in FLAG_FIELDS if n != "epochs"):
+            raise ConfigError("resume is invalid with config flags, --preset, --config or --out: a resumed run keeps "
+                              "its config (only --epochs N, to train it on to N epochs)")
+        epochs = None if args.cfg_epochs is None else _conv(int, "epochs", args.cfg_epochs)
         configs = runs.Run.load(args.resume).configs
         _check_forecast(args, configs)
         live = forecast_mod.live_forecast(args.forecast, args.forecast_every, args.forecast_calibration,
@@ -162,11 +238,13 @@ def run(args: argparse.Namespace) -> int:
         log = _logger(args, args.resume, configs)
         try:
             run = runs.resume(args.resume, device=args.device, progress=not args.no_progress, until=args.until,
-                              log=log, forecast=live)
+                              log=log, forecast=live, epochs=epochs)
         finally:
             log.close() if log else None
             forecast_mod.print_cost(live, time.perf_counter() - t0)
     else:
+        if args.config is not None and args.out is None:
+            raise ConfigError("out is required with --config: give the directory of the replayed run")
         if args.out is None and args.preset is None:  # a bare `grokscope train` would start 40,000 epochs
             if args.cfg_task is None:
                 raise ConfigError("out is required without --preset: `grokscope train` alone would train the paper's "
@@ -198,6 +276,11 @@ def _check_forecast(args: argparse.Namespace, configs: list[Config]) -> None:
 
 
 def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "tracking.MetricsLogger | None":
+    wb = ("wandb_project", "wandb_entity", "wandb_mode")
+    if args.log != "wandb":
+        for name in wb:
+            if getattr(args, name) is not None:
+                raise ConfigError(f"{name} is invalid without --log wandb")
     if args.log is None:
         for name in ("log_dir", "progress_every", "progress_keys"):
             if getattr(args, name) is not None:
@@ -211,7 +294,9 @@ def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "t
     keys = parse_keys(args.progress_keys, configs[0].p) if args.progress_keys is not None else None
     models = [c.to_dict() for c in configs]
     return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
-                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys)
+                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys,
+                                  wandb_project=args.wandb_project or "grokscope", wandb_entity=args.wandb_entity,
+                                  wandb_mode=args.wandb_mode)
 
 
 def _summary(run) -> None:
@@ -222,8 +307,13 @@ def _summary(run) -> None:
     print(f"run: {run.path}  task: {run.config.task}{data}  models: {run.K}")
     diverged = run.nonfinite()
     unit = "epoch" if task.pair_form else "step"
+    if not run.finished:  # rows 0..n-1 are logged after n steps
+        n = int(run.metrics["epoch"].max()) + 1
+        print(f"  stopped at {unit} {n} of {run.config.epochs}: continue with `grokscope train --resume {run.path}`")
+    stops = run.stop_epochs()
     for r in run.milestones().itertuples():
-        print(f"  model {r.model} (seed {r.seed}): {unit} {_fmt(r.last_epoch)}  train loss {r.final_train_loss:.3e}  "
+        stop = f"  stopped by the rule at {unit} {stops[r.model]}" if stops[r.model] is not None else ""
+        print(f"  model {r.model} (seed {r.seed}){stop}: at {unit} {_fmt(r.last_epoch)} train loss {r.final_train_loss:.3e}  "
               f"test loss {r.final_test_loss:.3e} acc {r.final_test_acc:.4f}  train acc 100% at "
               f"{_fmt(r.train_acc_100)}  test acc >99% at {_fmt(r.test_acc_99)}"
               + (f"  DIVERGED: train loss non-finite from {unit} {diverged[r.model]}" if r.model in diverged else ""))

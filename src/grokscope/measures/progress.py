@@ -118,8 +118,8 @@ def _select_epochs(all_epochs: list[int], every: int, epochs: Iterable[int] | No
 def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]] | None = None, every: int = 1, *,
                      epochs: Iterable[int] | None = None, rows_per_chunk: int = ROWS_PER_CHUNK,
                      dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                     block: int | None = None, workers: int | None = None, timings: dict | None = None
-                     ) -> pd.DataFrame:
+                     block: int | None = None, workers: int | None = None, timings: dict | None = None,
+                     progress: bool = False) -> pd.DataFrame:
     """The tidy progress table (columns ``model, epoch, measure, freq, value``; ``freq`` is the key frequency of
     the per-frequency measures, 0 for the others) of a :class:`grokscope.training.run.Run`.
 
@@ -130,7 +130,8 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
     ``workers``: chunks computed side by side in that many threads, each with one intra-op thread (torch's
     setting is restored afterwards); default ``torch.get_num_threads()`` (the cores). Much better than
     intra-op threads here (many small ops); use ``workers=1`` when the other cores are busy. ``timings``: if a
-    dict, filled with the seconds spent loading and computing (summed over workers) and in total.
+    dict, filled with the seconds spent loading and computing (summed over workers) and in total. ``progress``:
+    a bar on stderr over the checkpoints.
     """
     t_start = time.perf_counter()
     cfg = run.configs[0].model_config
@@ -165,12 +166,20 @@ def compute_progress(run: Run, keys: Sequence[int] | Mapping[int, Sequence[int]]
         torch.set_num_threads(1)
         pool = ThreadPoolExecutor(workers)
         results = pool.map(chunk, chunks)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(sel), desc="progress measures", unit="checkpoint", dynamic_ncols=True)
     try:
         for res, mk_np, ep, tl, tc in results:
             _append(cols, res, mk_np, ep, data)
             t_load += tl
             t_comp += tc
+            if bar is not None:
+                bar.update(len(ep) // K)
     finally:
+        if bar is not None:
+            bar.close()
         if pool is not None:
             pool.shutdown()
             torch.set_num_threads(n_threads)

@@ -49,8 +49,9 @@ class FigureContext:
     """Lazily computed inputs of the figures of one run (each computed once; progress and phases read from the
     run's files when they are up to date, else computed and saved)."""
 
-    def __init__(self, run: Run, *, epoch=None, model=0, analysis=None, progress=None, phases=None):
-        self.run = run
+    def __init__(self, run: Run, *, epoch=None, model=0, analysis=None, progress=None, phases=None,
+                 show: bool = False):
+        self.run, self.show = run, show
         self.epoch, self.model = epoch, model
         self._analysis, self._progress, self._phases = analysis, progress, phases
         self._weight_norms: dict[int, dict[str, Any]] | None = None
@@ -80,7 +81,7 @@ class FigureContext:
     @property
     def progress(self) -> pd.DataFrame:
         if self._progress is None:
-            self._progress = load_or_compute_progress(self.run)
+            self._progress = load_or_compute_progress(self.run, progress=self.show)
         return self._progress
 
     @property
@@ -226,21 +227,34 @@ def _default_names(ctx: FigureContext) -> list[str]:
 
 def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
                 model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
-                phases: Mapping[str, Any] | None = None) -> Path:
+                phases: Mapping[str, Any] | None = None, show: bool = False, stamp: str = "") -> Path:
     """Write ONE self-contained HTML file at ``path``: the figures (``figures``: names of :data:`FIGURES`,
     default all), Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims
     (``phases.json``, computed by :func:`grokscope.measures.phases.phases_report` if missing). The plotly JS is
-    embedded once (viewing needs no network). Returns the path."""
+    embedded once (viewing needs no network). ``show``: progress on stderr (a bar over the progress measures'
+    checkpoints, then over the figures). ``stamp``: written into the page's head (the inputs' fingerprint that
+    ``grokscope report`` compares to skip an unchanged run). Returns the path."""
     import plotly.io as pio  # an optional extra
 
-    ctx = FigureContext(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases)
+    ctx = FigureContext(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases,
+                        show=show)
     names = _default_names(ctx) if figures is None else list(figures)
     parts = []
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+        bar = tqdm(names, desc="figures", unit="figure", dynamic_ncols=True)
     for i, name in enumerate(names):
+        if bar is not None:
+            bar.set_postfix_str(name)
         fig = figure(ctx, name)
+        if bar is not None:
+            bar.update(1)
         parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
                      + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
                      + "</section>")
+    if bar is not None:
+        bar.close()
     ad = ctx.analysis.to_dict()
     head_tables = [html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
                               "milestones"),
@@ -249,7 +263,8 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
               html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
               html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
     title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>"
+    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+           f"<meta name='grokscope-inputs' content='{html.escape(stamp)}'><style>{CSS}</style>"
            f"</head><body><h1>{title}</h1>"
            + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
            + "".join(tables)

@@ -5,8 +5,9 @@ The run directory's own files are untouched: the logs go to ``--log-dir`` (defau
 directory). Every epoch's metrics are logged (``train/loss``, ``train/acc`` every epoch, ``test/loss``,
 ``test/acc`` every ``test_every``), with the epoch as the step; they reach the log at each checkpoint (when the
 run directory's ``metrics.parquet`` is written) and when training stops. TensorBoard: one event-file folder per
-model (``model_0``, ``model_1``, ...), so a batched run's curves overlay. W&B: one offline run (``wandb sync`` it
-later) with the keys ``model_K/train/loss`` etc. With ``progress_every=N`` the progress measures
+model (``model_0``, ``model_1``, ...), so a batched run's curves overlay. W&B: one run in ``project`` (default
+``grokscope``) and ``entity``, online when ``WANDB_API_KEY`` is set and offline otherwise (``wandb sync`` it later),
+or the ``mode`` given (online | offline | disabled), with the keys ``model_K/train/loss`` etc. With ``progress_every=N`` the progress measures
 (:func:`grokscope.measures.progress.compute_progress`) of every N-th checkpoint are logged too, as ``progress/MEASURE``
 (per-frequency ones as ``progress/excluded_loss_k3``), with the key frequencies ``keys`` or, by default, those of
 that checkpoint (the key frequencies settle during circuit formation: early values use early keys). A resumed run continues from the last epoch logged in this
@@ -27,6 +28,16 @@ from ..measures.progress import compute_progress, label, resolve_keys
 from ..training.run import Run
 
 KINDS = ("tensorboard", "wandb")
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_mode(mode: str | None) -> str:
+    """The W&B mode: the one given, else online when an API key is in the environment, else offline."""
+    import os
+
+    if mode is not None:
+        return choice("wandb_mode", mode, WANDB_MODES)
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 _TAGS = {"train_loss": "train/loss", "train_acc": "train/acc", "test_loss": "test/loss", "test_acc": "test/acc"}
 
 
@@ -40,8 +51,10 @@ class MetricsLogger:
     ``progress_every``-th checkpoint of the run at ``run_dir``, its progress measures); ``close()`` flushes."""
 
     def __init__(self, kind: str, log_dir: str | Path, name: str, config: dict[str, Any] | None = None,
-                 run_dir: str | Path | None = None, progress_every: int | None = None, keys: list[int] | None = None):
+                 run_dir: str | Path | None = None, progress_every: int | None = None, keys: list[int] | None = None,
+                 wandb_project: str = "grokscope", wandb_entity: str | None = None, wandb_mode: str | None = None):
         self.kind = choice("log", kind, KINDS)
+        mode = globals()["wandb_mode"](wandb_mode)
         self.dir = check_output("log_dir", Path(log_dir), kind="dir")
         self.last = -1
         self.run_dir, self.progress_every, self.keys, self.n_checkpoints = run_dir, progress_every, keys, 0
@@ -57,7 +70,7 @@ class MetricsLogger:
             except ImportError:
                 raise ConfigError("log='wandb' needs wandb: pip install 'grokscope[wandb]'") from None
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.wb = wandb.init(project="grokscope", name=name, dir=str(self.dir), mode="offline",
+            self.wb = wandb.init(project=wandb_project, entity=wandb_entity, name=name, dir=str(self.dir), mode=mode,
                                  config=config or {}, reinit="create_new")
 
     def _writer(self, k: int):

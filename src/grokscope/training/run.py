@@ -282,21 +282,42 @@ def _check_until(until: int | None) -> int | None:
 
 
 def resume(path: str | Path, device: str = "auto", progress: bool = True, until: int | None = None,
-           log=None, forecast=None) -> Run:
+           log=None, forecast=None, epochs: int | None = None) -> Run:
     """Continue a run from its ``state.pt``, bit-exactly on the same machine and device. A run that stopped before
-    its first checkpoint (e.g. the disk was full) starts again from its config."""
+    its first checkpoint (e.g. the disk was full) starts again from its config. ``epochs``: train on to this
+    many epochs, extending a finished run (the result equals a run trained to ``epochs`` from the start, and
+    config.json then says ``epochs``)."""
     until = _check_until(until)
     run = Run.load(path)
     dev = resolve_device(device)
     has_state = (run.path / STATE).is_file()
     if not has_state and run.checkpoint_epochs:
         raise ConfigError(f"run={str(run.path)!r} is invalid: it has checkpoints but no {STATE} to resume from")
-    check_memory(run.configs, dev)
-    trainer = Trainer(run.configs, dev)
+    configs = run.configs
+    extend = epochs is not None and epochs != run.config.epochs
+    if epochs is not None:
+        ck.integer("epochs", epochs, lo=1)
+        if epochs < run.config.epochs:
+            raise ConfigError(f"epochs={epochs} is invalid: the run {str(run.path)!r} trains {run.config.epochs} "
+                              f"epochs; to stop it earlier give --until {epochs}")
+        if extend and run.config.stop_below is not None and run.finished and run.checkpoint_epochs[-1] < \
+                run.config.epochs:
+            raise ConfigError(f"epochs={epochs} is invalid: every model of {str(run.path)!r} was stopped by its "
+                              f"stopping rule (stop_below={run.config.stop_below}); train a new run instead")
+        configs = [c.replace(epochs=epochs) for c in configs]
+    check_memory(configs, dev)
+    trainer = Trainer(configs, dev)
     if has_state:
         rundir.load_state(run.path / STATE, trainer)  # a damaged state.pt: one line, before anything is written
+        if extend and trainer.epoch == run.config.epochs:
+            trainer.reopen()
     lock = rundir.acquire_lock(run.path)
     try:
+        if extend:
+            meta = {**run.meta, "models": [c.to_dict() for c in configs],
+                    "extended": [*run.meta.get("extended", []),
+                                 {"from_epochs": run.config.epochs, "to_epochs": epochs, **rundir.code_version()}]}
+            atomic_write(run.path / CONFIG, lambda t: Path(t).write_text(json.dumps(meta, indent=2)))
         _fit_locked(run.path, trainer, progress, until, log, forecast)
     finally:
         rundir.release_lock(lock)

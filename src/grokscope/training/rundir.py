@@ -65,9 +65,30 @@ def checkpoint_epochs(path: Path) -> list[int]:
 
 
 # ---------------------------------------------------------------------- config.json
+def code_version() -> dict[str, Any]:
+    """The code that trains: grokscope's git commit (None when it is not run from a git checkout) and whether the
+    checkout had uncommitted changes, and the versions of the packages the numbers depend on."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    commit, dirty = None, None
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(here), *a], capture_output=True, text=True,  # noqa: E731
+                                        timeout=5)
+        r = run("rev-parse", "HEAD")
+        if r.returncode == 0:
+            commit = r.stdout.strip()
+            st = run("status", "--porcelain", "--untracked-files=no", "--", str(here.parent))
+            dirty = bool(st.stdout.strip()) if st.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"git_commit": commit, "git_dirty": dirty, "numpy_version": np.__version__,
+            "pandas_version": pd.__version__}
+
+
 def meta(configs: list[Config], device: torch.device) -> dict[str, Any]:
     return {"grokscope_version": __version__, "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "device": str(device),
+            "python_version": platform.python_version(), **code_version(), "device": str(device),
             "models": [c.to_dict() for c in configs]}
 
 

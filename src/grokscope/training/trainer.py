@@ -303,6 +303,15 @@ class Trainer:
         if self.stop.on and not bool((self.stop.stopped >= 0).all()):
             self.stop.update(e, loss.cpu().numpy())
 
+    def reopen(self) -> None:
+        """Clear the final evaluation's row (the state's step): training on past it logs that row as any step
+        does, so an extended run equals one trained to its new length from the start."""
+        e = self.epoch
+        for buf in self.metrics.values():
+            buf[e] = float("nan")
+        for buf in self.tok.values():
+            buf[e] = float("nan")
+
     @property
     def finished(self) -> bool:
         """Trained every epoch, or every model stopped (:mod:`grokscope.training.stopping`)."""
