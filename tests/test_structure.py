@@ -205,7 +205,7 @@ def test_the_checker_sees_cycles_and_function_level_imports():
 
 
 EXTRAS = ("transformer_lens", "tensorboard", "torch.utils.tensorboard", "wandb", "nbclient", "nbformat", "plotly",
-          "kaleido")
+          "kaleido", "devinterp")
 
 
 def _extras_outside_functions(source: str) -> list[tuple[str, int]]:

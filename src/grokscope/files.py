@@ -152,6 +152,7 @@ def clean_stale_tmp(directory: str | Path, legacy_age_s: float = 3600.0) -> list
 #: the entries of a run directory and the command that writes each: no other command writes them
 RUN_OWNERS = {"config.json": "train", "metrics.parquet": "train", "state.pt": "train", ".lock": "train",
               "checkpoints": "train", "progress.parquet": "progress", "phases.json": "progress",
+              "llc.json": "progress", "llc_calibration.json": "progress",
               "report.html": "report", "forecast.json": "forecast"}
 
 

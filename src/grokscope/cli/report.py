@@ -79,7 +79,8 @@ def inputs_stamp(run: Run, args: argparse.Namespace) -> str:
     import hashlib
 
     from ..version import __version__
-    files = [run.path / n for n in ("config.json", "metrics.parquet", PROGRESS_FILE, PHASES_FILE)]
+    files = [run.path / n for n in ("config.json", "metrics.parquet", PROGRESS_FILE, PHASES_FILE, "llc.json",
+                                    "llc_calibration.json")]
     files += sorted((run.path / "checkpoints").glob("*.safetensors"))
     parts = [__version__, str(args.epoch), str(args.model)]
     parts += [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]

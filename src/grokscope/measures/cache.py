@@ -7,6 +7,10 @@ read a run's measures through here.
     from grokscope.measures.cache import load_or_compute_progress, run_progress
     df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
     df, phases = run_progress(run)                 # and phases.json
+    df = run_llc(run, every=4)                     # the LLC's rows added (llc.json, llc_calibration.json)
+
+The LLC's rows (:data:`grokscope.measures.llc.MEASURES`) live in ``progress.parquet`` beside the others (a
+sequence task's table holds only them); recomputing the other measures keeps them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from . import llc as lc
 from . import phases as ph
 from .progress import compute_progress, resolve_keys
 from ..files import atomic_write, clean_stale_tmp, load
@@ -26,7 +31,7 @@ PROGRESS_FILE = "progress.parquet"
 PHASES_FILE = "phases.json"
 
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
-           "run_progress", "write_phases", "load_phases"]
+           "run_progress", "write_phases", "load_phases", "run_llc", "saved_llc"]
 
 
 def save_progress(run: Run, df: pd.DataFrame | None = None, **kw) -> pd.DataFrame:
@@ -34,6 +39,9 @@ def save_progress(run: Run, df: pd.DataFrame | None = None, **kw) -> pd.DataFram
     into the run directory, atomically. Returns the frame."""
     if df is None:
         df = compute_progress(run, **kw)
+        old = saved_llc(run)  # the LLC's rows survive a recomputation of the others
+        if old is not None and set(old[0]["epoch"]) <= set(run.checkpoint_epochs):
+            df = _with_llc(df, *old)
     clean_stale_tmp(run.path)
     atomic_write(run.path / PROGRESS_FILE, lambda tmp: df.to_parquet(tmp, index=False))
     return df
@@ -93,3 +101,57 @@ def load_phases(run: Run) -> dict[str, Any]:
     return load(run.path / PHASES_FILE, lambda f: json.loads(f.read_text()),
                 lambda d: None if isinstance(d, dict) and isinstance(d.get("models"), (list, dict)) else
                 "not a phases report (no 'models')", hint=f"delete it, or `grokscope progress {run.path}`")
+
+
+# ---------------------------------------------------------------------- the LLC
+def saved_llc(run: Run) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """The LLC's rows of the saved ``progress.parquet`` and their attrs (``llc_every``, ``llc_epochs``), or None."""
+    if not (run.path / PROGRESS_FILE).is_file():
+        return None
+    df = load_progress(run)
+    rows = df[df["measure"].isin(lc.MEASURES)]
+    if not len(rows) or "llc_every" not in df.attrs:
+        return None
+    return rows, {k: df.attrs[k] for k in ("llc_every", "llc_epochs") if k in df.attrs}
+
+
+def _with_llc(df: pd.DataFrame, rows: pd.DataFrame, attrs: Mapping[str, Any]) -> pd.DataFrame:
+    """``df`` without its LLC rows, plus ``rows`` (sorted by model and epoch), attrs merged."""
+    keep = df[~df["measure"].isin(lc.MEASURES)] if len(df) else df
+    out = pd.concat([keep, rows], ignore_index=True) if len(keep) else rows.reset_index(drop=True)
+    out = out.astype({"model": "int32", "epoch": "int64", "freq": "int32", "value": "float64"})
+    out = out.sort_values(["model", "epoch"], kind="stable", ignore_index=True)
+    out.attrs = {**df.attrs, **attrs}
+    return out
+
+
+def run_llc(run: Run, df: pd.DataFrame | None = None, *, every: int = 1, recompute: bool = False,
+            progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any], bool]:
+    """What ``grokscope progress RUN --llc`` adds: the LLC of every model at every ``every``-th checkpoint
+    (:func:`grokscope.measures.llc.compute_llc`) merged into ``df`` (the other measures; None: those saved, if
+    any) and written to ``progress.parquet``, with ``llc.json`` and ``llc_calibration.json``. Reused when the
+    saved rows cover the run's last checkpoint with the same ``every`` (unless ``recompute``); a saved
+    calibration is reused unless ``recompute``. Returns ``(table, llc report, computed?)``."""
+    old = saved_llc(run)
+    if df is None:
+        df = load_progress(run) if old is not None else pd.DataFrame(
+            {"model": pd.Series(dtype="int32"), "epoch": pd.Series(dtype="int64"), "measure": pd.Series(dtype=object),
+             "freq": pd.Series(dtype="int32"), "value": pd.Series(dtype="float64")})
+    last = run.checkpoint_epochs[-1]
+    fresh = (not recompute and old is not None and int(old[1].get("llc_every", -1)) == int(every)
+             and int(old[0]["epoch"].max()) == last and (run.path / lc.LLC_FILE).is_file())
+    if fresh:
+        out = _with_llc(df, *old)
+        if not df.equals(out):
+            save_progress(run, out)
+        return out, lc.load_llc(run), False
+    cal = None if recompute or not (run.path / lc.CALIBRATION_FILE).is_file() else lc.load_calibration(run)
+    if cal is not None and cal.get("epoch") != last:
+        cal = None  # calibrated on another final checkpoint (the run trained on since)
+    rows, report, cal = lc.compute_llc(run, every, calibration=cal, progress=progress)
+    out = _with_llc(df, pd.DataFrame(rows), {"llc_every": int(every), "llc_epochs": report["epochs"]})
+    if cal is not None:
+        lc.write_json(run.path / lc.CALIBRATION_FILE, cal)
+    lc.write_json(run.path / lc.LLC_FILE, report)
+    save_progress(run, out)
+    return out, report, True

@@ -1,7 +1,8 @@
 """Figures and HTML pages.
 
 * figures from tidy tables and analyses: :mod:`.plot_curves` (training curves, Figs 2, 7, 13-15, 18, 19, and the
-  slingshots), :mod:`.plot_fourier` (the Fourier structure and the mechanism, Figs 3-6, 8-12, 16, 17), on
+  slingshots), :mod:`.plot_fourier` (the Fourier structure and the mechanism, Figs 3-6, 8-12, 16, 17),
+  :mod:`.plot_llc` (the local learning coefficient over training and its calibration sweep), on
   :mod:`.plot_common` (plotly, colours);
 * the pages: the report of a run (:mod:`.run`: the progress cache, :data:`~.run.FIGURES` the figures by name, the
   HTML file, PNG export), of an experiment (:mod:`.experiment`) and of a sequence-task run (:mod:`.sequence`).

@@ -26,7 +26,7 @@ import pandas as pd
 from ..training.methods import slingshots
 from .plot_common import colour, plotly_go
 
-__all__ = ["thin_log", "losses", "mark_slingshots", "progress_panels", "restricted_acc", "excluded_per_key",
+__all__ = ["add_phases", "thin_log", "losses", "mark_slingshots", "progress_panels", "restricted_acc", "excluded_per_key",
            "logit_coefficients", "seed_losses", "gini_models"]
 
 
@@ -70,6 +70,10 @@ def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands:
                 fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
                                          marker=dict(size=12, color=fill.replace("0.12", "0.5"), symbol="square"),
                                          name=PHASE_LABELS[name], legendgroup="phases"), **kw)
+
+
+#: the phase bands and lines of one model on a figure (the LLC's figures draw them too)
+add_phases = _add_phases
 
 
 # ---------------------------------------------------------------------- Fig 2 / 18

@@ -4,7 +4,8 @@
   :func:`run_progress`, :func:`write_phases`, ...) are :mod:`grokscope.measures.cache`'s, re-exported here;
 * the figure context (:class:`FigureContext`: the analysis, progress table, phases, weight norms and keys of one
   run, each computed once) and :data:`FIGURES`, the registry of the paper's figures by name (drawn by
-  :mod:`grokscope.report.plot_curves` and :mod:`grokscope.report.plot_fourier`);
+  :mod:`grokscope.report.plot_curves` and :mod:`grokscope.report.plot_fourier`), and the LLC's two
+  (:mod:`grokscope.report.plot_llc`; drawn when the run has the LLC, :data:`LLC_FIGURES`);
 * the tables and the self-contained HTML file (:func:`report_html`; :func:`html_table` and :data:`CSS` serve the
   experiment and sequence-task pages too), and the PNG export (:func:`write_pngs`).
 
@@ -26,9 +27,10 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 from ..measures import phases as ph
-from . import plot_curves, plot_fourier
+from . import plot_curves, plot_fourier, plot_llc
 from ..fourier.basis import weight_freq_norms
 from ..interp import analyze
+from ..measures import llc as lc
 from ..measures.cache import (PHASES_FILE, PROGRESS_FILE, load_or_compute_progress, load_phases, load_progress,
                               run_progress, save_progress, write_phases)
 from ..measures.progress import resolve_keys
@@ -36,7 +38,8 @@ from ..files import atomic_write
 from ..training.run import Run
 
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
-           "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "figure",
+           "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "LLC_FIGURES",
+           "figure",
            "table1", "table2", "phases_table", "milestones_table", "claims_table", "html_table", "CSS", "report_html",
            "write_pngs", "write_png"]
 
@@ -82,6 +85,15 @@ class FigureContext:
         return self._progress
 
     @property
+    def llc_calibration(self) -> dict[str, Any]:
+        """The run's ``llc_calibration.json`` (``grokscope progress RUN --llc``)."""
+        return lc.load_calibration(self.run)
+
+    def has_llc(self) -> bool:
+        """Whether the run has the LLC (``llc`` rows in its progress table) and its calibration."""
+        return (self.run.path / lc.CALIBRATION_FILE).is_file() and bool((self.progress["measure"] == "llc").any())
+
+    @property
     def phases(self) -> dict[str, Any]:
         if self._phases is None:
             if (self.run.path / PHASES_FILE).is_file():
@@ -112,10 +124,14 @@ FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
     "fourier_norms_models": lambda c, **kw: plot_fourier.fourier_norms_models(c.weight_norms, c.keys, **kw),
     "seed_losses": lambda c, **kw: plot_curves.seed_losses(c.run.metrics, c.progress, c.phases, **kw),
     "gini_models": lambda c, **kw: plot_curves.gini_models(c.progress, c.phases, phase_model=c.model, **kw),
+    "llc": lambda c, **kw: plot_llc.llc_curve(c.progress, c.phases, phase_model=c.model, **kw),
+    "llc_calibration": lambda c, **kw: plot_llc.llc_calibration(c.llc_calibration, **kw),
 }
 
 #: Figures that compare the models of a run; a one-model report leaves them out (Figs 3, 2 and 7 show it).
 MULTI_MODEL = ("fourier_norms_models", "seed_losses", "gini_models")
+#: Figures of the local learning coefficient: in the report when the run has it (``grokscope progress RUN --llc``)
+LLC_FIGURES = ("llc", "llc_calibration")
 
 
 def figure(run: Run, name: str, *, epoch: int | None = None, model: int = 0, analysis=None,
@@ -205,7 +221,8 @@ CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;ma
 
 
 def _default_names(ctx: FigureContext) -> list[str]:
-    return [n for n in FIGURES if ctx.run.K > 1 or n not in MULTI_MODEL]
+    llc = ctx.has_llc()
+    return [n for n in FIGURES if (ctx.run.K > 1 or n not in MULTI_MODEL) and (llc or n not in LLC_FIGURES)]
 
 
 def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,

@@ -36,6 +36,9 @@ import torch
 
 from .plot_common import as_array, colour, plotly_go
 from .plot_curves import losses, thin_log
+from . import plot_llc
+from ..measures import llc as lc
+from ..measures.cache import PROGRESS_FILE, load_progress
 from ..model.authors import SAFE_GLOBALS
 from ..checks import ConfigError
 from .experiment import REFERENCE
@@ -254,7 +257,14 @@ def figure_names(run: Run) -> list[str]:
         names.append("per_token")
     else:
         names += ["attention", "head_scores"]
+    if _has_llc(run):  # `grokscope progress RUN --llc`
+        names += ["llc", "llc_calibration"]
     return names
+
+
+def _has_llc(run: Run) -> bool:
+    return ((run.path / lc.CALIBRATION_FILE).is_file() and (run.path / PROGRESS_FILE).is_file()
+            and bool((load_progress(run)["measure"] == "llc").any()))
 
 
 def _losses(run: Run, reference: str | Path | None):
@@ -312,6 +322,10 @@ def seq_figure(run: Run, name: str, *, epoch: int | None = None, reference: str 
         return _losses(run, reference)
     if name == "per_token":
         return _per_token(run, reference)
+    if name == "llc":
+        return plot_llc.llc_curve(load_progress(run))
+    if name == "llc_calibration":
+        return plot_llc.llc_calibration(lc.load_calibration(run))
     scores = head_scores(run, epoch) if scores is None else scores
     if name == "head_scores":
         return _head_scores_fig(run, scores)

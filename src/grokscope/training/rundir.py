@@ -46,7 +46,8 @@ LOCK = ".lock"
 #: config.json's "kind" of a sequence-task run written before one config served every task
 LEGACY_SEQ_KIND = "seqtask"
 #: what a run directory may hold besides its checkpoints: what --overwrite may delete (and nothing else)
-RUN_FILES = (CONFIG, METRICS, STATE, LOCK, "progress.parquet", "phases.json", "report.html")
+RUN_FILES = (CONFIG, METRICS, STATE, LOCK, "progress.parquet", "phases.json", "llc.json", "llc_calibration.json",
+             "report.html")
 RUN_FILE_RE = re.compile(r"^(analysis[A-Za-z0-9_]*\.json|\..+\.tmp)$")
 CKPT_RE = re.compile(r"^epoch_(\d+)\.safetensors$")
 METRIC_COLS = ["model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc"]
