@@ -58,7 +58,8 @@ def torch_reference(cfg: Config, steps: int = STEPS, dtype=torch.float64) -> dic
     leaf = {n: (to_2d[n.rsplit(".", 1)[-1]](v) if n in hidden else v).contiguous().clone().requires_grad_()
             for n, v in init.items()}
     assert sorted(hidden) == sorted(m.name for m in muon_matrices(ParamLayout(mc)))
-    muon = torch.optim.Muon([leaf[n] for n in hidden], lr=cfg.muon_lr, weight_decay=cfg.weight_decay,
+    muon = torch.optim.Muon([leaf[n] for n in hidden], lr=cfg.muon_lr,
+                            weight_decay=cfg.weight_decay * cfg.lr / cfg.muon_lr,  # the paper's decay rate
                             momentum=cfg.muon_momentum, nesterov=True)
     adam = torch.optim.AdamW([v for n, v in leaf.items() if n not in hidden], lr=cfg.lr,
                              weight_decay=cfg.weight_decay, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)

@@ -3,7 +3,7 @@ each hidden weight matrix is orthogonalised by the quintic Newton–Schulz itera
 (``optimizer="muon"``; :class:`Muon`, used by :class:`grokscope.training.trainer.Trainer`).
 
 torch.optim.Muon's arithmetic, per matrix ``W`` with gradient ``g`` and momentum buffer ``B`` (zero at first):
-``B <- lerp(B, g, 1 - mu)``, ``U = lerp(g, B, mu)`` (Nesterov), ``O = NS5(U)``, ``W <- W (1 - lr wd)``, then
+``B <- lerp(B, g, 1 - mu)``, ``U = lerp(g, B, mu)`` (Nesterov), ``O = NS5(U)``, ``W <- W (1 - lr_adam wd)``, then
 ``W <- W - lr sqrt(max(1, fan_out / fan_in)) O`` (its default ``adjust_lr_fn``, "original": Keller Jordan's scale
 for rectangular matrices). ``NS5``: ``X = U / max(|U|_F, 1e-7)`` (the wide orientation: transposed when it has
 more rows than columns), then 5 times ``A = X X^T``, ``X <- a X + (b A + c A^2) X`` with ``(a, b, c) = (3.4445,
@@ -26,8 +26,10 @@ Documented choices:
   shape.
 * **Orientation.** The fan-out x fan-in orientation (``nn.Linear``'s, the authors'): ``max(1, fan_out / fan_in)``
   is then Keller Jordan's (W_in ``(d_mlp, d_model)``: sqrt(4) = 2 at the mainline's shape; the others 1).
-* **Weight decay** decoupled as torch's: ``W <- W (1 - lr_muon wd)``, with the model's ``weight_decay`` (so it
-  may differ per model, as AdamW's).
+* **Weight decay** decoupled, at the paper's rate: ``W <- W (1 - lr wd)`` with the run's AdamW ``lr`` (after the
+  warm-up) and the model's ``weight_decay``, the factor every other weight gets, so that choosing Muon changes
+  the update's direction and size, not the regulariser (torch.optim.Muon decays by ``lr_muon wd``, 20 times the
+  mainline's 1e-3 per step at Muon's usual lr 0.02; its ``weight_decay = wd lr / lr_muon`` is the same decay).
 * **Precision.** The iteration runs in the parameters' dtype (float32 in training: within 1e-5 of float64).
   torch.optim.Muon casts to bfloat16 first, Keller Jordan's choice for GPU speed: the polynomial is the same, but
   bfloat16's rounding (2^-8 of the largest singular value) is amplified along a gradient's small singular directions
@@ -151,6 +153,7 @@ class Muon:
         self.mats = muon_matrices(layout)
         self.adam = complement(self.mats, layout.size)
         self.lr = [float(c.muon_lr) for c in configs]
+        self.adam_lr = [float(c.lr) for c in configs]
         self.wd = [float(c.weight_decay) for c in configs]
         self.momentum = [float(c.muon_momentum) for c in configs]
         self.ns_dtype = ns_dtype
@@ -167,7 +170,7 @@ class Muon:
             return torch.tensor(list(values), dtype=p.dtype, device=p.device)[:, None]
 
         keep, mom = col(1 - m for m in self.momentum), col(self.momentum)
-        decay = col(1 - lr * wd for lr, wd in zip(lrs, self.wd))
+        decay = col(1 - lr * factor * wd for lr, wd in zip(self.adam_lr, self.wd))  # the paper's rate
         for m in self.mats:
             sl = slice(m.start, m.stop)
             g, b = grad[:, sl], self.buf[:, sl]
