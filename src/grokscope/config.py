@@ -298,7 +298,7 @@ def field_tasks() -> dict[str, list[str]]:
 
 _DIGIT = {"task": "digit-addition", "d_model": 128, "n_heads": 4, "d_mlp": 512, "n_layers": 1}
 _INDUCTION = {"task": "repeated-subsequence", "d_model": 48, "n_heads": 4, "d_mlp": 0, "n_layers": 2,
-              "beta2": 0.999, "batch_size": 128, "seed": 1}
+              "beta2": 0.999, "batch_size": 128, "seed": 1, "layout": "segments"}
 # 200 tokens: the length at which 512 fixed examples give Fig 34's train/test divergence (grokscope.tasks.skip_trigram)
 _SKIP = {"task": "skip-trigram", "d_model": 128, "n_heads": 4, "d_mlp": 0, "n_layers": 1, "seq_len": 200}
 

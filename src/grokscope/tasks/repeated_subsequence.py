@@ -1,10 +1,20 @@
-"""Repeated subsequence, the induction task (Appendix D.3, Fig 31): ``seq_len`` 85 uniform tokens of ``vocab`` 128 in
-which one random subsequence of ``subseq_len`` 16 tokens appears ``num_repeats`` 3 times, at random
-non-overlapping places (the 37 other tokens are split into 4 random gaps, every split equally likely).
+"""Repeated subsequence, the induction task (Appendix D.3, Fig 31): sequences of ``seq_len`` 85 tokens of
+``vocab`` 128 in which one random subsequence of ``subseq_len`` 16 tokens appears ``num_repeats`` 3 times. The
+authors' ``data_config`` gives these sizes, not the placement; two layouts:
 
-The authors' ``data_config`` gives the sizes, not the placement. Scored: the positions whose *next* token is in
-repeat 2 or later *and* is not that repeat's first token, i.e. the tokens an induction head can predict from the
-token before them (30 per sequence). Output classes: the ``vocab`` tokens.
+* ``layout="segments"`` (the presets'), rebuilt from the authors' saved models (``benchmarks/d3_oracle``,
+  docs/results/records/d3-data-oracle.md): position 0 holds a beginning-of-sequence token 0 that occurs nowhere
+  else; the other positions form ``num_repeats`` segments of ``(seq_len - 1) // num_repeats`` positions (28: 1-28,
+  29-56, 57-84 after the BOS; the last takes any rest), copy ``k`` starting at a uniform offset ``1 ..
+  segment - subseq_len`` into segment ``k`` (positions ``28 k + U{1..12}``); every token of a sequence is distinct
+  except through the copies (the subsequence and the filler are one random permutation of ``1 .. vocab - 1``);
+  scored: every token of copies 2 and later, the first one of each copy included (32 per sequence).
+* ``layout="uniform"`` (grokscope's first reading, kept for the runs made with it): i.i.d. tokens ``0 .. vocab -
+  1``, the copies at random non-overlapping places (the other tokens split into ``num_repeats + 1`` random gaps,
+  every split equally likely), scored: the tokens an induction head can predict from the token before them (the
+  copies' tokens after their first: 30 per sequence).
+
+Output classes: the ``vocab`` tokens.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ class RepeatedSubsequenceOptions(Sampled):
     subseq_len: int = option(16, "length of the repeated subsequence")
     num_repeats: int = option(3, "times it appears")
     vocab: int = option(128, "vocabulary size")
+    layout: str = option("uniform", "where the copies sit and what is scored: segments (BOS, one copy per segment, "
+                                    "distinct tokens: the authors' data as their models show it; the presets') | "
+                                    "uniform (i.i.d. tokens, copies anywhere)")
 
     def check(self) -> None:
         super().check()
@@ -33,9 +46,24 @@ class RepeatedSubsequenceOptions(Sampled):
         ck.integer("vocab", self.vocab, lo=2)
         if self.num_repeats < 2:
             raise ConfigError(f"num_repeats={self.num_repeats} is invalid: must be >= 2 (a repeat to predict)")
-        if self.num_repeats * self.subseq_len > self.seq_len:
+        ck.choice("layout", self.layout, LAYOUTS)
+        if self.layout == "uniform" and self.num_repeats * self.subseq_len > self.seq_len:
             raise ConfigError(f"seq_len={self.seq_len} is invalid: must be >= num_repeats * subseq_len = "
                               f"{self.num_repeats * self.subseq_len}")
+        if self.layout == "segments":
+            seg = (self.seq_len - 1) // self.num_repeats
+            if seg - self.subseq_len < 1:
+                raise ConfigError(f"seq_len={self.seq_len} is invalid with layout 'segments': each of the "
+                                  f"{self.num_repeats} segments after the BOS needs >= subseq_len + 1 = "
+                                  f"{self.subseq_len + 1} positions (seq_len >= {1 + self.num_repeats * (self.subseq_len + 1)})")
+            if self.vocab - 1 < self.subseq_len + self.seq_len - 1:
+                raise ConfigError(f"vocab={self.vocab} is invalid with layout 'segments': its tokens 1..vocab-1 must "
+                                  f"hold the subsequence and the filler distinct (vocab >= subseq_len + seq_len = "
+                                  f"{self.subseq_len + self.seq_len})")
+
+
+LAYOUTS = ("uniform", "segments")
+BOS = 0
 
 
 class RepeatedSubsequence(Task):
@@ -59,10 +87,12 @@ class RepeatedSubsequence(Task):
     @property
     def n_scored(self) -> int:
         o = self.options
-        return (o.num_repeats - 1) * (o.subseq_len - 1)
+        return (o.num_repeats - 1) * (o.subseq_len - (o.layout == "uniform"))
 
     def draw(self, n: int, g: torch.Generator) -> Examples:
         o = self.options
+        if o.layout == "segments":
+            return self._draw_segments(n, g)
         T, L, R, V = o.seq_len, o.subseq_len, o.num_repeats, o.vocab
         free = T - R * L  # tokens outside the repeats
         tokens = torch.randint(0, V, (n, T), generator=g)
@@ -74,6 +104,23 @@ class RepeatedSubsequence(Task):
         tokens.scatter_(1, pos.reshape(n, -1), sub.repeat(1, R))
         # position pos - 1 predicts the token at pos, for repeats 2.. and offsets 1..L-1
         pred = (pos[:, 1:, 1:] - 1).reshape(n, -1)
+        targets = torch.zeros(n, T, dtype=torch.long)
+        mask = torch.zeros(n, T, dtype=torch.bool)
+        targets.scatter_(1, pred, tokens.gather(1, pred + 1))
+        mask.scatter_(1, pred, True)
+        return Examples(tokens, targets, mask)
+
+    def _draw_segments(self, n: int, g: torch.Generator) -> Examples:
+        o = self.options
+        T, L, R, V = o.seq_len, o.subseq_len, o.num_repeats, o.vocab
+        seg = (T - 1) // R
+        perm = torch.argsort(torch.rand(n, V - 1, generator=g), dim=1) + 1  # a permutation of 1..V-1 per sequence
+        sub = perm[:, :L]
+        tokens = torch.cat([torch.full((n, 1), BOS, dtype=torch.long), perm[:, L: L + T - 1]], 1)
+        starts = torch.stack([seg * k + torch.randint(1, seg - L + 1, (n,), generator=g) for k in range(R)], 1)
+        pos = starts[:, :, None] + torch.arange(L)  # (n, R, L)
+        tokens.scatter_(1, pos.reshape(n, -1), sub.repeat(1, R))
+        pred = (pos[:, 1:, :] - 1).reshape(n, -1)  # position p - 1 predicts the token at p, every copy token scored
         targets = torch.zeros(n, T, dtype=torch.long)
         mask = torch.zeros(n, T, dtype=torch.bool)
         targets.scatter_(1, pred, tokens.gather(1, pred + 1))
