@@ -328,3 +328,20 @@ def test_a_finished_command_reports_success_despite_a_late_sigint():
                   "sys.argv = ['grokscope', 'experiment', 'list']; rc = main(); "
                   "os.kill(os.getpid(), signal.SIGINT); time.sleep(0.3); sys.exit(rc)")
     assert rc == 0 and err == "", (rc, err)
+
+
+def test_forecast_says_a_diverged_model_diverged(tmp_path, capsys):
+    """Before: `grokscope forecast` of a diverged model said nothing of the divergence ("restricted loss not
+    falling", or a forecast from NaN features)."""
+    cs = [tiny_config(epochs=20, checkpoint_every=5, lr=lr, seed=s) for s, lr in ((0, 1e30), (1, 1e-3))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(cs, tmp_path / "r", device="cpu", progress=False)
+    assert main(["forecast", str(tmp_path / "r"), "--until", "20", "--out", str(tmp_path / "f.json")]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    model0 = next(r for r in rows if r.split()[:1] == ["0"])
+    model1 = next(r for r in rows if r.split()[:1] == ["1"])
+    assert "diverged (train loss non-finite from epoch" in model0 and "diverged" not in model1
+    import json
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["models"][0]["predicted"] is None and doc["models"][0]["method"].startswith("diverged")
