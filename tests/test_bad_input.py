@@ -190,3 +190,54 @@ def test_train_out_dot_with_a_log_in_an_empty_folder(tmp_path, capsys, monkeypat
     assert main(["train", "--out", ".", "--log", "tensorboard", "--device", "cpu"] + TRAIN_TINY) == 0, \
         capsys.readouterr().err
     assert (d / "config.json").is_file() and list((tmp_path / "here.logs").rglob("events.out.tfevents*"))
+
+
+# ---------------------------------------------------------------------- issue #35: the rest
+def test_a_too_large_grokfast_window_names_grokfast_window(tmp_path, capsys):
+    """Before: refused with advice to shrink p, d_model, d_mlp or epochs, which were not the cause."""
+    err = _one_line(capsys, main(["train", "--out", str(tmp_path / "r"), "--grokfast", "ma", "--grokfast-window",
+                                  str(10**9)] + TRAIN_TINY), "grokfast_window=1000000000 is invalid")
+    assert "smaller grokfast_window" in err and "d_model" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [["train", "--out", "{tmp}/a\nb"] + TRAIN_TINY,
+                                  ["experiment", "seeds", "--tiny", "--out", "{tmp}/e\rx"],
+                                  ["analyze", "{run}", "--out", "{tmp}/x\n.json"]])
+def test_a_control_character_in_an_output_path_is_refused_in_one_line(base_run, tmp_path, capsys, argv):
+    """Before: a newline in --out made a run directory whose name broke every message in two lines."""
+    argv = [a.format(tmp=tmp_path, run=base_run) for a in argv]
+    _one_line(capsys, main(argv), "control character")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stray_file_in_a_group_folder_is_not_blamed_on_overwrite(finished_experiment, tmp_path, capsys):
+    """Before: "out=... is invalid for --overwrite", an option the user did not give."""
+    out = tmp_path / "e"
+    shutil.copytree(finished_experiment, out)
+    group = out / "groups" / "00"
+    shutil.rmtree(group)
+    group.mkdir()
+    (group / "notes.txt").write_text("mine")
+    err = _one_line(capsys, main(EXP + ["--out", str(out)]), "notes.txt")
+    assert "overwrite" not in err and "group='00'" in err
+    assert [f.name for f in group.iterdir()] == ["notes.txt"]
+    (group / "notes.txt").unlink()
+    (group / ".lock").write_text("999999999")  # a trainer killed before its first file: no run, a stale lock
+    assert main(EXP + ["--out", str(out)]) == 0
+
+
+def test_the_report_of_a_sequence_run_with_nan_weights_refuses(tmp_path, capsys):
+    """Before: a sequence checkpoint of NaN weights got a report without a warning (the modular report refuses)."""
+    pytest.importorskip("plotly")
+    import torch
+    from helpers import tiny
+    from safetensors.torch import load_file, save_file
+
+    from grokscope import train
+    run = train([tiny("skip_trigram", epochs=10)], tmp_path / "seq", progress=False)
+    f = run.path / "checkpoints" / "epoch_000010.safetensors"
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(str(f)).items()}, str(f))
+    _one_line(capsys, main(["report", str(run.path), "-o", str(tmp_path / "r.html")]), "weights are not finite")
+    assert not (tmp_path / "r.html").exists()
+    assert main(["report", str(run.path), "-o", str(tmp_path / "r.html"), "--epoch", "0"]) == 0

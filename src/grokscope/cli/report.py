@@ -70,6 +70,7 @@ def _run_seq_report(args: argparse.Namespace, run: Run) -> int:
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
     epoch = seqreport.check_epoch(run, args.epoch)
+    run.require_finite(epoch, 0)  # a diverged model's attention is meaningless: refused as the modular report does
     if args.png:
         check_output("png", args.png, kind="dir")
         try:

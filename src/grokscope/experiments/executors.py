@@ -17,13 +17,13 @@ from typing import Any, Sequence
 
 import torch
 
-from ..training import run as runs
+from ..training import rundir, run as runs
 from ..config import ConfigError
 from ..numerics import configure_denormals
-from ..files import atomic_write
+from ..files import atomic_write, clean_stale_tmp, is_tmp_name
 from ..training.optim import resolve_device
 from ..training.run import Run, check_memory
-from .directory import SUMMARY, Experiment, open_experiment
+from .directory import SUMMARY, Experiment, Group, open_experiment
 from .summary import summarise_run
 
 EXECUTORS = ("local", "ray")
@@ -38,7 +38,11 @@ def run_group(out: str | Path, name: str, device: str = "auto", progress: bool =
     g = exp.group(name)
     before, _ = g.state()
     if before == "new":
-        run = runs.train(g.configs, g.path, device=device, overwrite=True, progress=progress)
+        check_new_group(g)
+        if g.path.is_dir():  # what a trainer killed before writing config.json left: a stale lock, temporary files
+            clean_stale_tmp(g.path)
+            (g.path / runs.LOCK).unlink(missing_ok=True)
+        run = runs.train(g.configs, g.path, device=device, progress=progress)
     elif before == "partial":
         run = runs.resume(g.path, device=device, progress=progress)
     else:
@@ -47,6 +51,25 @@ def run_group(out: str | Path, name: str, device: str = "auto", progress: bool =
         df = summarise_run(run, exp.name, g.name)
         atomic_write(g.path / SUMMARY, lambda t: df.to_parquet(t, index=False))
     return {"group": name, "before": before, "seconds": time.perf_counter() - t0}
+
+
+def check_new_group(g: Group) -> None:
+    """A group not started yet may have a folder only if it is empty or holds what a trainer killed before its
+    first file left (a lock whose process is gone, temporary files). ConfigError naming the group and its
+    folder's other files otherwise (the user's: moved away by the user, never deleted here). Writes nothing."""
+    if not g.path.is_dir():
+        if g.path.exists() or g.path.is_symlink():
+            raise ConfigError(f"group={g.name!r} is invalid: {g.path} is not a folder; move it away, then rerun "
+                              "the same command")
+        return
+    pid = rundir.lock_holder(g.path / runs.LOCK)
+    if pid:
+        raise ConfigError(f"group={g.name!r} is invalid: {g.path} is being trained by process {pid}")
+    other = sorted(e.name for e in g.path.iterdir() if e.name != runs.LOCK and not is_tmp_name(e.name))
+    if other:
+        more = f" and {len(other) - 5} more" if len(other) > 5 else ""
+        raise ConfigError(f"group={g.name!r} is invalid: its folder {g.path} holds files that are not grokscope's "
+                          f"({', '.join(other[:5])}{more}) and no run; move them away, then rerun the same command")
 
 
 def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tiny: bool = False,
@@ -72,6 +95,9 @@ def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tin
     # command leaves OUT as it was, so the corrected command just works
     exp = open_experiment(Path(out), name, epochs, tiny, seeds, write=False)
     todo = [g.name for g in exp.groups if g.state()[0] != "done"]
+    for g in exp.groups:
+        if g.name in todo and g.state()[0] == "new":
+            check_new_group(g)
     if todo and executor == "local":
         dev = resolve_device(device)
         for g in exp.groups:
