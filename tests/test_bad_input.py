@@ -1,18 +1,24 @@
-"""Every bad input and damaged run file of tests/fuzz_cli.py, on every subcommand: exit code 2, one line naming
+"""Every bad input and damaged run file of tests/fuzz_cli.py (its cases of the registered tasks: in
+tests/test_conformance.py), on every subcommand: exit code 2, one line naming
 the field or file, no traceback, nothing written (issue #11)."""
 
 import pytest
-from fuzz_cli import CASES, make_base_run, run_case
+from fuzz_cli import CASES, make_bases, run_case
 
 
 @pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    return make_base_run(tmp_path_factory.mktemp("base") / "run")
+def bases(tmp_path_factory):
+    return make_bases(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture(scope="module")
+def base_run(bases):
+    return bases["run"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{i}-{' '.join(c[1][:1] + c[1][-2:])}" for i, c in enumerate(CASES)])
-def test_bad_input_is_one_line_exit_2_nothing_written(case, base_run, tmp_path):
-    ok, why = run_case(case, base_run, tmp_path)
+def test_bad_input_is_one_line_exit_2_nothing_written(case, bases, tmp_path):
+    ok, why = run_case(case, bases, tmp_path)
     assert ok, why
 
 

@@ -34,8 +34,11 @@ class DamagedFile(ConfigError):
     """A run file that cannot be read, or holds something else than it should."""
 
     def __init__(self, path: str | Path, what: str, hint: str = ""):
-        self.path = Path(path)
+        self.path, self.what, self.hint = Path(path), what, hint
         super().__init__(f"{path} is damaged: {what}" + (f"; {hint}" if hint else ""))
+
+    def __reduce__(self):  # raised in a worker process (experiment --jobs, Ray): unpickled whole
+        return (type(self), (self.path, self.what, self.hint))
 
 
 class NoSpace(ConfigError):

@@ -89,7 +89,11 @@ class Group:
         """(``new`` | ``partial`` | ``trained`` | ``done``, last epoch trained): done = trained and summarised."""
         if not (self.path / runs.CONFIG).is_file():
             return "new", 0
-        run = Run.load(self.path)
+        try:
+            run = Run.load(self.path)
+        except DamagedFile as e:  # the run's own hint (train --overwrite) is not how an experiment's group is redone
+            raise DamagedFile(e.path, e.what, f"move {self.path} away and rerun the same command: group {self.name} "
+                              "is trained again") from None
         last = run.checkpoint_epochs[-1] if run.checkpoint_epochs else 0
         if not run.finished:
             m = run.metrics
