@@ -1,7 +1,10 @@
 """Bad inputs and damaged run files for every subcommand (issue #11), tried as a new user would.
 
 Each case is ``(subcommand, argv, damage, expect)``: ``argv`` may name ``{run}`` (a copy of a tiny trained run,
-damaged by ``damage`` first), ``{tmp}`` (a scratch folder) and ``{file}`` (an existing regular file). A case is
+damaged by ``damage`` first), ``{seq}`` (a tiny skip-trigram run), ``{exp}`` (a tiny finished experiment; a damage
+made by :func:`_on` damages that one instead), ``{tmp}`` (a scratch folder) and ``{file}`` (an existing regular
+file). :func:`task_cases` gives the cases of one registered task (the conformance test of the task registry runs
+them, so a new task is fuzzed by being registered). A case is
 *clean* when ``grokscope`` exits with code 2, prints exactly one line ``grokscope: error: ...`` containing
 ``expect`` (the field or file it names), no traceback, and writes nothing (every file under ``{tmp}`` unchanged).
 
@@ -226,12 +229,274 @@ _r(["{run}"], "epoch_000020.safetensors is damaged", _write(CKPT, b""))
 _r(["{run}"], "metrics.parquet is damaged", _write("metrics.parquet", b"junk"))
 
 
+# ---------------------------------------------------------------------- issue #35: the newer paths
+SEQ = ["--task", "skip-trigram", "--n-train", "16", "--n-test", "16", "--seq-len", "6", "--d-model", "8",
+       "--n-heads", "2", "--epochs", "10", "--checkpoint-every", "5", "--no-progress", "--device", "cpu"]
+SEQ_CKPT = "checkpoints/epoch_000010.safetensors"
+EXP = ["experiment", "seeds", "--tiny", "--epochs", "3", "--seeds", "0", "--no-progress", "--no-report"]
+
+
+def _on(base: str, fn):
+    """``fn`` damages the copy of the base ``base`` (``seq``, ``exp``) instead of the modular run."""
+    fn.base = base
+    return fn
+
+
+def _nan_ckpt(rel: str):
+    def f(run: Path) -> None:
+        from safetensors.torch import load_file, save_file
+        d = load_file(str(run / rel))
+        save_file({k: torch.full_like(v, float("nan")) for k, v in d.items()}, str(run / rel))
+    return f
+
+
+def _ckpt_edit(rel: str, how: str):
+    def f(run: Path) -> None:
+        from safetensors.torch import load_file, save_file
+        d = load_file(str(run / rel))
+        k = sorted(d)[0]
+        if how == "missing":
+            del d[k]
+        else:
+            d[k] = torch.zeros(1, 3, 3)
+        save_file(d, str(run / rel))
+    return f
+
+
+def _plan(fn):
+    def f(exp: Path) -> None:
+        import json
+        meta = json.loads((exp / "experiment.json").read_text())
+        fn(meta)
+        (exp / "experiment.json").write_text(json.dumps(meta))
+    return f
+
+
+# train: --log, --forecast, the methods
+for args, expect in [(["--log", "x"], "log="), (["--log-dir", "{tmp}/l"], "log_dir"),
+                     (["--progress-every", "2"], "progress_every"),
+                     (["--log", "tensorboard", "--log-dir", "{file}"], "log_dir="),
+                     (["--log", "tensorboard", "--log-dir", "{tmp}/new"], "log_dir="),
+                     (["--log", "tensorboard", "--log-dir", "{tmp}/new/logs"], "log_dir="),
+                     (["--log", "tensorboard", "--progress-keys", "1"], "progress_keys"),
+                     (["--log", "tensorboard", "--progress-every", "0"], "every="),
+                     (["--log", "tensorboard", "--progress-every", "1", "--progress-keys", "0"], "keys="),
+                     (["--log", "wandb", "--device", "tpu"], "device="),
+                     (["--log", "wandb", "--epochs", str(10**13)], "memory"),
+                     (["--forecast-every", "10"], "forecast_every"),
+                     (["--forecast-calibration", "{file}"], "forecast_calibration"),
+                     (["--forecast", "--forecast-every", "0"], "forecast_every="),
+                     (["--forecast", "--forecast-every", "7"], "forecast_every="),
+                     (["--forecast", "--forecast-calibration", "{tmp}/none.json"], "none.json"),
+                     (["--forecast", "--forecast-calibration", "{file}"], "afile"),
+                     (["--grokfast", "x"], "grokfast="), (["--grokfast", "ma", "--grokfast-window", "0"], "grokfast_window="),
+                     (["--grokfast", "ma", "--grokfast-window", str(10**9)], "grokfast_window="),
+                     (["--grokfast", "ema", "--grokfast-alpha", "nan"], "grokfast_alpha="),
+                     (["--grokfast", "ema", "--grokfast-lambda", "-1"], "grokfast_lambda="),
+                     (["--optimizer", "sgd2"], "optimizer="), (["--loss", "x"], "loss="),
+                     (["--loss-dtype", "float8"], "loss_dtype="), (["--norm-constraint", "-1"], "norm_constraint="),
+                     (["--stop-below", "nan"], "stop_below="), (["--stop-patience", "-1"], "stop_patience="),
+                     (["--until", "5", "--epochs", "0"], "epochs=")]:
+    _t(args, expect)
+_t([], "control character", out="{tmp}/a\nb")
+_t([], "control character", out="{tmp}/a\rb")
+
+# train: the sequence tasks (their own fields; memory)
+for args, expect in [(["--n-train", "0"], "n_train="), (["--n-train", "x"], "n_train="),
+                     (["--n-test", "-1"], "n_test="), (["--seq-len", "0"], "seq_len="),
+                     (["--batch-size", "0"], "batch_size="), (["--p", "7"], "p"),
+                     (["--frac-train", "0.5"], "frac_train"), (["--epochs", str(10**13)], "memory"),
+                     (["--n-train", str(10**12)], "memory"), (["--n-test", str(10**11)], "memory"),
+                     (["--seq-len", str(10**9)], "invalid"), (["--d-model", str(10**6)], "memory"),
+                     (["--n-train", str(2 * 10**8), "--batch-size", "1"], "invalid"),
+                     (["--forecast"], "forecast is invalid"),
+                     (["--log", "tensorboard", "--progress-every", "1"], "progress_every")]:
+    CASES.append(("train", ["train", "--out", "{tmp}/new"] + SEQ + args, None, expect))
+CASES.append(("train", ["train", "--preset", "induction-infinite", "--batch-size", str(10**9), "--out",
+                        "{tmp}/new", "--no-progress", "--device", "cpu"], None, "invalid"))
+for args, damage, expect in [([], _on("seq", _write("state.pt", b"junk")), "state.pt is damaged"),
+                             ([], _on("seq", _write("config.json", "[]")), "config.json is damaged"),
+                             (["--until", "0"], None, "until=")]:
+    CASES.append(("train", ["train", "--resume", "{seq}", "--no-progress", "--device", "cpu"] + args, damage, expect))
+
+# analyze / progress / forecast of a sequence run: not modular
+for cmd in (["analyze"], ["progress"], ["forecast", "--until", "5"]):
+    CASES.append((cmd[0], [cmd[0], "{seq}"] + cmd[1:], None, "not a modular task"))
+
+# forecast
+def _f(args: list[str], expect: str, damage=None) -> None:
+    CASES.append(("forecast", ["forecast"] + args, damage, expect))
+
+
+for v in ("0", "-1", "x", "1.5"):
+    _f(["{run}", "--until", v], "until=")
+_f(["{run}", "--until", "21"], "until=")
+_f(["{run}"], "--until")
+for v in ("nan", "0", "-1", "x", "inf"):
+    _f(["{run}", "--until", "20", "--threshold", v], "threshold=")
+for out, expect in (("/proc/x.json", "out="), ("{file}/x.json", "out="), ("{tmp}", "out="),
+                    ("{run}/state.pt", "out="), ("{run}/config.json", "out="), ("{run}/report.html", "out="),
+                    ("{tmp}/x\n.json", "control character")):
+    _f(["{run}", "--until", "20", "--out", out], expect)
+_f(["{run}", "--until", "20", "--calibration", "{file}"], "afile")
+_f(["{run}", "--until", "20", "--calibration", "{tmp}/none.json"], "none.json")
+_f(["{tmp}/nope", "--until", "20"], "not a grokscope run")
+_f(["{run}", "--until", "20"], "epoch_000020.safetensors is damaged", _truncate(CKPT))
+_f(["{run}", "--until", "20"], "config.json is damaged", _write("config.json", "{"))
+_f(["{run}", "--until", "20"], "metrics.parquet is damaged", _write("metrics.parquet", b"junk"))
+_f(["{run}", "--until", "20"], "no checkpoints", _no_checkpoints)
+
+
+# export
+def _x(args: list[str], expect: str, damage=None) -> None:
+    CASES.append(("export", ["export"] + args, damage, expect))
+
+
+_X = ["--to", "transformer-lens", "--out"]
+_x(["{run}", "--to", "onnx", "--out", "{tmp}/m.pt"], "to=")
+for opt, vals in {"--epoch": ["12345", "-1", "x"], "--model": ["5", "-1", "x"]}.items():
+    for v in vals:
+        _x(["{run}", opt, v] + _X + ["{tmp}/m.pt"], opt[2:] + "=")
+for out, expect in (("/proc/m.pt", "out="), ("{file}/m.pt", "out="), ("{tmp}", "out="), ("{run}/state.pt", "out="),
+                    ("{run}/config.json", "out="), ("{run}/" + CKPT, "out="), ("{tmp}/m\n.pt", "control character")):
+    _x(["{run}"] + _X + [out], expect)
+_x(["{tmp}/nope"] + _X + ["{tmp}/m.pt"], "not a grokscope run")
+_x(["{run}"] + _X + ["{tmp}/m.pt"], "epoch_000020.safetensors is damaged", _truncate(CKPT))
+_x(["{run}"] + _X + ["{tmp}/m.pt"], "epoch_000020.safetensors is damaged", _wrong_shape_ckpt)
+_x(["{run}"] + _X + ["{tmp}/m.pt"], "config.json is damaged", _write("config.json", "[]"))
+_x(["{seq}"] + _X + ["{tmp}/m.pt"], "is damaged", _on("seq", _write(SEQ_CKPT, b"")))
+
+# report of a sequence run
+_r(["{seq}", "--epoch", "12345"], "epoch=")
+_r(["{seq}", "--model", "1"], "model=")
+_r(["{seq}", "-o", "{seq}/state.pt"], "out=")
+_r(["{seq}", "-o", "{tmp}/r\n.html"], "control character")
+_r(["{seq}", "-o", "{tmp}/r.html"], "not finite", _on("seq", _nan_ckpt(SEQ_CKPT)))
+_r(["{seq}", "-o", "{tmp}/r.html"], "is damaged", _on("seq", _truncate(SEQ_CKPT)))
+_r(["{seq}", "-o", "{tmp}/r.html"], "is damaged", _on("seq", _ckpt_edit(SEQ_CKPT, "shape")))
+_r(["{seq}", "-o", "{tmp}/r.html"], "is damaged", _on("seq", _ckpt_edit(SEQ_CKPT, "missing")))
+_r(["{seq}", "-o", "{tmp}/r.html"], "metrics.parquet is damaged", _on("seq", _write("metrics.parquet", b"")))
+_r(["{seq}", "-o", "{tmp}/r.html"], "config.json is damaged", _on("seq", _write("config.json", "{}")))
+
+
+# experiment
+def _e(args: list[str], expect: str, damage=None, out: str = "{tmp}/e") -> None:
+    CASES.append(("experiment", EXP + ["--out", out] + args, damage, expect))
+
+
+for args, expect in [(["--executor", "slurm"], "executor="), (["--address", "ray://h:1"], "address is invalid"),
+                     (["--epochs", "0"], "epochs="), (["--jobs", "0"], "jobs="), (["--jobs", "x"], "--jobs"),
+                     (["--seeds", "99"], "seeds="), (["--seeds", "a"], "seeds="), (["--device", "tpu"], "device="),
+                     (["--epochs", str(10**13)], "memory"),
+                     (["--jobs", "2", "--executor", "ray"], "jobs is invalid")] \
+        + [(["--device", "cuda"], "device=")] * (not _CUDA):
+    _e(args, expect)
+_e([], "experiment=", out="{tmp}/e")
+CASES[-1] = ("experiment", ["experiment", "nope", "--out", "{tmp}/e"], None, "experiment=")
+for out in ("{file}", "{run}", "{tmp}", "{file}/e"):
+    _e([], "out=", out=out)
+_e([], "control character", out="{tmp}/e\nx")
+_e([], "holds the experiment 'seeds'", out="{exp}")
+CASES[-1] = ("experiment", ["experiment", "frac", "--tiny", "--out", "{exp}", "--no-progress", "--no-report"], None,
+             "holds the experiment 'seeds'")
+_e(["--epochs", "4"], "epochs=4 is invalid", out="{exp}")
+try:
+    import ray  # noqa: F401
+    _RAY = True
+except ImportError:
+    _RAY = False
+_e(["--executor", "ray", "--address", "127.0.0.1:1"], "address=" if _RAY else "needs Ray")
+_e(["--executor", "ray", "--address", "not an address"], "address=" if _RAY else "needs Ray")
+_PLAN = "experiment.json is damaged"
+for damage in (_write("experiment.json", ""), _write("experiment.json", "[1]"), _write("experiment.json", '{"exp'),
+               _plan(lambda m: m.pop("groups")), _plan(lambda m: m.update(groups=[])),
+               _plan(lambda m: m["groups"][0].update(name="01")), _plan(lambda m: m["groups"][0].update(name="..")),
+               _plan(lambda m: m["groups"][0]["models"][0].update(lr="abc")),
+               _plan(lambda m: m["groups"][0]["models"][0].update(p=-3)),
+               _plan(lambda m: m["groups"][0]["models"][0].update(zzz=1))):
+    _e([], _PLAN, _on("exp", damage), out="{exp}")
+_e([], "summary.parquet is damaged", _on("exp", _write("groups/00/summary.parquet", b"")), out="{exp}")
+_e([], "summary.parquet is damaged", _on("exp", _write("groups/00/summary.parquet", b"PAR1junk")), out="{exp}")
+_e([], "rerun the same command: group 00", _on("exp", lambda e: (e / "groups/00/summary.parquet").unlink()
+                                                 or _write("groups/00/config.json", "{")(e)), out="{exp}")
+
+
+# ---------------------------------------------------------------------- every registered task
+def task_cases(name: str) -> list[tuple[str, list[str], object, str]]:
+    """Bad values of every option of task ``name`` and of the shape and length of its model, on ``train``, from
+    its ``tiny`` options (the conformance test runs them for every registered task): each is refused in one line
+    before anything is written."""
+    import dataclasses
+    import typing
+
+    from grokscope.tasks import TASKS
+    cls = TASKS[name]
+    base = ["train", "--out", "{tmp}/new", "--task", name, "--no-progress", "--device", "cpu", "--epochs", "5",
+            "--d-model", "8", "--n-heads", "2"]
+    for k, v in cls.tiny.items():
+        base += ["--" + k.replace("_", "-"), str(v)]
+    out = []
+
+    def case(args: list[str], expect: str) -> None:
+        flags = {a for a in args if a.startswith("--")}
+        argv = list(base)
+        for f in flags:  # the case's value replaces the tiny one
+            if f in argv:
+                i = argv.index(f)
+                del argv[i:i + 2]
+        out.append((f"task {name}", argv + args, None, expect))
+
+    hints = typing.get_type_hints(cls.Options)
+    for f in dataclasses.fields(cls.Options):
+        flag, typ = "--" + f.name.replace("_", "-"), hints[f.name]
+        args = typing.get_args(typ)
+        base_typ = next((a for a in args if a is not type(None)), typ) if args else typ
+        if base_typ is int:
+            for v in ("x", "1.5", "-1", str(2**70)):
+                case([flag, v], f.name + "=")
+            case([flag, str(10**12)], "invalid")
+        elif base_typ is float:
+            for v in ("x", "nan", "inf", "-1"):
+                case([flag, v], f.name + "=")
+        elif base_typ is str:
+            case([flag, "no-such-value"], f.name + "=")
+    for flag, v, expect in (("--epochs", str(10**13), "invalid"), ("--d-model", str(10**6), "invalid"),
+                            ("--d-model", "0", "d_model="), ("--n-heads", "3", "d_model="),
+                            ("--n-layers", "0", "n_layers="), ("--lr", "nan", "lr="), ("--seed", "-1", "seed="),
+                            ("--checkpoint-every", "0", "checkpoint_every="), ("--grokfast", "ma", None)):
+        if expect is None:
+            case([flag, v, "--grokfast-window", str(10**9)], "grokfast_window=")
+        else:
+            case([flag, v], expect)
+    owners = {n for c in TASKS.values() if c is not cls for n in (x.name for x in dataclasses.fields(c.Options))}
+    for other in sorted(owners - {x.name for x in dataclasses.fields(cls.Options)})[:3]:
+        case(["--" + other.replace("_", "-"), "3"], other)  # another task's option
+    return out
+
+
 # ---------------------------------------------------------------------- running a case
 def make_base_run(path: Path) -> Path:
     from grokscope.cli import main
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["train", "--out", str(path)] + TINY) == 0
     return path
+
+
+def make_bases(root: Path, which=("run", "seq", "exp")) -> dict[str, Path]:
+    """The trained things cases copy: ``run`` (modular, :data:`TINY`), ``seq`` (skip-trigram, 10 steps), ``exp``
+    (the ``seeds`` experiment, tiny, one seed, 3 epochs)."""
+    from grokscope.cli import main
+    out = {}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        if "run" in which:
+            out["run"] = make_base_run(root / "run")
+        if "seq" in which:
+            assert main(["train", "--out", str(root / "seq")] + SEQ) == 0
+            out["seq"] = root / "seq"
+        if "exp" in which:
+            assert main(EXP + ["--out", str(root / "exp")]) == 0
+            out["exp"] = root / "exp"
+    return out
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -241,16 +506,20 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
             for p in root.rglob("*")}
 
 
-def run_case(case, base: Path, tmp: Path) -> tuple[bool, str]:
-    """Run one case in ``tmp`` (a fresh folder) with a copy of ``base``; ``(clean, why)``."""
+def run_case(case, base: "Path | dict[str, Path]", tmp: Path) -> tuple[bool, str]:
+    """Run one case in ``tmp`` (a fresh folder) with copies of the bases it names (``base``: the bases of
+    :func:`make_bases`, or the modular run alone); ``(clean, why)``."""
     from grokscope.cli import main
     _, argv, damage, expect = case
-    run = tmp / "run"
-    shutil.copytree(base, run)
+    bases = base if isinstance(base, dict) else {"run": base}
+    on = getattr(damage, "base", "run")
+    for name, path in bases.items():
+        if any("{" + name + "}" in a for a in argv) or (damage is not None and on == name):
+            shutil.copytree(path, tmp / name)
     (tmp / "afile").write_text("a file")
     if damage is not None:
-        damage(run)
-    argv = [a.format(run=run, tmp=tmp, file=tmp / "afile") for a in argv]
+        damage(tmp / on)
+    argv = [a.format(run=tmp / "run", seq=tmp / "seq", exp=tmp / "exp", tmp=tmp, file=tmp / "afile") for a in argv]
     before = snapshot(tmp)
     err, out = io.StringIO(), io.StringIO()
     try:
@@ -272,12 +541,18 @@ def run_case(case, base: Path, tmp: Path) -> tuple[bool, str]:
     return True, lines[0]
 
 
+def all_cases() -> list:
+    """Every case: :data:`CASES` and every registered task's :func:`task_cases`."""
+    from grokscope.tasks import TASKS
+    return CASES + [c for name in sorted(TASKS) for c in task_cases(name)]
+
+
 def main() -> int:
     import tempfile
     counts: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as d:
-        base = make_base_run(Path(d) / "base")
-        for i, case in enumerate(CASES):
+        base = make_bases(Path(d) / "base")
+        for i, case in enumerate(all_cases()):
             tmp = Path(d) / f"c{i}"
             tmp.mkdir()
             ok, why = run_case(case, base, tmp)

@@ -1,7 +1,8 @@
 """One suite of checks for every registered task (in the spirit of scikit-learn's ``parametrize_with_checks``): a task
 added to :data:`grokscope.tasks.TASKS` is tested by being registered. Each check runs a seconds-long config built
 from the task's own ``tiny`` options: K = 2 models train, resume bit-exactly after an interrupt, run every method
-flag (or refuse it in one line), log to TensorBoard, draw their report, and export to TransformerLens."""
+flag (or refuse it in one line), log to TensorBoard, draw their report, and export to TransformerLens; and every
+bad value of its options is refused in one line (the task's cases of tests/fuzz_cli.py)."""
 
 import math
 import os
@@ -149,3 +150,22 @@ def test_every_subcommand_works_or_refuses_in_one_line(name, command, tmp_path, 
         assert rc == 0, err
     else:
         assert rc == 2 and err.count("\n") == 1 and f"its task {name} is not a modular task" in err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_options_of_the_task_are_one_line_exit_2_nothing_written(name, tmp_path):
+    """tests/fuzz_cli.py's cases of this task (:func:`fuzz_cli.task_cases`: bad values of each of its options,
+    of its model's shape and length, memory beyond the machine, another task's option): each refused in one line
+    naming the field, exit code 2, nothing written."""
+    from fuzz_cli import run_case, task_cases
+
+    cases = task_cases(name)
+    assert len(cases) >= 15
+    unclean = []
+    for i, case in enumerate(cases):
+        d = tmp_path / f"c{i}"
+        d.mkdir()
+        ok, why = run_case(case, {}, d)
+        if not ok:
+            unclean.append(f"{' '.join(case[1])}: {why}")
+    assert unclean == []

@@ -278,3 +278,70 @@ def test_a_writer_that_hides_the_errno_on_a_full_disk_is_named(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match="unexpected pos"):
         atomic_write(tmp_path / "state.pt", torch_save_on_full_disk)
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------- issue #35: signals at any moment
+def _py(code: str, delay: float | None = None) -> tuple[int, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env)
+    if delay is not None:
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    return p.returncode, err
+
+
+@pytest.mark.parametrize("command", ["report", "forecast", "train"])
+def test_sigint_while_torch_imports_is_one_line_exit_130(command):
+    """Before: a Ctrl-C in the first 1-2 s (torch importing) was a KeyboardInterrupt traceback. The signal here
+    arrives exactly as the subcommands (and torch) start to import."""
+    code = ("import os, signal, sys, importlib; import grokscope.cli as cli; "
+            f"sys.argv = ['grokscope', {command!r}, 'nowhere']; "
+            "cli.import_module = lambda *a: (os.kill(os.getpid(), signal.SIGINT), importlib.import_module(*a))[1]; "
+            "sys.exit(cli.main())")
+    rc, err = _py(code)
+    assert rc == 130 and err.count("\n") == 1 and err.startswith("grokscope: interrupted"), (rc, err)
+
+
+def test_importing_the_command_line_does_not_import_torch():
+    """The console script imports grokscope.cli before main() can handle signals: it must be light."""
+    rc, err = _py("import sys, grokscope.cli; sys.exit(3 if 'torch' in sys.modules else 0)")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("delay", [0.6, 1.2])
+def test_sigint_early_in_a_real_command(delay, tmp_path):
+    """A real `python -m grokscope report` interrupted while it imports: one line, exit 130, nothing written."""
+    rc, err = _py(f"import sys; sys.argv = ['grokscope', 'report', {str(tmp_path / 'nowhere')!r}, '-o', "
+                  f"{str(tmp_path / 'r.html')!r}]; import runpy; runpy.run_module('grokscope', run_name='__main__')",
+                  delay=delay)
+    assert (rc == 130 and err.count("\n") == 1 and "Traceback" not in err) or (rc == 2 and "not a grokscope run" in err), \
+        (rc, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_command_reports_success_despite_a_late_sigint():
+    """Before: a SIGINT just after the work finished (in `sys.exit(main())`, at exit) gave exit -2 although it was
+    done."""
+    rc, err = _py("import os, signal, sys, time; from grokscope.cli import main; "
+                  "sys.argv = ['grokscope', 'experiment', 'list']; rc = main(); "
+                  "os.kill(os.getpid(), signal.SIGINT); time.sleep(0.3); sys.exit(rc)")
+    assert rc == 0 and err == "", (rc, err)
+
+
+def test_forecast_says_a_diverged_model_diverged(tmp_path, capsys):
+    """Before: `grokscope forecast` of a diverged model said nothing of the divergence ("restricted loss not
+    falling", or a forecast from NaN features)."""
+    cs = [tiny_config(epochs=20, checkpoint_every=5, lr=lr, seed=s) for s, lr in ((0, 1e30), (1, 1e-3))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train(cs, tmp_path / "r", device="cpu", progress=False)
+    assert main(["forecast", str(tmp_path / "r"), "--until", "20", "--out", str(tmp_path / "f.json")]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    model0 = next(r for r in rows if r.split()[:1] == ["0"])
+    model1 = next(r for r in rows if r.split()[:1] == ["1"])
+    assert "diverged (train loss non-finite from epoch" in model0 and "diverged" not in model1
+    import json
+    doc = json.loads((tmp_path / "f.json").read_text())
+    assert doc["models"][0]["predicted"] is None and doc["models"][0]["method"].startswith("diverged")

@@ -327,7 +327,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def memory_needed(configs: list[Config]) -> tuple[int, int]:
+def memory_needed(configs: list[Config], grokfast_state: bool = True) -> tuple[int, int]:
     """A lower estimate of the bytes training ``configs`` as one run holds at once: ``(host, device)``.
 
     Modular tasks (the whole p*p table): host holds the K datasets (the table, labels, the split; the authors' split
@@ -339,7 +339,7 @@ def memory_needed(configs: list[Config]) -> tuple[int, int]:
     c, K = configs[0], len(configs)
     n_params = (2 * c.d_vocab * c.d_model + 3 * c.d_model
                 + c.n_layers * (4 * c.d_model * c.d_model + 2 * c.d_model * c.d_mlp + c.d_mlp + c.d_model))
-    filt = {"none": 0, "ema": 1, "ma": c.grokfast_window}[c.grokfast]  # Grokfast's state per parameter
+    filt = {"none": 0, "ema": 1, "ma": c.grokfast_window}[c.grokfast] if grokfast_state else 0  # Grokfast's state
     params = (6 + filt + (c.optimizer == "muon")) * 4 * n_params * K  # Muon: its momentum buffer
     task = c.make_task()
     if task.pair_form:

@@ -34,8 +34,11 @@ class DamagedFile(ConfigError):
     """A run file that cannot be read, or holds something else than it should."""
 
     def __init__(self, path: str | Path, what: str, hint: str = ""):
-        self.path = Path(path)
+        self.path, self.what, self.hint = Path(path), what, hint
         super().__init__(f"{path} is damaged: {what}" + (f"; {hint}" if hint else ""))
+
+    def __reduce__(self):  # raised in a worker process (experiment --jobs, Ray): unpickled whole
+        return (type(self), (self.path, self.what, self.hint))
 
 
 class NoSpace(ConfigError):
@@ -119,6 +122,11 @@ def _out_of_space(e: Exception, directory: Path, size: int | None, written: int)
     return free is not None and free < max(size or 0, written, 1 << 20)
 
 
+def is_tmp_name(name: str) -> bool:
+    """Whether ``name`` is the name of a temporary file of :func:`atomic_write`."""
+    return _TMP.match(name) is not None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -196,11 +204,21 @@ def check_inside_run(name: str, path: str | Path, owner: str | None) -> None:
                       "(a command writes only its own files in a run)")
 
 
+def check_path_text(name: str, path: str | Path) -> None:
+    """ConfigError if ``path`` holds a control character (a newline, a tab, ...): such a name breaks every line
+    that shows it, and is never what was meant."""
+    bad = [c for c in str(path) if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise ConfigError(f"{name}={str(path)!r} is invalid: it holds the control character {bad[0]!r}; give a path "
+                          "without control characters (newlines, tabs)")
+
+
 def check_output(name: str, path: str | Path, kind: str = "file", owner: str | None = None) -> Path:
     """``path`` if a file (``kind="file"``) or directory (``kind="dir"``) can be written there: not an existing
     entry of the other kind, not under a file, in a directory this process can create files in (tried with a
     probe file, removed at once), and not inside a run directory unless it is a run file of ``owner``
     (:func:`check_inside_run`). ConfigError naming ``name`` otherwise. Creates nothing."""
+    check_path_text(name, path)
     p = Path(path)
     check_inside_run(name, p, owner)
     if kind == "file" and p.is_dir():

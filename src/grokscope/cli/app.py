@@ -78,7 +78,29 @@ def _interrupted(args: argparse.Namespace) -> None:
         print(f"grokscope: interrupted; {args.command} wrote nothing further", file=sys.stderr)
 
 
+def _done(entry: bool) -> None:
+    """The command has finished (or is reporting its interrupt): as the process's entry, a Ctrl-C or ``kill``
+    from now on no longer changes its outcome (the exit code it reports, its one line)."""
+    if entry:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """``grokscope ARGV``: the exit code (0 done, 2 bad input, 130 interrupted, 1 a bug). ``argv=None``: the
+    process's own command line; a signal after the command has finished then leaves its exit code as it is."""
+    entry = argv is None
+    try:
+        rc = _main(argv, entry)
+    except KeyboardInterrupt:  # before the command started (building the parser, reading the options)
+        _done(entry)
+        print("grokscope: interrupted before the command started; nothing was written", file=sys.stderr)
+        return 130
+    _done(entry)
+    return rc
+
+
+def _main(argv: Sequence[str] | None, entry: bool) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -100,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"grokscope: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
+            _done(entry)  # a second Ctrl-C does not interrupt the message
             _interrupted(args)
             return 130
         except BrokenPipeError:  # `grokscope ... | head`: the reader left; stop quietly, as a SIGPIPE'd tool does

@@ -62,9 +62,6 @@ def run(args: argparse.Namespace) -> int:
     if up_to_date(out, run, args):
         print(f"{out} is up to date (the run and the options are unchanged since it was written)")
         return 0
-    if not (run.path / PROGRESS_FILE).is_file() or not (run.path / PHASES_FILE).is_file():
-        print("computing the progress measures of every checkpoint (once: saved in progress.parquet)",
-              file=sys.stderr)
     run_progress(run, progress=True)  # the saved ones when up to date; computed first, so the stamp sees them
     print(f"analysing model {args.model} at epoch {run_checkpoint(run, args.epoch, args.model)} (§4)...",
           file=sys.stderr)
@@ -106,6 +103,7 @@ def _run_seq_report(args: argparse.Namespace, run: Run) -> int:
     except ImportError:
         raise ConfigError("report needs plotly: pip install 'grokscope[plots]'") from None
     epoch = seqreport.check_epoch(run, args.epoch)
+    run.require_finite(epoch, 0)  # a diverged model's attention is meaningless: refused as the modular report does
     if args.png:
         check_output("png", args.png, kind="dir")
         try:

@@ -293,8 +293,9 @@ def _logger(args: argparse.Namespace, run_dir: str, configs: list[Config]) -> "t
                           "modular tasks' Fourier measures")
     keys = parse_keys(args.progress_keys, configs[0].p) if args.progress_keys is not None else None
     models = [c.to_dict() for c in configs]
-    return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir), Path(run_dir).name,
-                                  {"models": models}, run_dir=run_dir, progress_every=args.progress_every, keys=keys,
+    return tracking.MetricsLogger(args.log, args.log_dir or tracking.default_dir(run_dir),
+                                  Path(run_dir).absolute().name, {"models": models}, run_dir=run_dir,
+                                  progress_every=args.progress_every, keys=keys,
                                   wandb_project=args.wandb_project or "grokscope", wandb_entity=args.wandb_entity,
                                   wandb_mode=args.wandb_mode)
 

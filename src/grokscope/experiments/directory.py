@@ -13,13 +13,64 @@ import pandas as pd
 
 from ..training import run as runs
 from ..config import Config, ConfigError
-from ..files import atomic_write
+from ..files import DamagedFile, atomic_write, check_output, load
 from ..training.run import Run
 from .registry import Spec, get_spec, plan
 
 META = "experiment.json"
 SUMMARY = "summary.parquet"
 GROUPS = "groups"
+#: the columns every group's summary.parquet has (more follow: config fields, the analysis)
+SUMMARY_KEYS = ("group", "model", "final_train_loss", "final_test_loss", "final_test_acc")
+_PLAN_HINT = "restore it, or start the experiment again in a new --out"
+
+
+def plan_problem(meta: Any) -> str | None:
+    """What is wrong with the contents of an experiment.json (None if nothing): its shape, its group names (plain
+    folder names, distinct) and every model config (read back through :class:`Config`)."""
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, found {type(meta).__name__}"
+    name = meta.get("experiment")
+    if not isinstance(name, str) or not name:
+        return f"no experiment name (found {name!r})"
+    groups = meta.get("groups")
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, dict) for g in groups):
+        return "no 'groups' list"
+    names = []
+    for g in groups:
+        n = g.get("name")
+        if not isinstance(n, str) or not n or n in (".", "..") or "/" in n or "\\" in n or "\0" in n \
+                or n != n.strip() or not n.isprintable():
+            return f"group name {n!r} is not a plain folder name"
+        names.append(n)
+        models = g.get("models")
+        if not isinstance(models, list) or not models or not all(isinstance(m, dict) for m in models):
+            return f"group {n!r} has no 'models' list of model configs"
+        for m in models:
+            try:
+                Config.from_dict(m)
+            except (ConfigError, TypeError, KeyError, ValueError) as e:
+                return f"group {n!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if len(set(names)) != len(names):
+        return "two groups share a name"
+    return None
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """``path/experiment.json`` read through the damaged-file loader: :class:`DamagedFile` naming it otherwise."""
+    return load(path / META, lambda f: json.loads(f.read_text()), plan_problem, hint=_PLAN_HINT)
+
+
+def _summary_problem(df: Any) -> str | None:
+    if not isinstance(df, pd.DataFrame):
+        return f"expected a table, found {type(df).__name__}"
+    missing = [c for c in SUMMARY_KEYS if c not in df.columns]
+    return f"no column {', '.join(missing)}" if missing and len(df.columns) else None
+
+
+def read_summary(f: Path, hint: str) -> pd.DataFrame:
+    """A summary.parquet through the damaged-file loader (an empty table, of a summary without models, passes)."""
+    return load(f, pd.read_parquet, _summary_problem, hint=hint)
 
 
 @dataclass
@@ -38,7 +89,11 @@ class Group:
         """(``new`` | ``partial`` | ``trained`` | ``done``, last epoch trained): done = trained and summarised."""
         if not (self.path / runs.CONFIG).is_file():
             return "new", 0
-        run = Run.load(self.path)
+        try:
+            run = Run.load(self.path)
+        except DamagedFile as e:  # the run's own hint (train --overwrite) is not how an experiment's group is redone
+            raise DamagedFile(e.path, e.what, f"move {self.path} away and rerun the same command: group {self.name} "
+                              "is trained again") from None
         last = run.checkpoint_epochs[-1] if run.checkpoint_epochs else 0
         if not run.finished:
             m = run.metrics
@@ -63,7 +118,13 @@ class Experiment:
         if not (path / META).is_file():
             raise ConfigError(f"experiment={str(path)!r} is invalid: not a grokscope experiment directory "
                               f"(no {META})")
-        return cls(path, json.loads((path / META).read_text()))
+        return cls(path, read_plan(path))
+
+    def save_plan(self) -> None:
+        """Write ``experiment.json`` (the plan) unless it is there: :func:`open_experiment` checked it matches."""
+        if not (self.path / META).is_file():
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path / META, lambda t: Path(t).write_text(json.dumps(self.meta, indent=1)))
 
     @property
     def spec(self) -> Spec:
@@ -95,12 +156,13 @@ class Experiment:
         by :func:`run_experiment` (or here, from the groups' summaries, if it is missing)."""
         f = self.path / SUMMARY
         if f.is_file():
-            return pd.read_parquet(f)
+            return read_summary(f, "it is rewritten from the groups' summaries: delete it and rerun the command")
         return self.write_summary()
 
     def write_summary(self) -> pd.DataFrame:
         """Concatenate the summarised groups' ``summary.parquet`` into ``OUT/summary.parquet`` (atomically)."""
-        parts = [pd.read_parquet(g.path / SUMMARY) for g in self.groups if (g.path / SUMMARY).is_file()]
+        parts = [read_summary(g.path / SUMMARY, f"delete it and rerun the experiment: group {g.name} is summarised "
+                              "again from its run") for g in self.groups if (g.path / SUMMARY).is_file()]
         df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         atomic_write(self.path / SUMMARY, lambda t: df.to_parquet(t, index=False))
         return df
@@ -114,11 +176,13 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
-                    seeds: Sequence[int] | None = None) -> Experiment:
-    """Create ``out/experiment.json`` or check that the saved plan is the requested one."""
+                    seeds: Sequence[int] | None = None, write: bool = True) -> Experiment:
+    """Create ``out/experiment.json`` or check that the saved plan is the requested one. ``write=False``: only
+    check (``out`` may be used and the plan is sound), write nothing; :meth:`Experiment.save_plan` writes it."""
+    out = Path(out)
     want = plan(name, epochs, tiny, seeds)
     if (out / META).is_file():
-        have = json.loads((out / META).read_text())
+        have = read_plan(out)
         if have["experiment"] != name:
             raise ConfigError(f"out={str(out)!r} is invalid: it holds the experiment {have['experiment']!r}, not "
                               f"{name!r}")
@@ -128,6 +192,11 @@ def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
                                      + [f"--seeds {','.join(map(str, m.get('seeds') or []))}"]
                                      * (m.get("seeds") is not None)
                                      ) or "none of --epochs, --tiny, --seeds"
+            if have.get("epochs") == epochs and have.get("seeds") == want["seeds"] and \
+                    bool(have.get("tiny")) == bool(tiny):  # the same options, another plan: it was edited
+                raise DamagedFile(out / META, "its groups are not the plan of the options it records "
+                                  f"({was(have)}): edited, or written by grokscope "
+                                  f"{have.get('grokscope_version', '?')}", _PLAN_HINT)
             field = ("epochs" if have.get("epochs") != epochs else
                      "seeds" if have.get("seeds") != want["seeds"] else "tiny")
             value = {"epochs": epochs, "tiny": tiny, "seeds": ",".join(map(str, want["seeds"] or [])) or None}[field]
@@ -136,6 +205,8 @@ def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
         return Experiment(out, have)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={str(out)!r} is invalid: it exists and is not an experiment directory")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / META, lambda t: Path(t).write_text(json.dumps(want, indent=1)))
-    return Experiment(out, want)
+    check_output("out", out, kind="dir")
+    exp = Experiment(out, want)
+    if write:
+        exp.save_plan()
+    return exp

@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..files import atomic_write
@@ -114,8 +115,13 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
     defaults and the baseline is fitted leave-one-out on the run's *other* models that grokked by ``until``
     (their observed epochs are known at ``until``; none if fewer than 2)."""
     feats = features_run(run, until, n_points=n_points, workers=workers, metrics=metrics)
+    diverged = _diverged(run.metrics if metrics is None else metrics, until)
     out = []
     for f in feats:
+        if f.model in diverged:  # its weights are no longer a model: nothing to extrapolate
+            out.append(Forecast(f.model, f.until, False, None, None, None, None, None, None,
+                                f"diverged (train loss non-finite from epoch {diverged[f.model]})", f))
+            continue
         if isinstance(calibration, Mapping):
             cal = calibration.get(f.model)
         elif calibration is not None:
@@ -126,6 +132,13 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
                                if g.model != f.model and g.grokked_at is not None])
         out.append(predict(f, cal, threshold))
     return out
+
+
+def _diverged(metrics: pd.DataFrame, until: int) -> dict[int, int]:
+    """``{model: first epoch <= until whose train loss is NaN or infinite}``."""
+    m = metrics[metrics["epoch"] <= until]
+    bad = m[~np.isfinite(m["train_loss"].to_numpy(dtype=float))]
+    return {int(k): int(g["epoch"].min()) for k, g in bad.groupby("model")}
 
 
 # ====================================================================== output

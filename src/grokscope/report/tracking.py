@@ -17,6 +17,7 @@ the later value).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,25 @@ _TAGS = {"train_loss": "train/loss", "train_acc": "train/acc", "test_loss": "tes
 
 
 def default_dir(run_dir: str | Path) -> Path:
-    p = Path(run_dir)
+    """``RUN.logs`` beside the run directory (``--out .``: the current folder's name, one level up)."""
+    p = Path(os.path.abspath(run_dir))
+    if not p.name:
+        raise ConfigError(f"log_dir is required with out={str(run_dir)!r}: the default, RUN.logs beside the run "
+                          "directory, has no place there")
     return p.with_name(p.name + ".logs")
+
+
+def check_log_dir(log_dir: str | Path, run_dir: str | Path | None) -> Path:
+    """``log_dir`` if the logs may go there: a writable folder, not the run directory nor inside it (the run's
+    folder holds only the run's files; ``--overwrite`` would delete the logs). Creates nothing."""
+    d = check_output("log_dir", Path(log_dir), kind="dir")
+    if run_dir is not None:
+        a, r = Path(os.path.realpath(os.path.abspath(d))), Path(os.path.realpath(os.path.abspath(run_dir)))
+        if a == r or r in a.parents:
+            raise ConfigError(f"log_dir={str(log_dir)!r} is invalid: it is {'' if a == r else 'inside '}the run "
+                              f"directory {str(run_dir)!r}; give a folder outside it (default: "
+                              f"{default_dir(run_dir)})")
+    return d
 
 
 class MetricsLogger:
@@ -55,7 +73,7 @@ class MetricsLogger:
                  wandb_project: str = "grokscope", wandb_entity: str | None = None, wandb_mode: str | None = None):
         self.kind = choice("log", kind, KINDS)
         mode = globals()["wandb_mode"](wandb_mode)
-        self.dir = check_output("log_dir", Path(log_dir), kind="dir")
+        self.dir = check_log_dir(log_dir, run_dir)
         self.last = -1
         self.run_dir, self.progress_every, self.keys, self.n_checkpoints = run_dir, progress_every, keys, 0
         if kind == "tensorboard":
@@ -69,9 +87,18 @@ class MetricsLogger:
                 import wandb
             except ImportError:
                 raise ConfigError("log='wandb' needs wandb: pip install 'grokscope[wandb]'") from None
+            self._wandb, self._wb = wandb, None
+            self._wb_args = dict(project=wandb_project, entity=wandb_entity, name=name, mode=mode, config=config or {})
+        # nothing is created until the first rows are logged: a run refused after this (memory, device, a lock,
+        # a damaged state.pt) leaves no log folder behind
+
+    @property
+    def wb(self):
+        """The W&B run, started at the first log call (its folder created then)."""
+        if self._wb is None:
             self.dir.mkdir(parents=True, exist_ok=True)
-            self.wb = wandb.init(project=wandb_project, entity=wandb_entity, name=name, dir=str(self.dir), mode=mode,
-                                 config=config or {}, reinit="create_new")
+            self._wb = self._wandb.init(dir=str(self.dir), reinit="create_new", **self._wb_args)
+        return self._wb
 
     def _writer(self, k: int):
         w = self.writers.get(k)
@@ -123,5 +150,5 @@ class MetricsLogger:
         if self.kind == "tensorboard":
             for w in self.writers.values():
                 w.close()
-        else:
-            self.wb.finish()
+        elif self._wb is not None:
+            self._wb.finish()

@@ -237,6 +237,11 @@ def check_memory(configs: list[Config], device: torch.device) -> None:
             f"{len(configs)} model{'s' if len(configs) > 1 else ''})")
     own = [f for f in ("n_train", "n_test", "batch_size", "seq_len", "vocab") if f in c.options.names()]
     shrink = "p, d_model, d_mlp, epochs" if table else ", ".join(own + ["d_model", "epochs"])
+    if c.grokfast == "ma":  # its window of gradients alone too large: name it, not the model's shape
+        h0, d0 = memory_needed(configs, grokfast_state=False)
+        have = ck.available_memory("cpu" if device.type == "cpu" else str(device))
+        if have is not None and (h0 + d0 if device.type == "cpu" else d0) <= have:
+            what, shrink = f"grokfast_window={c.grokfast_window}", "grokfast_window"
     if device.type == "cpu":
         ck.memory_fits(host + dev, what, "cpu", shrink=shrink)
     else:

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 
 from ..checks import ConfigError
 from ..config import Config, check_batchable
-from ..files import atomic_write, check_output, load, pid_alive
+from ..files import atomic_write, check_output, check_path_text, load, pid_alive
 from ..version import __version__
 from .trainer import METRICS as METRIC_BUFFERS
 from .trainer import NEW_METRICS, Trainer
@@ -251,6 +251,7 @@ def check_overwritable(path: Path) -> None:
 def check_run_dir(path: str | Path, overwrite: bool = False) -> None:
     """Check that ``path`` may become a run directory: new or empty, or with ``overwrite`` a run directory that no
     live trainer holds. Writes nothing."""
+    check_path_text("out", path)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"out={str(path)!r} is invalid: it is a file, not a run directory")
