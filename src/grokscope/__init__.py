@@ -4,8 +4,15 @@ The names below are imported on first use (PEP 562), so that ``import grokscope.
 command line sets up its signal handling first (a Ctrl-C while torch imports is one line, exit 130)."""
 
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 from .version import __version__
+
+if TYPE_CHECKING:  # what static tools (type checkers, the API reference) see; at run time: __getattr__ below
+    from .config import Config, ConfigError, ModelConfig, preset
+    from .model.transformer import Transformer
+    from .tasks import TASKS, Dataset, Task, make_dataset
+    from .training import Run, Trainer, resume, train
 
 #: each public name and the module that defines it
 _EXPORTS = {"Config": ".config", "ConfigError": ".config", "ModelConfig": ".config", "preset": ".config",
