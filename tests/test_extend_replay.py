@@ -90,7 +90,7 @@ def test_summary_after_until_names_the_epoch_reached(tmp_path, capsys):
     out = tmp_path / "r"
     assert main(["train", "--preset", "tiny", "--out", str(out), "--until", "20", "--no-progress"]) == 0
     text = capsys.readouterr().out
-    assert "stopped at epoch 20 of 300" in text and f"--resume {out}" in text
+    assert "stopped at epoch 20 of 2000" in text and f"--resume {out}" in text
     assert main(["export", str(out)]) == 0  # --to defaults to its one format, --out to a file beside the run
     assert (tmp_path / "r-epoch0-model0.pt").is_file()
 

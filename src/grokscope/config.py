@@ -312,7 +312,7 @@ _SKIP = {"task": "skip-trigram", "d_model": 128, "n_heads": 4, "d_mlp": 0, "n_la
 PRESETS: dict[str, dict[str, Any]] = {
     "mainline": {},
     "quick": {"frac_train": 0.5, "epochs": 1500, "checkpoint_every": 20},
-    "tiny": {"p": 23, "d_model": 32, "n_heads": 4, "d_mlp": 64, "frac_train": 0.5, "epochs": 300,
+    "tiny": {"p": 23, "d_model": 32, "n_heads": 4, "d_mlp": 64, "frac_train": 0.5, "lr": 1e-2, "epochs": 2000,
              "checkpoint_every": 50},
     "digit-addition-finite": {**_DIGIT, "n_train": 700, "epochs": 18053, "checkpoint_every": 500},
     "digit-addition-infinite": {**_DIGIT, "n_train": None, "batch_size": 700, "epochs": 6000},
