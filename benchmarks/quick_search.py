@@ -29,7 +29,13 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/qsearch")
     ap.add_argument("--epochs", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
+    for name in GRID:
+        ap.add_argument("--" + name.replace("_", "-"), default=None, help="comma list (default: %s)" % (GRID[name],))
     a = ap.parse_args()
+    for name in list(GRID):
+        v = getattr(a, name)
+        if v is not None:
+            GRID[name] = tuple((int if name == "p" else float)(x) for x in v.split(","))
     rows = []
     for p, frac in itertools.product(GRID["p"], GRID["frac_train"]):
         models = [Config(p=p, frac_train=frac, lr=lr, weight_decay=wd, seed=a.seed, epochs=a.epochs,
@@ -55,6 +61,7 @@ def main() -> None:
                          "cleanup_end": e.get("cleanup"), "claims_held": sum(bool(c["holds"]) for c in decided),
                          "claims_decided": len(decided), "train_s_per_epoch_all_models": secs / a.epochs})
         print(pd.DataFrame(rows).to_string(), flush=True)
+    Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "search.json").write_text(json.dumps(rows, indent=1, default=str))
 
 
