@@ -48,9 +48,9 @@ def fourier_norms(analysis):
 def _grid(z: np.ndarray, title: str, colorscale: str = "RdBu", zmid: float | None = None, x="b", y="a"):
     go = plotly_go()
     fig = go.Figure(go.Heatmap(z=z, colorscale=colorscale, zmid=zmid))
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y, autorange="reversed")
-    fig.update_layout(title=title, width=560, height=520)
+    fig.update_xaxes(title_text=x, constrain="domain")
+    fig.update_yaxes(title_text=y, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(title=title, width=560, height=600)
     return fig
 
 
