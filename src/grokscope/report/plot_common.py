@@ -39,10 +39,14 @@ def style(fig, width: int = FIG_WIDTH):
     axes labelled in scientific notation (1e-4, not 100µ)."""
     lay = fig.layout
     height = lay.height or 500
+    text = lay.title.text or ""
+    if text:
+        text = _wrap(text, width - 180)  # clear of the modebar's icons at the top right
+        fig.update_layout(title=dict(text=text, x=0.01, xanchor="left", yref="container", y=1, yanchor="top",
+                                     pad=dict(t=16), font=dict(size=16)))
+    top = 48 + 22 * (text.count("<br>") + 1) if text else 40  # the title's lines, then the subplot titles
     fig.update_layout(template="plotly_white", width=width, height=min(height, FIG_MAX_HEIGHT),
-                      margin=dict(l=70, r=30, t=90, b=60), font=dict(size=13))
-    if lay.title.text:
-        fig.update_layout(title=dict(text=_wrap(lay.title.text, width), x=0.01, xanchor="left", font=dict(size=16)))
+                      margin=dict(l=70, r=30, t=top, b=60), font=dict(size=13))
     fig.for_each_xaxis(_sci)
     fig.for_each_yaxis(_sci)
     return fig
