@@ -138,9 +138,9 @@ def model_label(row: pd.Series, exp: str) -> str:
     """A summary row's model in words: the experiment's varied field's value (and the fraction, for ``primes``)
     and the seed."""
     v = VARIED.get(exp)
-    parts = ([f"{v}={row[v]:g}" if isinstance(row[v], (int, float)) else f"{v}={row[v]}"] if v and v in row else [])
+    parts = [f"{VARIED_NAMES.get(v, v)} {_value(v, row[v])}"] if v and v in row else []
     if exp == "primes":
-        parts.append(f"frac={row['frac_train']:g}")
+        parts.append(f"training fraction {_value('frac_train', row['frac_train'])}")
     return ", ".join(parts + [f"seed {row['seed']}"])
 
 
@@ -169,7 +169,7 @@ def table5(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
         for i, pr in enumerate(paper):
             if i not in shown and _matches(r, pr["match"]):
                 shown.add(i)
-                rows.append({"source": "paper", "model": ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp,
+                rows.append({"source": "paper", "model": _match_label(pr["match"], exp),
                              "test loss": fmt(pr["test_loss"]), "Gini(W_E)": fmt(pr["gini_W_E"], 2),
                              "Gini(W_L)": fmt(pr["gini_W_L"], 2), "key frequencies": ", ".join(map(str, pr["keys"])),
                              "logit FVE": _pct(pr["logit_fve"]),
@@ -188,7 +188,7 @@ def table6(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
     rows = []
     for pr in paper:
         sel = summary[[_matches(r, pr["match"]) for _, r in summary.iterrows()]] if len(summary) else summary
-        what = ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp
+        what = _match_label(pr["match"], exp)
         if len(sel):
             rows.append({"source": "grokscope", "rows": f"{what} ({len(sel)} models)",
                          "loss": f"{fmt(sel.loss_all.mean())} ({fmt(sel.loss_all.std())})",
@@ -210,8 +210,16 @@ SUMMARY_COLUMNS = ("group", "model", "final_train_loss", "final_test_loss", "fin
 
 
 def summary_rows(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
-    return [{"config": model_label(r, exp), **{c: fmt(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
+    """One row per model: its config in words (:func:`model_label`; the group is in the groups table) and
+    :data:`SUMMARY_COLUMNS`."""
+    return [{"model": model_label(r, exp), **{c: fmt(r[c]) if isinstance(r[c], float) else r[c]
+                                              for c in SUMMARY_COLUMNS if c not in ("group", "model")}}
             for _, r in summary.iterrows()]
+
+
+def _match_label(match: dict[str, Any], exp: str) -> str:
+    """A paper row's matching fields in words (the experiment's name when it has none)."""
+    return ", ".join(f"{VARIED_NAMES.get(k, k)} {_value(k, v)}" for k, v in match.items()) or exp
 
 
 # ---------------------------------------------------------------------- figures
@@ -281,7 +289,7 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
                                      showlegend=row == 1, name=f"grokscope {lab}"), row=row, col=1)
             t = thin_log(pd.DataFrame({"epoch": np.arange(1, len(theirs) + 1) * step, col: theirs}), col)
             fig.add_trace(go.Scatter(x=t["epoch"], y=t[col], mode="lines", line=dict(color=c, dash="dot"),
-                                     legendgroup=lab, showlegend=row == 1, name=f"authors {key if key is not None else ''}"),
+                                     legendgroup=lab, showlegend=row == 1, name="authors" + (f" {_value(x, key)}" if key is not None else "")),
                           row=row, col=1)
         i += 1
     fig.update_xaxes(type="log", title_text="epoch", row=2, col=1)

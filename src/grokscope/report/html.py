@@ -52,7 +52,7 @@ figcaption b{{color:#1d2330}}
 table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #d5dbe3;padding:4px 8px;vertical-align:top;text-align:left;max-width:36em;
 overflow-wrap:break-word}}
-th{{background:#f0f3f7;font-weight:600}} td.num{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}
+th{{background:#f0f3f7;font-weight:600}} td:first-child{{white-space:nowrap}} td.num{{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}}
 tr:nth-child(even) td{{background:#fafbfc}}
 .verdict{{font-weight:600;white-space:nowrap}} .verdict.holds{{color:#2b8a3e}} .verdict.fails{{color:#c92a2a}}
 .verdict.undecided{{color:#868e96}}
@@ -77,7 +77,7 @@ COLUMN_NAMES = {
     "loss_all": "loss (all pairs)", "acc_all": "accuracy (all pairs)",
 }
 _SNAKE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)+$")
-_INT = re.compile(r"^-?\d+$")
+_NUM = re.compile(r"^-?\d[\d.]*(e[-+]?\d+)?%?$")
 
 
 def column_name(c: str) -> str:
@@ -110,7 +110,7 @@ def _td(v: Any) -> str:
     text = cell(v)
     if isinstance(v, Markup):
         return f"<td>{v}</td>"
-    num = isinstance(v, (int, float)) and not isinstance(v, bool) or bool(_INT.match(text))
+    num = isinstance(v, (int, float)) and not isinstance(v, bool) or bool(_NUM.match(text))
     return f"<td class=\"num\">{html.escape(text)}</td>" if num else f"<td>{html.escape(text)}</td>"
 
 

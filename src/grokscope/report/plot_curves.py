@@ -74,13 +74,15 @@ def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands:
         xaxis = sp.xaxis
         xref, yref = sp.xaxis.plotly_name.replace("axis", ""), sp.yaxis.plotly_name.replace("axis", "") + " domain"
     logx = xaxis.type == "log"  # annotations on a log axis are placed by log10 of the value
-    for name in PHASE_RGB:
+    drawn = []
+    for i, name in enumerate(PHASE_RGB):
         iv = ivals.get(name)
         if bands and iv and iv[0] is not None and iv[1] is not None and iv[1] > iv[0]:
+            drawn.append(name)
             x0 = max(iv[0], 1)
             fig.add_vrect(x0=x0, x1=iv[1], fillcolor=phase_colour(name), line_width=0, layer="below", **where)
             if first:  # the band's name at its top left, in the phase's colour
-                fig.add_annotation(x=math.log10(x0) if logx else x0, y=1, xref=xref, yref=yref,
+                fig.add_annotation(x=math.log10(x0) if logx else x0, y=1 - 0.07 * i, xref=xref, yref=yref,
                                    text=PHASE_LABELS[name], showarrow=False, xanchor="left", yanchor="top",
                                    font=dict(size=12, color=phase_colour(name, 1.0)),
                                    bgcolor="rgba(255,255,255,0.7)")
@@ -90,11 +92,10 @@ def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands:
                           **where)
     if bands and first:  # one legend entry per phase (vrects have none)
         go = plotly_go()
-        for name in PHASE_RGB:
-            if ivals.get(name):
-                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=PHASE_LABELS[name],
-                                         marker=dict(size=12, color=phase_colour(name, 0.45), symbol="square"),
-                                         legendgroup="phases"), **where)
+        for name in drawn:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=PHASE_LABELS[name],
+                                     marker=dict(size=12, color=phase_colour(name, 0.45), symbol="square"),
+                                     legendgroup="phases"), **where)
 
 
 #: the phase bands and lines of one model on a figure (the LLC's figures draw them too)
