@@ -280,8 +280,9 @@ def test_report(tiny, tmp_path):
     exp = tiny("frac")
     path = report_html(exp, tmp_path / "r.html")
     doc = path.read_text()
-    for fid in ("fig-losses-00", "fig-grokking-epochs"):
+    for fid in ("fig-frac-sweep", "fig-grokking-epochs"):  # the sweep overlaid in one plot (Fig 20)
         assert fid in doc, fid
+    assert "fig-losses-" not in doc
     assert "Fig 21" in doc and "17, 43, 49, 55" in doc  # the paper's Table 5 row for 40%
     t5 = table5(exp.summary, "frac")
     assert [r["source"] for r in t5].count("paper") == 6 and len(t5) == 9 + 6
@@ -401,3 +402,17 @@ def test_a_local_pool_of_two_jobs_equals_groups_in_turn(tmp_path, monkeypatch):
         run_experiment("two-groups", tmp_path / "x", tiny=True, progress=False, jobs=0)
     with pytest.raises(ConfigError, match="jobs is invalid with executor 'ray'"):
         run_experiment("two-groups", tmp_path / "x", tiny=True, progress=False, jobs=2, executor="ray")
+
+
+def test_frac_sweep_is_one_plot_with_a_test_loss_per_fraction(tiny):
+    pytest.importorskip("plotly")
+    from grokscope.report.experiment import sweep
+
+    exp = tiny("frac")
+    fig = sweep(exp, exp.summary)
+    assert fig.layout.title.text.startswith("Fig 20:")
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == [f"{f}%" for f in range(10, 100, 10)]  # one entry per fraction, in order
+    test = [t for t in fig.data if t.line.dash == "solid"]
+    assert len(test) == 9 and len({t.line.color for t in test}) == 9  # a test-loss line and colour each
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"

@@ -1,5 +1,6 @@
 """grokscope.report.plot_curves, .plot_fourier: every figure of a tiny run, and the self-contained HTML report."""
 
+import math
 import re
 
 import pytest
@@ -141,3 +142,37 @@ def test_thin_log_keeps_spikes_and_small_series():
     assert t["epoch"].iloc[0] == 1 and 40000 - t["epoch"].iloc[-1] < 200
     small = s.iloc[:800]
     assert plots.thin_log(small, "train_loss", n=500) is small
+
+
+PHASES = {"models": [{"model": 0, "ends": {"memorisation": 20, "circuit_formation": 40, "cleanup": 60},
+                      "phases": {"memorisation": [0, 20], "circuit_formation": [20, 40], "cleanup": [40, 60]}}]}
+
+
+def test_fig7_legend_names_each_measure_once_with_the_restricted_loss(ctx):
+    run, analysis, progress = ctx
+    for models, want in (([0], {"excluded loss", "restricted loss", "train loss", "test loss", "Gini of W_E",
+                                "Gini of W_L", "sum of squared weights"}), (None, None)):
+        fig = plots.progress_panels(progress, PHASES, models=models)
+        names = [t.name for t in fig.data if t.showlegend is not False]
+        assert len(names) == len(set(names)), names  # no repeated legend entries
+        assert "restricted loss" in " ".join(names)
+        if want is not None:
+            assert set(names) - {"memorisation", "circuit formation", "cleanup"} == want
+
+
+def test_phase_bands_are_visible_and_labelled_on_a_log_axis(ctx):
+    from grokscope.report.plot_common import style
+
+    run, analysis, progress = ctx
+    fig = style(plots.losses(run.metrics, PHASES))
+    labels = {a.text: a for a in fig.layout.annotations if a.text in ("memorisation", "circuit formation", "cleanup")}
+    assert set(labels) == {"memorisation", "circuit formation", "cleanup"}  # once each, on the first panel
+    assert labels["cleanup"].x == pytest.approx(math.log10(40))  # a log axis places annotations by log10(x)
+    fills = {s.fillcolor for s in fig.layout.shapes if s.type == "rect"}
+    assert len(fills) == 3
+    for f in fills:  # each band differs clearly from the white background: opacity x distance from white
+        r, g, b, a = (float(x) for x in f[5:-1].split(","))
+        assert a * max(255 - r, 255 - g, 255 - b) > 15, f
+    assert fig.layout.template.layout.plot_bgcolor in ("white", "#fff", "#ffffff", "rgb(255,255,255)")
+    assert fig.layout.xaxis.exponentformat == "e" and fig.layout.yaxis.exponentformat == "e"  # log axes: 1e-4
+    assert fig.layout.yaxis2.exponentformat is None  # the linear accuracy axis keeps plain numbers

@@ -3,8 +3,9 @@
 The report puts the experiment's summary (:attr:`grokscope.experiments.Experiment.summary`) next to the paper's
 numbers for the same rows (:data:`PAPER_TABLE5`, :data:`PAPER_TABLE6`, :data:`PAPER_WORDS`) and draws:
 
-* every group's loss curves (the run report's ``losses`` figure, :func:`grokscope.report.figure`, its traces
-  labelled by the models' configs): the paper's Figs 20, 22, 24-25, 27, 28;
+* the frac sweep's test losses overlaid in one plot (the paper's Fig 20, :func:`sweep`); every other
+  experiment's group loss curves (the run report's ``losses`` figure, :func:`grokscope.report.figure`, its traces
+  labelled by the models' configs): the paper's Figs 22, 24-25, 27, 28;
 * the grokking epochs against the varied field: first epoch of train / test loss < 1e-6 and of test accuracy
   > 99% (Fig 21 for ``frac``);
 * our curves over the authors' (``../shared/reference``: the frac sweep, the width scan, the low-precision run)
@@ -26,9 +27,11 @@ import pandas as pd
 import torch
 
 from ..experiments import EXPERIMENTS, Experiment
+from . import captions
+from .html import Section, card, figure_section, page, table_section
 from .plot_common import colour
 from .plot_curves import thin_log
-from .run import CSS, figure, html_table
+from .run import figure
 from ..files import atomic_write
 
 #: the authors' saved runs: $GROKSCOPE_REFERENCE, else ../shared/reference beside the checkout
@@ -116,6 +119,17 @@ VARIED = {"frac": "frac_train", "wd": "weight_decay", "primes": "p", "dropout": 
           "width-no-wd": "d_model", "low-precision": "loss_dtype"}
 
 
+#: the varied fields in words (legends, axis titles)
+VARIED_NAMES = {"frac_train": "training fraction", "weight_decay": "weight decay", "p": "p", "dropout": "dropout",
+                "l1": "L1 strength", "d_model": "d_model (width)", "loss_dtype": "loss precision", "seed": "seed"}
+
+
+def _value(field: str, v: Any) -> str:
+    if field == "frac_train":
+        return f"{100 * v:.0f}%"
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
 def _matches(row: pd.Series, match: dict[str, Any]) -> bool:
     return all(k in row and row[k] == v for k, v in match.items())
 
@@ -124,9 +138,9 @@ def model_label(row: pd.Series, exp: str) -> str:
     """A summary row's model in words: the experiment's varied field's value (and the fraction, for ``primes``)
     and the seed."""
     v = VARIED.get(exp)
-    parts = ([f"{v}={row[v]:g}" if isinstance(row[v], (int, float)) else f"{v}={row[v]}"] if v and v in row else [])
+    parts = [f"{VARIED_NAMES.get(v, v)} {_value(v, row[v])}"] if v and v in row else []
     if exp == "primes":
-        parts.append(f"frac={row['frac_train']:g}")
+        parts.append(f"training fraction {_value('frac_train', row['frac_train'])}")
     return ", ".join(parts + [f"seed {row['seed']}"])
 
 
@@ -155,7 +169,7 @@ def table5(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
         for i, pr in enumerate(paper):
             if i not in shown and _matches(r, pr["match"]):
                 shown.add(i)
-                rows.append({"source": "paper", "model": ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp,
+                rows.append({"source": "paper", "model": _match_label(pr["match"], exp),
                              "test loss": fmt(pr["test_loss"]), "Gini(W_E)": fmt(pr["gini_W_E"], 2),
                              "Gini(W_L)": fmt(pr["gini_W_L"], 2), "key frequencies": ", ".join(map(str, pr["keys"])),
                              "logit FVE": _pct(pr["logit_fve"]),
@@ -174,7 +188,7 @@ def table6(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
     rows = []
     for pr in paper:
         sel = summary[[_matches(r, pr["match"]) for _, r in summary.iterrows()]] if len(summary) else summary
-        what = ", ".join(f"{k}={v}" for k, v in pr["match"].items()) or exp
+        what = _match_label(pr["match"], exp)
         if len(sel):
             rows.append({"source": "grokscope", "rows": f"{what} ({len(sel)} models)",
                          "loss": f"{fmt(sel.loss_all.mean())} ({fmt(sel.loss_all.std())})",
@@ -196,8 +210,16 @@ SUMMARY_COLUMNS = ("group", "model", "final_train_loss", "final_test_loss", "fin
 
 
 def summary_rows(summary: pd.DataFrame, exp: str) -> list[dict[str, Any]]:
-    return [{"config": model_label(r, exp), **{c: fmt(r[c]) if isinstance(r[c], float) else r[c] for c in SUMMARY_COLUMNS}}
+    """One row per model: its config in words (:func:`model_label`; the group is in the groups table) and
+    :data:`SUMMARY_COLUMNS`."""
+    return [{"model": model_label(r, exp), **{c: fmt(r[c]) if isinstance(r[c], float) else r[c]
+                                              for c in SUMMARY_COLUMNS if c not in ("group", "model")}}
             for _, r in summary.iterrows()]
+
+
+def _match_label(match: dict[str, Any], exp: str) -> str:
+    """A paper row's matching fields in words (the experiment's name when it has none)."""
+    return ", ".join(f"{VARIED_NAMES.get(k, k)} {_value(k, v)}" for k, v in match.items()) or exp
 
 
 # ---------------------------------------------------------------------- figures
@@ -218,8 +240,9 @@ def grokking_epochs(summary: pd.DataFrame, exp: str):
         fig.add_trace(go.Scatter(x=list(_PAPER_WD_EPOCHS), y=list(_PAPER_WD_EPOCHS.values()), mode="markers",
                                  name="paper: epochs to grok (D.1, in words)", marker=dict(symbol="star", size=12)))
     title = "Fig 21: " if exp == "frac" else ""
-    fig.update_layout(title=f"{title}epochs to train / test loss < 1e-6 and test accuracy > 99% vs {x} "
-                            "(missing: never reached)", xaxis_title=x, yaxis_title="epoch", yaxis_type="log",
+    fig.update_layout(title=f"{title}epochs to train / test loss < 1e-6 and test accuracy > 99% vs "
+                            f"{VARIED_NAMES.get(x, x)} (missing: never reached)", xaxis_title=VARIED_NAMES.get(x, x),
+                      yaxis_title="epoch", yaxis_type="log",
                       height=450)
     return fig
 
@@ -266,7 +289,7 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
                                      showlegend=row == 1, name=f"grokscope {lab}"), row=row, col=1)
             t = thin_log(pd.DataFrame({"epoch": np.arange(1, len(theirs) + 1) * step, col: theirs}), col)
             fig.add_trace(go.Scatter(x=t["epoch"], y=t[col], mode="lines", line=dict(color=c, dash="dot"),
-                                     legendgroup=lab, showlegend=row == 1, name=f"authors {key if key is not None else ''}"),
+                                     legendgroup=lab, showlegend=row == 1, name="authors" + (f" {_value(x, key)}" if key is not None else "")),
                           row=row, col=1)
         i += 1
     fig.update_xaxes(type="log", title_text="epoch", row=2, col=1)
@@ -274,6 +297,40 @@ def overlay(exp: Experiment, ref: dict[Any, tuple[np.ndarray, np.ndarray, int]],
     fig.update_yaxes(type="log")
     fig.update_layout(title=f"{exp.name}: our losses (solid) over the authors' saved curves (dotted; "
                             f"{EXPERIMENTS[exp.name].reference})", height=700)
+    return fig
+
+
+def sweep(exp: Experiment, summary: pd.DataFrame):
+    """Fig 20: the train (dotted) and test (solid) loss of every model over training in ONE log-log plot, a colour
+    per value of the varied field (a sequential scale: the smallest value darkest), one legend entry each."""
+    import plotly.graph_objects as go
+    from plotly.colors import sample_colorscale
+
+    x = VARIED.get(exp.name, "seed")
+    values = sorted(summary[x].unique()) if len(summary) else []
+    hues = dict(zip(values, sample_colorscale("Viridis", [0.9 * i / max(1, len(values) - 1) for i in
+                                                          range(len(values))])))
+    fig = go.Figure()
+    shown = set()
+    for _, r in summary.sort_values(x).iterrows():
+        m = exp.run(r.group).metrics
+        m = m[(m["model"] == r.model) & (m["epoch"] > 0)]
+        v = r[x]
+        lab = _value(x, v)
+        for col, dash, width in (("test_loss", "solid", 2), ("train_loss", "dot", 1)):
+            s = thin_log(m[["epoch", col]].dropna(), col)
+            fig.add_trace(go.Scatter(x=s["epoch"], y=s[col], mode="lines", line=dict(color=hues[v], dash=dash,
+                                                                                   width=width),
+                                     name=lab if col == "test_loss" else f"{lab} (train)", legendgroup=lab,
+                                     showlegend=col == "test_loss" and lab not in shown,
+                                     hovertemplate=f"{model_label(r, exp.name)} {col.replace('_', ' ')}: "
+                                                   "%{y:.3g} at epoch %{x}<extra></extra>"))
+        shown.add(lab)
+    fig.update_xaxes(type="log", title_text="epoch")
+    fig.update_yaxes(type="log", title_text="cross-entropy")
+    name = VARIED_NAMES.get(x, x)
+    fig.update_layout(title=f"Fig 20: test loss (solid) and train loss (dotted) for every {name}", height=560,
+                      legend=dict(title=dict(text=name)))
     return fig
 
 
@@ -291,8 +348,13 @@ def _losses(exp: Experiment, group: str, summary: pd.DataFrame):
 
 
 def figures(exp: Experiment, summary: pd.DataFrame, reference: Path = REFERENCE) -> list[tuple[str, Any]]:
-    """``(name, plotly Figure)`` of the experiment report, in order (see the module docstring)."""
-    out = [(f"losses-{g.name}", _losses(exp, g.name, summary)) for g in exp.groups if (g.path / "summary.parquet").is_file()]
+    """``(name, plotly Figure)`` of the experiment report, in order (see the module docstring); the frac sweep's
+    groups overlaid in one plot (Fig 20), every other experiment's groups one plot each."""
+    if exp.name == "frac" and len(summary):
+        out = [("frac-sweep", sweep(exp, summary))]
+    else:
+        out = [(f"losses-{g.name}", _losses(exp, g.name, summary)) for g in exp.groups
+               if (g.path / "summary.parquet").is_file()]
     if len(summary):
         out.append(("grokking-epochs", grokking_epochs(summary, exp.name)))
         ref = reference_curves(exp.name, reference)
@@ -307,36 +369,58 @@ def figures(exp: Experiment, summary: pd.DataFrame, reference: Path = REFERENCE)
     return out
 
 
-def report_html(exp: Experiment, path: str | Path | None = None, reference: Path = REFERENCE) -> Path:
-    """Write the experiment's self-contained HTML report (default ``OUT/report.html``); returns its path."""
-    import plotly.io as pio  # an optional extra
+def cards(exp: Experiment, summary: pd.DataFrame) -> list[str]:
+    """The header's key numbers: models trained, how many grokked (test accuracy > 99%) and when, the median
+    logit FVE and the §5.2 claims held / decided over all models."""
+    status = exp.status()
+    done = int((status["state"] == "done").sum())
+    out = [card("groups done", f"{done} / {len(status)}", f"{len(summary)} models", "good" if done == len(status)
+                else "bad")]
+    if len(summary):
+        grok = summary["epoch_test_acc_99"].dropna()
+        out.append(card("grokked", f"{len(grok)} / {len(summary)}", "models with test accuracy > 99%",
+                        "good" if len(grok) else "bad"))
+        out.append(card("grokking epoch", f"{int(grok.min())}–{int(grok.max())}" if len(grok) > 1 else
+                        (int(grok.iloc[0]) if len(grok) else "never"), "first epoch of test accuracy > 99%"))
+        fve = summary["logit_fve"].dropna()
+        out.append(card("logit FVE (median)", f"{100 * fve.median():.1f}%" if len(fve) else "", "over the models"))
+        if "claims_decided" in summary:
+            held, dec = int(summary["claims_holding"].fillna(0).sum()), int(summary["claims_decided"].fillna(0).sum())
+            out.append(card("claims hold", f"{held} / {dec}", "decided §5.2 claims, all models",
+                            "none" if not dec else "good" if held == dec else "bad"))
+    return out
 
+
+def report_html(exp: Experiment, path: str | Path | None = None, reference: Path = REFERENCE) -> Path:
+    """Write the experiment's self-contained HTML report (default ``OUT/report.html``): key numbers as cards, a
+    table of contents, the tables beside the paper's and the figures with captions; returns its path."""
     summary = exp.summary
     spec = exp.spec
-    parts = [f"<h1>grokscope experiment {html.escape(exp.name)}: {html.escape(str(exp.path))}</h1>",
-             f"<p>{html.escape(spec.section)}. {html.escape(spec.doc)}.</p>",
-             f"<p><b>The paper:</b> {html.escape(PAPER_WORDS.get(exp.name, ''))}</p>",
-             html_table(exp.status().to_dict("records"), "Groups (one batched run each)", "status")]
+    intro = (f"<p>{html.escape(spec.section)}. {html.escape(spec.doc)}.</p>"
+             f"<p><b>The paper:</b> {html.escape(PAPER_WORDS.get(exp.name, ''))}</p>")
+    sections = [table_section("table-groups", "Groups", exp.status().to_dict("records"), "status",
+                              "One batched run each.")]
     if len(summary):
-        parts.append(html_table(summary_rows(summary, exp.name), "Per model: final losses, grokking epochs "
-                                "(first epoch of train / test loss < 1e-6, of test accuracy > 99%), phase ends",
-                                "summary"))
-        parts.append(html_table(table5(summary, exp.name), "Table 5 columns: ours and the paper's matching rows "
-                                "(MLP FVE: mean [std] over the W_L directions; two-layer models: not analysed)",
-                                "table5"))
-        parts.append(html_table(table6(summary, exp.name), "Table 6: skip connection around the MLP mean-ablated "
-                                "(all pairs; mean (std) over the models)", "table6"))
+        sections += [table_section("table-models", "Per model: losses, grokking epochs, phases",
+                                   summary_rows(summary, exp.name), "summary",
+                                   "Final losses; first epochs of train / test loss &lt; 1e-6 and of test accuracy "
+                                   "&gt; 99% (empty: never); phase ends (§5.2); restricted and excluded loss."),
+                     table_section("table5", "Table 5: ours beside the paper's rows", table5(summary, exp.name),
+                                   "table5", "MLP FVE: mean [std] over the W_L directions; two-layer models are not "
+                                   "analysed."),
+                     table_section("table6", "Table 6: skip connection around the MLP mean-ablated",
+                                   table6(summary, exp.name), "table6", "All pairs; mean (std) over the models.")]
+    figs: list[Section] = []
     for i, (name, fig) in enumerate(figures(exp, summary, reference)):
-        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
-                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
-                     + "</section>")
-    title = f"grokscope experiment {html.escape(exp.name)}"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style></head>"
-           f"<body>{''.join(parts)}</body></html>")
+        title, cap = captions.caption(captions.EXPERIMENT, name, group=name.split("-", 1)[-1])
+        figs.append(figure_section(fig, name, title, cap, first=i == 0))
+    doc = page(f"grokscope experiment {exp.name}", str(exp.path), cards=cards(exp, summary), intro=intro,
+               sections=figs + sections)
     path = Path(path) if path is not None else exp.path / REPORT
     atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
     return path
 
 
 __all__ = ["PAPER_TABLE5", "PAPER_TABLE6", "PAPER_WORDS", "VARIED", "table5", "table6", "summary_rows",
-           "grokking_epochs", "reference_curves", "overlay", "figures", "report_html", "model_label", "fmt"]
+           "grokking_epochs", "reference_curves", "overlay", "sweep", "figures", "cards", "report_html", "model_label",
+           "fmt"]

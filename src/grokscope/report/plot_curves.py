@@ -30,9 +30,21 @@ __all__ = ["add_phases", "thin_log", "losses", "mark_slingshots", "progress_pane
            "logit_coefficients", "seed_losses", "gini_models"]
 
 
-PHASE_COLOURS = {"memorisation": "rgba(31,119,180,0.12)", "circuit_formation": "rgba(255,127,14,0.12)",
-                 "cleanup": "rgba(44,160,44,0.12)"}
+#: the phases' hues (red, green, blue): memorisation violet, circuit formation orange, cleanup green -- apart from
+#: each other and from the white background and the blue / red / green of the curves' first colours
+PHASE_RGB = {"memorisation": (121, 80, 242), "circuit_formation": (247, 140, 0), "cleanup": (47, 158, 68)}
 PHASE_LABELS = {"memorisation": "memorisation", "circuit_formation": "circuit formation", "cleanup": "cleanup"}
+BAND_ALPHA = 0.16
+
+
+def phase_colour(name: str, alpha: float = BAND_ALPHA) -> str:
+    """The ``rgba`` colour of phase ``name`` at opacity ``alpha`` (bands: :data:`BAND_ALPHA`; lines: ~0.9)."""
+    r, g, b = PHASE_RGB[name]
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+#: the band colours (memorisation, circuit formation, cleanup)
+PHASE_COLOURS = {name: phase_colour(name) for name in PHASE_RGB}
 
 
 # ---------------------------------------------------------------------- phases
@@ -47,29 +59,43 @@ def _model_phases(phases: Mapping[str, Any] | None, model: int) -> dict[str, Any
 
 def _add_phases(fig, phases: Mapping[str, Any] | None, model: int = 0, *, bands: bool = True,
                 lines: bool = True, row: int | None = None, col: int | None = None) -> None:
-    """Shade the phase intervals (and draw dashed lines at the phase ends) of ``model`` on ``fig``."""
+    """Shade the phase intervals (and draw dashed lines at the phase ends) of ``model`` on ``fig``; the bands
+    of the first panel are labelled with the phase's name at their top."""
     ph = _model_phases(phases, model)
     if ph is None:
         return
     where = {} if row is None else {"row": row, "col": col}
+    first = row is None or (row == 1 and col == 1)
     ivals = ph.get("phases") or {}
-    for name, fill in PHASE_COLOURS.items():
+    if row is None:
+        xaxis, xref, yref = fig.layout.xaxis, "x", "y domain"
+    else:
+        sp = fig.get_subplot(row, col)
+        xaxis = sp.xaxis
+        xref, yref = sp.xaxis.plotly_name.replace("axis", ""), sp.yaxis.plotly_name.replace("axis", "") + " domain"
+    logx = xaxis.type == "log"  # annotations on a log axis are placed by log10 of the value
+    drawn = []
+    for i, name in enumerate(PHASE_RGB):
         iv = ivals.get(name)
         if bands and iv and iv[0] is not None and iv[1] is not None and iv[1] > iv[0]:
-            fig.add_vrect(x0=max(iv[0], 1), x1=iv[1], fillcolor=fill, line_width=0, layer="below", **where)
+            drawn.append(name)
+            x0 = max(iv[0], 1)
+            fig.add_vrect(x0=x0, x1=iv[1], fillcolor=phase_colour(name), line_width=0, layer="below", **where)
+            if first:  # the band's name at its top left, in the phase's colour
+                fig.add_annotation(x=math.log10(x0) if logx else x0, y=1 - 0.07 * i, xref=xref, yref=yref,
+                                   text=PHASE_LABELS[name], showarrow=False, xanchor="left", yanchor="top",
+                                   font=dict(size=12, color=phase_colour(name, 1.0)),
+                                   bgcolor="rgba(255,255,255,0.7)")
         end = (ph.get("ends") or {}).get(name)
         if lines and end is not None:
-            fig.add_vline(x=max(end, 1), line_dash="dash", line_color=fill.replace("0.12", "0.9"),
-                          line_width=1, **where)
-    if bands and (row is None or (row == 1 and col == 1)):
-        # one legend entry per phase (vrects have no legend)
+            fig.add_vline(x=max(end, 1), line_dash="dash", line_color=phase_colour(name, 0.9), line_width=1.5,
+                          **where)
+    if bands and first:  # one legend entry per phase (vrects have none)
         go = plotly_go()
-        for name, fill in PHASE_COLOURS.items():
-            if ivals.get(name):
-                kw = {} if row is None else {"row": row, "col": col}
-                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers",
-                                         marker=dict(size=12, color=fill.replace("0.12", "0.5"), symbol="square"),
-                                         name=PHASE_LABELS[name], legendgroup="phases"), **kw)
+        for name in drawn:
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=PHASE_LABELS[name],
+                                     marker=dict(size=12, color=phase_colour(name, 0.45), symbol="square"),
+                                     legendgroup="phases"), **where)
 
 
 #: the phase bands and lines of one model on a figure (the LLC's figures draw them too)
@@ -112,10 +138,10 @@ def losses(metrics: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, ph
                 fig.add_trace(go.Scatter(x=s["epoch"], y=s[f"{split}_{what}"], mode="lines",
                                          line=dict(color=c, dash=dash), legendgroup=f"m{m}",
                                          showlegend=r == 1, name=f"model {m} {split}"), row=r, col=1)
-    for r in range(1, rows + 1):
-        _add_phases(fig, phases, phase_model, row=r, col=1)
     fig.update_xaxes(type="log", title_text="epoch", row=rows, col=1)
     fig.update_xaxes(type="log")
+    for r in range(1, rows + 1):
+        _add_phases(fig, phases, phase_model, row=r, col=1)
     fig.update_yaxes(type="log", title_text="cross-entropy", row=1, col=1)
     if accuracy:
         fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
@@ -162,20 +188,29 @@ PROGRESS_PANELS = (("excluded_loss", "excluded loss (train)", True),
                    ("sum_sq", "sum of squared weights", False))
 
 
+#: the progress table's measures in words (legends)
+SERIES_LABELS = {"excluded_loss": "excluded loss", "restricted_loss": "restricted loss", "train_loss": "train loss",
+                 "test_loss": "test loss", "gini_W_E": "Gini of W_E", "gini_W_L": "Gini of W_L",
+                 "sum_sq": "sum of squared weights"}
+#: their colours when one model is drawn
+SERIES_COLOURS = {"excluded_loss": "#d62728", "restricted_loss": "#2ca02c", "train_loss": "#1f77b4",
+                  "test_loss": "#444444", "gini_W_E": "#1f77b4", "gini_W_L": "#9467bd", "sum_sq": "#8c564b"}
+
+
 def progress_panels(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None, *, phase_model: int = 0,
                     models: Sequence[int] | None = None, with_losses: bool = True):
     """Fig 7: excluded loss, restricted loss, Gini of the W_E / W_L Fourier norms and the sum of squared
-    weights over training (``progress``: the tidy progress table), phase lines of
-    ``phase_model``. With ``with_losses`` the loss panels also show train (dotted) and test (dash) loss."""
+    weights over training (``progress``: the tidy progress table), the phase bands and lines of
+    ``phase_model``; one legend entry per measure (and model). With ``with_losses`` the loss panels also show train (dotted) and test (dash) loss."""
     go = plotly_go()
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t, _ in PROGRESS_PANELS],
                         horizontal_spacing=0.1, vertical_spacing=0.14)
     df = progress[progress["epoch"] > 0]
-    for i, m in enumerate(_models(df, models)):
-        c = colour(i)
-        first = True
+    ms = _models(df, models)
+    shown: set[str] = set()
+    for i, m in enumerate(ms):
         for j, (measure, _title, logy) in enumerate(PROGRESS_PANELS):
             r, cc = divmod(j, 2)
             series = ([("gini_W_E", "solid"), ("gini_W_L", "dot")] if measure == "gini" else [(measure, "solid")])
@@ -185,13 +220,16 @@ def progress_panels(progress: pd.DataFrame, phases: Mapping[str, Any] | None = N
                 s = _tidy_series(df, name, m)
                 if s.empty:
                     continue
+                # one model: a colour per measure; several: a colour per model, the measure by its dash
+                label = SERIES_LABELS.get(name, name) if len(ms) == 1 else f"model {m} {SERIES_LABELS.get(name, name)}"
+                c = SERIES_COLOURS.get(name, colour(i)) if len(ms) == 1 else colour(i)
                 fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=c, dash=dash),
-                                         name=f"model {m} {name}", legendgroup=f"m{m}",
-                                         showlegend=first or name != measure), row=r + 1, col=cc + 1)
-                first = False
+                                         name=label, legendgroup=label, showlegend=label not in shown),
+                              row=r + 1, col=cc + 1)
+                shown.add(label)
     for j, (_m, _t, logy) in enumerate(PROGRESS_PANELS):
         r, cc = divmod(j, 2)
-        _add_phases(fig, phases, phase_model, bands=False, row=r + 1, col=cc + 1)
+        _add_phases(fig, phases, phase_model, row=r + 1, col=cc + 1)
         fig.update_yaxes(type="log" if logy else "linear", row=r + 1, col=cc + 1)
         fig.update_xaxes(title_text="epoch", row=r + 1, col=cc + 1)
     fig.update_layout(title="Fig 7: progress measures (excluded loss, restricted loss, Gini, sum of squared weights)",
@@ -213,8 +251,8 @@ def restricted_acc(progress: pd.DataFrame, phases: Mapping[str, Any] | None = No
             if not s.empty:
                 fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=c, dash=dash),
                                          name=f"model {m} {name}", legendgroup=f"m{m}"))
-    _add_phases(fig, phases, phase_model)
     fig.update_xaxes(type="log", title_text="epoch")
+    _add_phases(fig, phases, phase_model)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
     fig.update_layout(title="Fig 13: restricted accuracy over training")
     return fig
@@ -248,8 +286,8 @@ def excluded_per_key(progress: pd.DataFrame, phases: Mapping[str, Any] | None = 
         if not s.empty:
             fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color="black", dash=dash),
                                      name="all keys removed" if name == "excluded_loss" else "train loss"))
-    _add_phases(fig, phases, model)
     fig.update_xaxes(type="log", title_text="epoch")
+    _add_phases(fig, phases, model)
     fig.update_yaxes(type="log", title_text="train excluded loss")
     fig.update_layout(title=f"Fig 15: excluded loss per key frequency (model {model})")
     return fig
@@ -259,8 +297,8 @@ def logit_coefficients(progress: pd.DataFrame, phases: Mapping[str, Any] | None 
     """Fig 14: the coefficient of ``cos(w_k(a+b-c))`` in the logits (``logit_coef_k``) over training, one
     line per key frequency, for one model."""
     fig, _ = _per_key_lines(progress, "logit_coef_k", "k = {k}", model)
-    _add_phases(fig, phases, model)
     fig.update_xaxes(type="log", title_text="epoch")
+    _add_phases(fig, phases, model)
     fig.update_yaxes(title_text="coefficient of cos(w_k(a+b-c))")
     fig.update_layout(title=f"Fig 14: coefficients of cos(w_k(a+b-c)) in the logits (model {model})")
     return fig
@@ -292,8 +330,8 @@ def seed_losses(metrics: pd.DataFrame, progress: pd.DataFrame, phases: Mapping[s
             fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color="#2ca02c"),
                                      name="restricted loss", legendgroup="restricted", showlegend=i == 0),
                           row=r + 1, col=c + 1)
-        _add_phases(fig, phases, m, bands=False, row=r + 1, col=c + 1)
         fig.update_xaxes(type="log", row=r + 1, col=c + 1)
+        _add_phases(fig, phases, m, bands=False, row=r + 1, col=c + 1)
         fig.update_yaxes(type="log", row=r + 1, col=c + 1)
     fig.update_layout(title="Fig 18: train, test and restricted loss of every model (its own phase lines)",
                       height=360 * nrows)
@@ -314,7 +352,7 @@ def gini_models(progress: pd.DataFrame, phases: Mapping[str, Any] | None = None,
             fig.add_trace(go.Scatter(x=s["epoch"], y=s["value"], mode="lines", line=dict(color=colour(i)),
                                      name=f"model {m}", legendgroup=f"m{m}", showlegend=c == 1), row=1, col=c)
     for c in (1, 2):
-        _add_phases(fig, phases, phase_model, bands=False, row=1, col=c)
         fig.update_xaxes(type="log", title_text="epoch", row=1, col=c)
+        _add_phases(fig, phases, phase_model, bands=False, row=1, col=c)
     fig.update_layout(title="Fig 19: Gini coefficients of the W_E and W_L Fourier norms of every model", height=420)
     return fig

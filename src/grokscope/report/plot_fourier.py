@@ -48,9 +48,9 @@ def fourier_norms(analysis):
 def _grid(z: np.ndarray, title: str, colorscale: str = "RdBu", zmid: float | None = None, x="b", y="a"):
     go = plotly_go()
     fig = go.Figure(go.Heatmap(z=z, colorscale=colorscale, zmid=zmid))
-    fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y, autorange="reversed")
-    fig.update_layout(title=title, width=560, height=520)
+    fig.update_xaxes(title_text=x, constrain="domain")
+    fig.update_yaxes(title_text=y, autorange="reversed", scaleanchor="x", constrain="domain")
+    fig.update_layout(title=title, width=560, height=600)
     return fig
 
 
@@ -246,7 +246,7 @@ def fourier_norms_models(norms: Mapping[int, Mapping[str, Any]], keys: Mapping[i
     from plotly.subplots import make_subplots
 
     ms = sorted(norms)
-    fig = make_subplots(rows=len(ms), cols=2, shared_xaxes=True, vertical_spacing=0.04 if len(ms) > 1 else 0.1,
+    fig = make_subplots(rows=len(ms), cols=2, shared_xaxes=True, vertical_spacing=min(0.1, 0.5 / len(ms)),
                         subplot_titles=[f"model {m} {w}" for m in ms for w in ("W_E (Fig 16)", "W_L (Fig 17)")])
     for r, m in enumerate(ms, start=1):
         ks = set((keys or {}).get(m, ()))
@@ -257,5 +257,5 @@ def fourier_norms_models(norms: Mapping[int, Mapping[str, Any]], keys: Mapping[i
                                  showlegend=False), row=r, col=c)
     fig.update_xaxes(title_text="frequency k", row=len(ms))
     fig.update_layout(title="Figs 16, 17: W_E and W_L Fourier norms of every model (key frequencies red)",
-                      height=max(360, 220 * len(ms)))
+                      height=max(400, 260 * len(ms)))
     return fig

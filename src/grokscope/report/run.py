@@ -6,8 +6,9 @@
   run, each computed once) and :data:`FIGURES`, the registry of the paper's figures by name (drawn by
   :mod:`grokscope.report.plot_curves` and :mod:`grokscope.report.plot_fourier`), and the LLC's two
   (:mod:`grokscope.report.plot_llc`; drawn when the run has the LLC, :data:`LLC_FIGURES`);
-* the tables and the self-contained HTML file (:func:`report_html`; :func:`html_table` and :data:`CSS` serve the
-  experiment and sequence-task pages too), and the PNG export (:func:`write_pngs`).
+* the tables, the header's key numbers (:func:`header_cards`) and the self-contained HTML file
+  (:func:`report_html`; the page layout, :func:`html_table` and :data:`CSS` are :mod:`grokscope.report.html`'s,
+  the captions :mod:`grokscope.report.captions`'), and the PNG export (:func:`write_pngs`).
 
     from grokscope.report import figure, load_or_compute_progress, report_html
     df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
@@ -19,15 +20,16 @@ Every function takes a :class:`grokscope.training.run.Run` (``Run.load(path)``).
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 from ..measures import phases as ph
-from . import plot_curves, plot_fourier, plot_llc
+from . import captions, plot_curves, plot_fourier, plot_llc
+from .captions import caption
+from .html import CSS, card, cell, figure_section, html_table, page, table_section, verdict
+from .plot_common import style
 from ..fourier.basis import weight_freq_norms
 from ..interp import analyze
 from ..measures import llc as lc
@@ -40,7 +42,8 @@ from ..training.run import Run
 __all__ = ["PROGRESS_FILE", "PHASES_FILE", "save_progress", "load_progress", "load_or_compute_progress",
            "run_progress", "write_phases", "load_phases", "FigureContext", "FIGURES", "MULTI_MODEL", "LLC_FIGURES",
            "figure",
-           "table1", "table2", "phases_table", "milestones_table", "claims_table", "html_table", "CSS", "report_html",
+           "table1", "table2", "phases_table", "milestones_table", "claims_table", "analysis_rows", "header_cards",
+           "html_table", "CSS", "report_html",
            "write_pngs", "write_png"]
 
 
@@ -112,7 +115,8 @@ FIGURES: dict[str, Callable[..., Any]] = {  # in the paper's order
     "logit_fourier": lambda c, **kw: plot_fourier.logit_fourier(c.analysis, **kw),
     "neuron_clusters": lambda c, **kw: plot_fourier.neuron_clusters(c.analysis, **kw),
     "ablate_freqs": lambda c, **kw: plot_fourier.ablate_freqs(c.analysis, **kw),
-    "progress": lambda c, **kw: plot_curves.progress_panels(c.progress, c.phases, phase_model=c.model, **kw),
+    "progress": lambda c, **kw: plot_curves.progress_panels(c.progress, c.phases, phase_model=c.model,
+                                                            **{"models": [c.model], **kw}),
     "interference": lambda c, **kw: plot_fourier.interference(c.analysis.keys, c.analysis.p, **kw),
     "all_heads": lambda c, **kw: plot_fourier.all_heads(c.analysis, **kw),
     "attention_fourier": lambda c, **kw: plot_fourier.attention_fourier(c.analysis, **kw),
@@ -150,21 +154,7 @@ def figure(run: Run, name: str, *, epoch: int | None = None, model: int = 0, ana
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
-    if isinstance(v, (dict, list)):
-        return json.dumps(v, separators=(", ", ": "), default=str)
     return "" if v is None else str(v)
-
-
-def html_table(rows: list[dict[str, Any]], caption: str, cls: str) -> str:
-    """An HTML ``<table class=cls>`` of ``rows`` (dicts with the same keys: the columns) under ``caption``; floats
-    to 4 significant digits, dicts and lists as JSON, escaped."""
-    if not rows:
-        return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr><td>(none)</td></tr></table>'
-    cols = list(rows[0])
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
-                   for r in rows)
-    return f'<table class="{cls}"><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}</table>'
 
 
 def table1(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -174,16 +164,20 @@ def table1(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
     for d in analysis_dict["composition"]["directions"]:
         terms = "; ".join(f"{_fmt(t.get('value'))} {t.get('a')}(a) {t.get('b')}(b)" if isinstance(t, dict)
                           else str(t) for t in d.get("top_terms", []))
-        rows.append({"W_L component": f"{d['kind']} w_{d['freq']}", "top Fourier terms": terms,
-                     "coef on sum term": d["sum_coef"], "FVE": d["fve"]})
+        rows.append({"W_L component": f"{d['kind']} w_{d['freq']}", "largest Fourier terms": terms,
+                     "coefficient of the sum term": d["sum_coef"], "FVE": _pct(d["fve"])})
     return rows
 
 
 def table2(analysis_dict: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Table 2 rows from ``Analysis.to_dict()``: per head, the fit ``0.5 + alpha (cos w_k a - cos w_k b) +
     beta (sin w_k a - sin w_k b)`` of its attention from '=' to 'a'."""
-    return [{"head": h["head"], "k": h["freq"], "alpha": h["alpha"], "beta": h["beta"], "FVE": h["fve"]}
-            for h in analysis_dict["neurons"]["heads"]]
+    return [{"head": h["head"], "frequency k": h["freq"], "alpha": h["alpha"], "beta": h["beta"],
+             "FVE": _pct(h["fve"])} for h in analysis_dict["neurons"]["heads"]]
+
+
+def _pct(x: Any) -> str:
+    return "" if x is None or (isinstance(x, float) and x != x) else f"{100 * x:.1f}%"
 
 
 def phases_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -208,16 +202,64 @@ _LOSS_COLS = ("min_test_loss", "final_train_loss", "final_test_loss", "final_tes
 
 
 def claims_table(phases: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The §5.2 phase ends and claims of every model as rows (:func:`grokscope.measures.phases.claims_frame`)."""
-    names = {"memorisation_end": "memorisation ends", "circuit_formation_end": "circuit formation ends",
-             "cleanup_end": "cleanup ends"}
-    df = ph.claims_frame(phases)
-    return [{names.get(k, k): v for k, v in r.items()} for r in df.to_dict("records")]
+    """The §5.2 claims of every model, one row each: the claim in words, its verdict (holds / does not hold /
+    undecided, :func:`grokscope.report.html.verdict`) and the numbers that decide it (or why it is undecided)."""
+    rows = []
+    for r in ph.claims_frame(phases).to_dict("records"):
+        nums = {k: v for k, v in (r["numbers"] or {}).items() if k not in ("keys", "weight_decay")}
+        evidence = "; ".join(f"{k.replace('_', ' ')} = {cell(v)}" for k, v in nums.items())
+        rows.append({"model": r["model"], "claim": r["text"], "verdict": verdict(r["holds"]),
+                     "evidence": evidence if r["holds"] is not None or not r["reason"] else r["reason"]})
+    return rows
 
 
-#: the style sheet of every HTML page of the report (run, experiment, sequence task)
-CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px}caption{font-weight:bold;text-align:left}")
+def analysis_rows(analysis) -> list[dict[str, Any]]:
+    """The analysis's summary (:meth:`grokscope.interp.Analysis.summary`) as rows of (what, value, meaning)."""
+    kf, co, ne, ab = analysis.key_frequencies, analysis.composition, analysis.neurons, analysis.ablations
+    r = ab.results
+    mm = analysis.model_metrics
+    rows = [("key frequencies", ", ".join(map(str, kf.keys)) or "none",
+             f"from W_E: {', '.join(map(str, kf.we_keys)) or 'none'}; from the neurons: "
+             f"{', '.join(map(str, kf.neuron_keys)) or 'none'}; {'consistent' if kf.consistent else 'inconsistent'}"),
+            ("loss (train / test)", f"{mm.loss_train:.3g} / {mm.loss_test:.3g}", "the analysed checkpoint"),
+            ("logit FVE", _pct(co.logit_fve), "logits explained by the key frequencies' cos(w_k(a+b-c)) terms"),
+            ("W_L outside the key directions", f"{co.wl_residual_share:.3%}",
+             f"share of W_L's norm (centred: {co.wl_residual_share_centered:.3%})"),
+            ("neurons explained by one frequency", f"{ne.n_well_fit}/{ne.n_neurons} ({ne.frac_well_fit:.1%})",
+             f"FVE > {ne.threshold:g}; clusters (frequency: neurons): "
+             + ", ".join(f"{k}: {v}" for k, v in sorted(ne.clusters.items()))),
+            ("restricted loss (all pairs)", f"{r['logits_restricted'].after.loss_all:.3g}",
+             "only the key frequencies kept in the logits"),
+            ("excluded loss (train)", f"{r['logits_excluded'].after.loss_train:.3g}",
+             "the key frequencies removed from the logits"),
+            ("loss before ablations (all pairs)", f"{ab.baseline.loss_all:.3g}", "")]
+    return [{"measure": a, "value": b, "what it is": c} for a, b, c in rows]
+
+
+def header_cards(ctx: FigureContext) -> list[str]:
+    """The key numbers of the report's model: grokking epoch (first epoch of test accuracy > 99%), key
+    frequencies, logit FVE, phase ends and the §5.2 claims held / decided."""
+    m = ctx.run.milestones()
+    row = m[m["model"] == ctx.model].iloc[0]
+    grok = row["test_acc_99"]
+    a = ctx.analysis
+    pm = next((x for x in ctx.phases.get("models", []) if int(x["model"]) == ctx.model), {})
+    ends = pm.get("ends") or {}
+    decided = [c for c in pm.get("claims", []) if c.get("holds") is not None]
+    held = sum(bool(c["holds"]) for c in decided)
+    fve = a.composition.logit_fve
+    return [card("grokking epoch", "never" if grok != grok else int(grok),
+                 f"first epoch with test accuracy > 99% (of {int(row['last_epoch'])})",
+                 "bad" if grok != grok else "good"),
+            card("key frequencies", ", ".join(map(str, a.keys)) or "none", f"p = {a.p}",
+                 "good" if a.keys else "bad"),
+            card("logit FVE", _pct(fve), "logits explained by the key frequencies", "good" if fve > 0.9 else ""),
+            card("memorisation ends", ends.get("memorisation"), "epoch (§5.2)"),
+            card("circuit formation ends", ends.get("circuit_formation"), "epoch"),
+            card("cleanup ends", ends.get("cleanup"), "epoch"),
+            card("claims hold", f"{held} / {len(decided)}", f"decided, of {len(pm.get('claims', []))} (§5.2)",
+                 "none" if not decided else "good" if held == len(decided) else "bad"),
+            card("final test loss", float(row["final_test_loss"]), f"train {cell(float(row['final_train_loss']))}")]
 
 
 def _default_names(ctx: FigureContext) -> list[str]:
@@ -228,18 +270,17 @@ def _default_names(ctx: FigureContext) -> list[str]:
 def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
                 model: int = 0, analysis=None, progress: pd.DataFrame | None = None,
                 phases: Mapping[str, Any] | None = None, show: bool = False, stamp: str = "") -> Path:
-    """Write ONE self-contained HTML file at ``path``: the figures (``figures``: names of :data:`FIGURES`,
-    default all), Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims
-    (``phases.json``, computed by :func:`grokscope.measures.phases.phases_report` if missing). The plotly JS is
-    embedded once (viewing needs no network). ``show``: progress on stderr (a bar over the progress measures'
-    checkpoints, then over the figures). ``stamp``: written into the page's head (the inputs' fingerprint that
-    ``grokscope report`` compares to skip an unchanged run). Returns the path."""
-    import plotly.io as pio  # an optional extra
-
+    """Write ONE self-contained HTML file at ``path``: the key numbers as cards, a table of contents, the
+    figures (``figures``: names of :data:`FIGURES`, default all) each with a caption saying what to look for,
+    Tables 1 and 2 (from the analysis of ``model`` at ``epoch``) and the §5.2 phases and claims (``phases.json``,
+    computed by :func:`grokscope.measures.phases.phases_report` if missing). The plotly JS is embedded once
+    (viewing needs no network). ``show``: progress on stderr (a bar over the progress measures' checkpoints, then
+    over the figures). ``stamp``: written into the page's head (the inputs' fingerprint that ``grokscope report``
+    compares to skip an unchanged run). Returns the path."""
     ctx = FigureContext(run, epoch=epoch, model=model, analysis=analysis, progress=progress, phases=phases,
                         show=show)
     names = _default_names(ctx) if figures is None else list(figures)
-    parts = []
+    figs = []
     bar = None
     if show:
         from tqdm.auto import tqdm
@@ -247,28 +288,34 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
     for i, name in enumerate(names):
         if bar is not None:
             bar.set_postfix_str(name)
-        fig = figure(ctx, name)
+        title, cap = caption(captions.RUN, name)
+        figs.append(figure_section(figure(ctx, name), name, title, cap, first=i == 0))
         if bar is not None:
             bar.update(1)
-        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
-                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
-                     + "</section>")
     if bar is not None:
         bar.close()
     ad = ctx.analysis.to_dict()
-    head_tables = [html_table(milestones_table(ctx.run), "Training milestones per model (first epochs; losses)",
-                              "milestones"),
-                   html_table(phases_table(ctx.phases), "Phases per model (§5.2) and how many claims hold", "phases")]
-    tables = [html_table(table1(ad), "Table 1: W_L directions, their largest Fourier terms and FVE", "table1"),
-              html_table(table2(ad), "Table 2: attention '=' -> 'a' fits per head", "table2"),
-              html_table(claims_table(ctx.phases), "§5.2: phase ends and claims", "claims")]
-    title = f"grokscope report: {html.escape(str(ctx.run.path))} (model {model})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-           f"<meta name='grokscope-inputs' content='{html.escape(stamp)}'><style>{CSS}</style>"
-           f"</head><body><h1>{title}</h1>"
-           + "".join(head_tables) + f"<pre>{html.escape(ctx.analysis.summary())}</pre>" + "".join(parts)
-           + "".join(tables)
-           + "</body></html>")
+    sections = [table_section("table-milestones", "Training milestones per model", milestones_table(ctx.run),
+                              "milestones", "First epochs each model reached the accuracy / loss thresholds "
+                              "(empty: never); the lowest and final losses."),
+                table_section("table-phases", "Phases (§5.2) per model", phases_table(ctx.phases), "phases",
+                              "The epochs at which memorisation, circuit formation and cleanup end (empty: the phase "
+                              "was not found) and how many of the decided claims hold."),
+                table_section("table-claims", "§5.2 claims and verdicts", claims_table(ctx.phases), "claims",
+                              "The paper's claims about the phases, checked on each model's progress measures; "
+                              "undecided where a phase is missing."),
+                table_section("table-analysis", f"The mechanism at epoch {ctx.epoch or run.checkpoint_epochs[-1]} "
+                              f"(model {model})", analysis_rows(ctx.analysis), "analysis")]
+    sections += figs
+    sections += [table_section("table1", "Table 1: W_L directions and their Fourier terms", table1(ad), "table1",
+                               "Each key frequency's cos (u_k) and sin (v_k) direction of W_L: its largest 2-D "
+                               "Fourier terms over (a, b) and how much the single cos/sin(w_k(a+b)) term explains."),
+                 table_section("table2", "Table 2: attention fits per head", table2(ad), "table2",
+                               "The fit 0.5 + alpha (cos w_k a - cos w_k b) + beta (sin w_k a - sin w_k b) of each "
+                               "head's attention from '=' to 'a', and its FVE.")]
+    doc = page(f"grokscope report: model {model}", f"{ctx.run.path} — p = {ctx.run.configs[model].p}, "
+               f"{ctx.run.K} model(s), {run.checkpoint_epochs[-1]} epochs", cards=header_cards(ctx),
+               sections=sections, stamp=stamp)
     path = Path(path)
     atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
     return path
@@ -300,6 +347,7 @@ def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = Non
 def write_png(fig, path: str | Path, scale: float = 1.0) -> None:
     """One figure as a PNG (kaleido), at its layout's size (1000 x 600 where it has none), tried
     :data:`PNG_TRIES` times."""
+    style(fig)
     for attempt in range(PNG_TRIES):  # kaleido's Chromium page sometimes is not ready yet on a loaded machine
         try:  # ("ReferenceError: kaleido_scopes is not defined"): the same figure again then succeeds
             fig.write_image(str(path), width=fig.layout.width or 1000, height=fig.layout.height or 600, scale=scale)

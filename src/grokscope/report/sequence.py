@@ -26,7 +26,6 @@ batches: index ``j`` is step ``4 j``.
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -43,12 +42,15 @@ from ..model.authors import SAFE_GLOBALS
 from ..checks import ConfigError
 from .experiment import REFERENCE
 from ..files import atomic_write
-from .run import CSS, html_table, write_png
+from . import captions
+from .html import card, cell, column_name, config_table, figure_section, page, table_section, text_section
+from .run import write_png
 from ..tasks import Examples
 from ..training import Run
 
 __all__ = ["reference_curves", "reference_per_token", "figure_names",
-           "seq_figure", "milestones_rows", "head_scores", "scores_of_heads", "attention_patterns", "check_epoch", "seq_report_html", "write_seq_pngs"]
+           "seq_figure", "milestones_rows", "head_scores", "scores_of_heads", "attention_patterns", "check_epoch",
+           "seq_cards", "seq_report_html", "write_seq_pngs"]
 
 N_EXAMPLES = 3  # test examples whose attention patterns are drawn (skip trigram: 4x as many rows)
 
@@ -195,10 +197,10 @@ def _attention_induction(run: Run, epoch: int | None, scores: list[dict[str, Any
     last = run.config.n_layers - 1
     prev = max((r for r in scores if r["layer"] == 0), key=lambda r: r["prev_token"])
     ind = max((r for r in scores if r["layer"] == last), key=lambda r: r["induction"])
-    heads = [(prev, f"L{prev['layer']}H{prev['head']}: previous-token head (score {prev['prev_token']:.2f})"),
-             (ind, f"L{ind['layer']}H{ind['head']}: induction head (score {ind['induction']:.2f})")]
-    fig = make_subplots(rows=2, cols=N_EXAMPLES, horizontal_spacing=0.04, vertical_spacing=0.1,
-                        subplot_titles=[f"{t}, test example {j}" for _, t in heads for j in range(N_EXAMPLES)])
+    heads = [(prev, f"L{prev['layer']}H{prev['head']} previous-token ({prev['prev_token']:.2f})"),
+             (ind, f"L{ind['layer']}H{ind['head']} induction ({ind['induction']:.2f})")]
+    fig = make_subplots(rows=2, cols=N_EXAMPLES, horizontal_spacing=0.05, vertical_spacing=0.12,
+                        subplot_titles=[f"{t}, example {j}" for _, t in heads for j in range(N_EXAMPLES)])
     for i, (r, _) in enumerate(heads, start=1):
         for j in range(N_EXAMPLES):
             z = as_array(pats[r["layer"]][j, r["head"]])
@@ -244,7 +246,7 @@ def _head_scores_fig(run: Run, scores: list[dict[str, Any]]):
     fig = go.Figure()
     labels = [f"L{r['layer']}H{r['head']}" for r in scores]
     for k in [k for k in scores[0] if k not in ("layer", "head")]:
-        fig.add_trace(go.Bar(x=labels, y=[r[k] for r in scores], name=k))
+        fig.add_trace(go.Bar(x=labels, y=[r[k] for r in scores], name=column_name(k)))
     fig.update_layout(title="Attention scores per head on 64 test examples (chance for the previous-token score "
                             "~ 1 / position)", yaxis_title="mean attention", barmode="group", height=420)
     return fig
@@ -341,34 +343,59 @@ def check_epoch(run: Run, epoch: int | None) -> int:
     return eps[-1] if epoch is None else epoch
 
 
+def seq_cards(run: Run, rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> list[str]:
+    """The header's key numbers: the task and its data, steps trained, when train accuracy reached 100% and test
+    accuracy passed 95%, the final losses and (attention tasks) the best head's score."""
+    c = run.config
+    ours = rows[0]
+    test95 = ours["test acc > 95% at"]
+    out = [card("task", c.task.replace("_", " "), "fresh data every step" if run.task.infinite else
+                f"{c.n_train} fixed training examples"),
+           card("steps", ours["last epoch"], f"{c.n_layers} layer(s), d_model {c.d_model}"),
+           card("test acc > 95% at", test95 if test95 != "" else "never", "first step",
+                "good" if test95 != "" else "bad"),
+           card("train acc 100% at", ours["train acc 100% at"] if ours["train acc 100% at"] != "" else "never",
+                "first step"),
+           card("final test loss", ours["final_test_loss"], f"train {cell(ours['final_train_loss'])}")]
+    if len(rows) > 1:
+        out.append(card("authors' final train loss", rows[1]["final_train_loss"], "their saved curve"))
+    for key, label in (("induction", "best induction head"), ("to_big_token", "best head to token >= 10")):
+        if scores and key in scores[0]:
+            best = max(scores, key=lambda r: r[key])
+            out.append(card(label, f"{best[key]:.2f}", f"layer {best['layer']} head {best['head']}"))
+    return out
+
+
 def seq_report_html(run: Run, path: str | Path, *, epoch: int | None = None,
                     reference: str | Path | None = None, figures: Sequence[str] | None = None) -> Path:
-    """Write ONE self-contained HTML file (plotly JS embedded once): the milestones table, the figures
-    (default: all of :func:`figure_names`), the head scores and the config. Returns the path."""
-    import plotly.io as pio  # an optional extra
-
+    """Write ONE self-contained HTML file (plotly JS embedded once): key numbers as cards, a table of contents,
+    the figures with captions (default: all of :func:`figure_names`), the milestones, the head scores and the
+    config. Returns the path."""
     epoch = check_epoch(run, epoch)
     names = figure_names(run) if figures is None else list(figures)
     scores = head_scores(run, epoch) if run.task.attention_probe else []
-    parts = []
+    sections = []
     for i, name in enumerate(names):
         fig = seq_figure(run, name, epoch=epoch, reference=reference, scores=scores)
-        parts.append(f'<section class="figure" id="fig-{html.escape(name)}">'
-                     + pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}")
-                     + "</section>")
+        title, cap = captions.caption(captions.SEQUENCE, name)
+        sections.append(figure_section(fig, name, title, cap, first=i == 0))
     ref_note = ("" if reference_curves(run, reference) else
-                f"<p>The authors' reference curves are not shown: {html.escape(str(_root(reference)))} is absent.</p>")
-    tables = [html_table(milestones_rows(run, reference), "Milestones: ours and the authors' curve of the same "
-                         "setup (epochs; losses; max test/train loss ratio at the test epochs)", "milestones")]
+                f"<p class='note'>The authors' reference curves are not shown: "
+                f"{html.escape(str(_root(reference)))} is absent.</p>")
+    rows = milestones_rows(run, reference)
+    sections.append(table_section("table-milestones", "Milestones: ours beside the authors' curve", rows,
+                                  "milestones", "First steps train accuracy reaches 100%, test accuracy passes 95% "
+                                  "and train loss falls below 1e-2 (empty: never, or not in the authors' files, "
+                                  "which hold losses only); final losses; the largest test / train loss ratio."))
     if scores:
-        tables.append(html_table(scores, f"Attention scores per head (checkpoint {epoch}, 64 test examples)",
-                                 "head-scores"))
+        sections.append(table_section("table-head-scores", f"Attention scores per head (step {epoch})", scores,
+                                      "head-scores", "Mean attention on 64 test examples."))
     c = run.config
-    title = f"grokscope report: {html.escape(str(run.path))} ({c.task}, n_train {c.n_train or 'inf'})"
-    doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{CSS}</style>"
-           f"</head><body><h1>{title}</h1>" + ref_note + "".join(tables) + "".join(parts)
-           + f"<h2>config (checkpoint {epoch} for the attention figures)</h2><pre>"
-           + html.escape(json.dumps(c.to_dict(), indent=1)) + "</pre></body></html>")
+    sections.append(text_section("config", "Config", config_table(c.to_dict())
+                                 + f"<p class='note'>The attention figures are of checkpoint {epoch}.</p>"))
+    doc = page(f"grokscope report: {c.task.replace('_', ' ')}",
+               f"{run.path} — n_train {c.n_train or 'infinite'} (Appendix D.3)",
+               cards=seq_cards(run, rows, scores), intro=ref_note, sections=sections)
     path = Path(path)
     atomic_write(path, lambda t: Path(t).write_text(doc, encoding="utf-8"))
     return path
