@@ -146,6 +146,12 @@ class Trainer:
             return torch.tensor([getattr(c, name) for c in configs], dtype=dtype, device=dev)[:, None]
 
         self.lr, self.wd = col("lr"), col("weight_decay")
+        # the step's lr and weight decay: per-model float32 columns (the modular trainer's convention), or for the
+        # other tasks, when every model shares them, Python floats (the sequence trainer's before one trainer
+        # served every task): each convention's runs resume, and its presets train, bit for bit as before
+        shared = len({(c.lr, c.weight_decay) for c in configs}) == 1
+        self.step_lr, self.step_wd = ((float(self.cfg.lr), float(self.cfg.weight_decay))
+                                      if shared and not self.task.pair_form else (self.lr, self.wd))
         self.l1 = col("l1", torch.float64)[:, 0]
         self.dropout = col("dropout")[:, 0]
         self.use_dropout = bool((self.dropout > 0).any())
@@ -295,8 +301,8 @@ class Trainer:
             self.muon.step(self.params, grad, e, c.warmup)
             spans = self.muon.adam
         for s in spans:
-            adamw_update(self.params[:, s], self.exp_avg[:, s], self.exp_avg_sq[:, s], grad[:, s], e, self.lr, self.wd,
-                         c.beta1, c.beta2, c.eps, c.warmup)
+            adamw_update(self.params[:, s], self.exp_avg[:, s], self.exp_avg_sq[:, s], grad[:, s], e, self.step_lr,
+                         self.step_wd, c.beta1, c.beta2, c.eps, c.warmup)
         if self.use_norm:
             renormalise_(self.params, self.norm_target, self.norm_on)
         if frozen is not None:  # stopped models keep their weights and moments
