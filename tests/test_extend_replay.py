@@ -126,3 +126,13 @@ def test_a_second_report_of_an_unchanged_run_is_skipped(tmp_path, capsys):
     resume(out, progress=False, epochs=50)  # the run changed: drawn again
     assert main(["report", str(out)]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+def test_ctrl_c_during_the_closing_summary_still_reports_success(tmp_path, monkeypatch, capsys):
+    import grokscope.cli.train as cli_train
+
+    def interrupted(run):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_train, "_summary", interrupted)
+    assert main(["train", "--preset", "tiny", "--epochs", "20", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert "the run is complete" in capsys.readouterr().err and Run.load(tmp_path / "r").finished

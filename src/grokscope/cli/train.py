@@ -17,6 +17,7 @@ input: one line, exit 2 (:mod:`grokscope.cli`).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 import types
 import typing
@@ -265,7 +266,10 @@ def run(args: argparse.Namespace) -> int:
         finally:
             log.close() if log else None
             forecast_mod.print_cost(live, time.perf_counter() - t0)
-    _summary(run)
+    try:
+        _summary(run)
+    except KeyboardInterrupt:  # the run is trained and saved: a Ctrl-C now only cuts the summary short
+        print("\n(summary interrupted; the run is complete)", file=sys.stderr)
     return 0
 
 
