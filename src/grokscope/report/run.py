@@ -10,7 +10,7 @@
   (:func:`report_html`; the page layout, :func:`html_table` and :data:`CSS` are :mod:`grokscope.report.html`'s,
   the captions :mod:`grokscope.report.captions`'), and the PNG export (:func:`write_pngs`).
 
-    from grokscope.report import figure, load_or_compute_progress, report_html
+    from grokscope.report.run import figure, load_or_compute_progress, report_html
     df = load_or_compute_progress(run)             # tidy: model, epoch, measure, freq, value
     figure(run, "losses")                          # a plotly Figure; names in FIGURES
     report_html(run, "report.html")                # every figure + Tables 1, 2 and the §5.2 claims, one file
