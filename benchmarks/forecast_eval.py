@@ -202,7 +202,7 @@ def main(argv=None) -> int:
 # ====================================================================== corpus mode (issue #34)
 POINTS = ("mem", 0.25, 0.5, 0.75)
 AUC_AT = (100, 200, 400)
-CORPUS_METHODS = ("ours", "trivial", "notsawo", "delay_balance", "delay_ratio")
+CORPUS_METHODS = ("ours", "trivial", "notsawo", "delay_balance", "delay_ratio", "trend")
 
 
 def _notsawo_fit(rows):
@@ -241,7 +241,19 @@ class Fitted:
             out["notsawo"] = None
         for k, law in self.law.items():
             out[f"delay_{k}"] = law.predict(s, until, f)
+        out["trend"] = _trend(f, until)
         return out, o["p_grok"], f
+
+
+def _trend(f, until, threshold=0.1):
+    """The uncalibrated restricted-loss trend (grokscope.measures.forecast's default): where the line through
+    log10 restricted loss (its last value, its slope over the window) crosses log10 threshold; interval x/÷ 2 of
+    the remaining time; ``None`` if it does not fall."""
+    c = ff.crossing(until / 1000.0, f["log_restricted"], f["restricted_slope"], np.log10(threshold))
+    if c is None:
+        return None
+    pred = max(c * 1000.0, float(until))
+    return pred, until + (pred - until) / 2, until + (pred - until) * 2
 
 
 def points(s):

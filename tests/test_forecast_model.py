@@ -168,3 +168,26 @@ def test_corpus_split_is_by_config_and_fixed():
     for meta in (ROOT / "benchmarks" / "results" / "forecast_corpus").glob("*/meta.json"):
         for m in json.loads(meta.read_text())["models"]:
             assert sp[m["config"]] == m["part"]
+
+
+def test_forecast_run_uses_the_fitted_forecaster_and_says_how_much_to_trust_it(tmp_path):
+    from grokscope.config import Config
+    from grokscope.measures import forecast as fc
+    from grokscope.training.run import train
+
+    kw = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=60, checkpoint_every=10, test_every=5, frac_train=0.5)
+    run = train([Config(seed=0, **kw), Config(seed=1, **kw)], tmp_path / "r", device="cpu", progress=False)
+    trend = fc.forecast_run(run, 40, forecaster="trend")
+    assert all(f.p_grok is None and not f.trust for f in trend)
+    model = fm.load_model()
+    res = fc.forecast_run(run, 40)
+    if model is None:  # no shipped constants: the trend, as before
+        assert [f.method for f in res] == [f.method for f in trend]
+        return
+    for f in res:
+        assert 0.0 <= f.p_grok <= 1.0 and f.trust.startswith("how much to trust it")
+        if not f.grokked:
+            assert f.method.startswith("fitted") and 40 <= f.lower <= f.predicted <= f.upper
+    assert res[0].trust in fc.format_table(res)
+    # a calibration is the trend's: auto then keeps the trend
+    assert fc.forecast_run(run, 40, fc.Calibration())[0].p_grok is None
