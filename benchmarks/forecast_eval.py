@@ -162,6 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", default=None, help="corpus mode: the forecast_corpus directory")
     ap.add_argument("--write-model", action="store_true", help="corpus mode: write the dev-fitted forecaster")
     ap.add_argument("--no-dev", action="store_true", help="corpus mode: skip the leave-one-config-out dev table")
+    ap.add_argument("--dev-only", action="store_true", help="corpus mode: only the development table (for design "
+                    "decisions, which must not look at the held-out part)")
     ap.add_argument("--partial", action="store_true", help="corpus mode: the corpus is not complete (labelled)")
     ap.add_argument("--html", default=None, help="the figure as a self-contained HTML file")
     ap.add_argument("--png", default=None, help="the figure as PNG (needs kaleido and a local Chromium)")
@@ -367,6 +369,8 @@ def corpus_main(a) -> int:
         doc["dev_summary"] = corpus_summary(drows, darows)
         print(corpus_table(doc["dev_summary"], "development part, leave one config out "
                            "(n: forecast points; each cell forecasts: MdARE (80% coverage))"))
+    if a.dev_only:
+        held = []
     if held:
         hrows, harows = corpus_rows(fit, held)
         doc["heldout_summary"] = corpus_summary(hrows, harows)

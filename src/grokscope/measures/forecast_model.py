@@ -19,7 +19,7 @@ Two small regressions on log-time features (:func:`features`), fitted on a devel
   standardised features; the point forecast ``until * 10**yhat``; the 80% interval from the 10% / 90% quantiles of
   the *out-of-fold* residuals (5 folds by config on the fitting models), so it is not narrowed by in-sample fit;
 * whether the model groks within the budget at all: an L2-penalised logistic regression on the same features
-  (label: ``G <= budget``), ``p_grok``.
+  and the regression's margin ``log10(budget / predicted G)`` (label: ``G <= budget``), ``p_grok``.
 
 Fitting rows: every fitting model at a grid of forecast epochs that does not depend on its ``G`` (every
 checkpoint from epoch 40 on, at most 25 per model, each model weighted equally) while it has not grokked -- never
@@ -344,7 +344,8 @@ def fit_rows(series: Sequence[Series], A: float) -> list[dict]:
             f = features(s, u, A)
             rows.append({"i": i, "config": s.config or str(i), "until": u, "G": G, "groks": G <= s.budget,
                          "w": 1.0 / len(grid), **{k: f[k] for k in FEATURES}, "spectral": f["spectral"],
-                         "norm_now": f["norm_now"], "wd": s.weight_decay, "gamma": s.lr * s.weight_decay})
+                         "norm_now": f["norm_now"], "wd": s.weight_decay, "gamma": s.lr * s.weight_decay,
+                         "budget": s.budget})
     return rows
 
 
@@ -389,10 +390,11 @@ class ForecastModel:
     n_grok: int = 0
     trust: dict = field(default_factory=dict)
     features: tuple = FEATURES
+    stack: bool = True
 
     @classmethod
     def fit(cls, series: Sequence[Series], A: float | None = None, lam: float = RIDGE, folds: int = 5,
-            rows: list[dict] | None = None) -> "ForecastModel":
+            rows: list[dict] | None = None, stack: bool = True) -> "ForecastModel":
         A = DelayLaw.fit(series).A if A is None else A
         rows = fit_rows(series, A) if rows is None else [
             {**r, "dl_remaining": dl_remaining(r["norm_now"], r["wd"], r["gamma"], A)} for r in rows]
@@ -405,7 +407,15 @@ class ForecastModel:
         reg = g > 0
         y = np.array([math.log10(r["G"] / r["until"]) if r["groks"] else 0.0 for r in rows])
         beta = _ridge(Z[reg], y[reg], w[reg], lam)
-        gam = _logistic(Z, g, w, lam)
+        if stack:  # the classifier also sees the regression's margin log10(budget / predicted G)
+            Za = np.hstack([Z, np.ones((len(Z), 1))])
+            budget = np.array([r.get("budget", 2000) for r in rows], float)
+            until = np.array([r["until"] for r in rows], float)
+            margin = np.log10(budget / until) - np.maximum(Za @ beta, 0.0)
+            Zc = np.hstack([Z, margin[:, None]])
+        else:
+            Zc = Z
+        gam = _logistic(Zc, g, w, lam)
         # out-of-fold residuals, folds by config
         cfgs = sorted({r["config"] for r in rows if r["groks"]})
         res, rw = [], []
@@ -421,7 +431,8 @@ class ForecastModel:
             rw.extend(w[te])
         lo, hi = (_wquantile(res, rw, 0.1), _wquantile(res, rw, 0.9)) if res else (-0.3, 0.3)
         return cls(mean.tolist(), scale.tolist(), beta.tolist(), gam.tolist(), float(min(lo, 0)), float(max(hi, 0)),
-                   float(A), n=len({r["i"] for r in rows}), n_grok=len({r["i"] for r in rows if r["groks"]}))
+                   float(A), n=len({r["i"] for r in rows}), n_grok=len({r["i"] for r in rows if r["groks"]}),
+                   stack=stack)
 
     def _z(self, f: dict) -> np.ndarray:
         x = np.array([f[k] for k in self.features] + [], float)
@@ -436,7 +447,8 @@ class ForecastModel:
             return {"predicted": G, "lower": G, "upper": G, "p_grok": 1.0, "grokked": True}
         z = self._z(f)
         yhat = max(float(z @ np.array(self.beta)), 0.0)
-        p = float(1 / (1 + math.exp(-max(min(float(z @ np.array(self.gamma_)), 30.0), -30.0))))
+        zc = np.insert(z, len(z) - 1, math.log10(s.budget / until) - yhat) if self.stack else z
+        p = float(1 / (1 + math.exp(-max(min(float(zc @ np.array(self.gamma_)), 30.0), -30.0))))
         pred = until * 10 ** yhat
         return {"predicted": pred, "lower": max(pred * 10 ** self.lo, float(until)),
                 "upper": max(pred * 10 ** self.hi, pred), "p_grok": p, "grokked": False}
@@ -444,7 +456,7 @@ class ForecastModel:
     def to_dict(self) -> dict:
         return {"mean": self.mean, "scale": self.scale, "beta": self.beta, "gamma_": self.gamma_, "lo": self.lo,
                 "hi": self.hi, "A": self.A, "n": self.n, "n_grok": self.n_grok, "trust": self.trust,
-                "features": list(self.features)}
+                "features": list(self.features), "stack": self.stack}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ForecastModel":
