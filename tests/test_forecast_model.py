@@ -191,3 +191,19 @@ def test_forecast_run_uses_the_fitted_forecaster_and_says_how_much_to_trust_it(t
     assert res[0].trust in fc.format_table(res)
     # a calibration is the trend's: auto then keeps the trend
     assert fc.forecast_run(run, 40, fc.Calibration())[0].p_grok is None
+
+
+def test_a_series_read_from_a_run_has_the_corpus_features(tmp_path):
+    """series_from_run computes only the checkpoints features() reads; the features equal those of the same
+    model with every checkpoint's causal measures (the corpus's form)."""
+    from grokscope.config import Config
+    from grokscope.training.run import train
+
+    kw = dict(p=11, d_model=16, n_heads=2, d_mlp=32, epochs=200, checkpoint_every=10, test_every=5, frac_train=0.6,
+              weight_decay=2.0, lr=3e-3)
+    run = train([Config(seed=0, **kw)], tmp_path / "r", device="cpu", progress=False)
+    full = fm.causal_progress(run, run.checkpoint_epochs)
+    for until in (60, 150, 200):
+        a = fm.features(fm.series_from_run(run, 0, until), until, 100.0)
+        b = fm.features(fm.series_from_run(run, 0, until, progress=full), until, 100.0)
+        assert a == pytest.approx(b, nan_ok=True), until

@@ -184,7 +184,8 @@ def series_from_run(run, model: int, until: int, metrics: pd.DataFrame | None = 
         progress = causal_progress(run, needed_epochs(ckpts, until, mem_epoch(met)))
     c = run.configs[model]
     return Series(float(c.lr), float(c.weight_decay), float(getattr(c, "frac_train", 0.5) or 0.5), int(c.epochs),
-                  met.reset_index(drop=True), wide_progress(progress, model)).upto(until)
+                  met.reset_index(drop=True), wide_progress(progress, model),
+                  extra={"checkpoints": [int(e) for e in ckpts]}).upto(until)
 
 
 # ====================================================================== features
@@ -221,7 +222,9 @@ def features(s: Series, until: int, A: float) -> dict[str, float]:
     s = s.upto(until)
     met, prog = s.metrics, s.progress
     ckpts = list(prog.index)
-    win = [e for e in window(ckpts, until) if e in prog.index]
+    # the window over *all* the run's checkpoints (a series read from a run holds only the ones features reads)
+    allc = [e for e in s.extra.get("checkpoints", ckpts) if e <= until]
+    win = [e for e in window(allc, until) if e in prog.index]
     w = prog.loc[win] if win else prog.iloc[-1:]
     t = np.asarray(w.index, float)
     last = prog.iloc[-1] if len(prog) else pd.Series(dtype=float)
