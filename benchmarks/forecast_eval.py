@@ -164,6 +164,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-dev", action="store_true", help="corpus mode: skip the leave-one-config-out dev table")
     ap.add_argument("--dev-only", action="store_true", help="corpus mode: only the development table (for design "
                     "decisions, which must not look at the held-out part)")
+    ap.add_argument("--md", default=None, help="corpus mode: the tables as Markdown")
     ap.add_argument("--partial", action="store_true", help="corpus mode: the corpus is not complete (labelled)")
     ap.add_argument("--html", default=None, help="the figure as a self-contained HTML file")
     ap.add_argument("--png", default=None, help="the figure as PNG (needs kaleido and a local Chromium)")
@@ -304,8 +305,10 @@ def corpus_summary(rows, arows) -> dict:
             ok = [r for r in rs if r[m] is not None]
             err = [abs(r[m][0] - r["G"]) / r["G"] for r in ok]
             cov = [r[m][1] <= r["G"] <= r[m][2] for r in ok if r[m][1] is not None]
+            same = [abs(r["ours"][0] - r["G"]) / r["G"] for r in ok]  # ours on the models this one forecasts
             d[m] = {"forecasts": len(ok), "mdare": float(np.median(err)) if err else None,
-                    "coverage": float(np.mean(cov)) if cov else None}
+                    "coverage": float(np.mean(cov)) if cov else None,
+                    "ours_same": float(np.median(same)) if same else None}
         out[str(pt)] = d
     from grokscope.measures.forecast_model import auc
     out["auc"] = {}
@@ -330,6 +333,37 @@ def corpus_table(summ: dict, title: str) -> str:
     lines.append("grok-within-budget AUC (p_grok; gamma = lr*wd alone): " + "; ".join(
         f"@{u}: n={d['n']} ({d['groks']} grok) ours {_f(d['ours'])}, gamma {_f(d['gamma_only'])}"
         for u, d in summ["auc"].items()))
+    return "\n".join(lines)
+
+
+NAMES = {"ours": "ours (fitted)", "trivial": "trivial (pred = until)", "notsawo": "Notsawo et al.",
+         "delay_balance": "delay law, balance norm", "delay_ratio": "delay law, fitted ratio",
+         "trend": "restricted-loss trend"}
+
+
+def corpus_markdown(summ: dict) -> str:
+    """The table of :func:`corpus_summary` in Markdown: per forecast point and forecaster, ``forecasts: MdARE
+    (80% coverage)`` and, where it forecasts fewer models than there are, ``[ours MdARE on the same models]``;
+    and the AUC table."""
+    lines = ["| from | n | " + " | ".join(NAMES[m] for m in CORPUS_METHODS) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in CORPUS_METHODS) + " |"]
+    for pt in POINTS:
+        d = summ[str(pt)]
+        name = "end of memorisation" if pt == "mem" else f"{float(pt):.0%} of G"
+        cells = []
+        for m in CORPUS_METHODS:
+            x = d[m]
+            e = "-" if x["mdare"] is None else f"{x['mdare']:.2f}"
+            v = "" if x["coverage"] is None else f" ({x['coverage']:.0%})"
+            same = (f" [ours {x['ours_same']:.2f}]" if m != "ours" and x["ours_same"] is not None
+                    and x["forecasts"] < d["n"] else "")
+            cells.append(f"{x['forecasts']}: {e}{v}{same}")
+        lines.append(f"| {name} | {d['n']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| p_grok AUC at epoch | models (grok) | ours | lr * wd alone |")
+    lines.append("| --- | --- | --- | --- |")
+    for u, d in summ["auc"].items():
+        lines.append(f"| {u} | {d['n']} ({d['groks']}) | {_f(d['ours'])} | {_f(d['gamma_only'])} |")
     return "\n".join(lines)
 
 
@@ -377,6 +411,11 @@ def corpus_main(a) -> int:
         doc["rows"] = hrows
         doc["auc_rows"] = harows
         print(corpus_table(doc["heldout_summary"], "HELD-OUT part, fitted on the development part"))
+        if a.md:
+            Path(a.md).write_text("development part, leave one config out:\n\n"
+                                  + (corpus_markdown(doc["dev_summary"]) if "dev_summary" in doc else "-")
+                                  + "\n\nheld-out part, fitted on the development part:\n\n"
+                                  + corpus_markdown(doc["heldout_summary"]) + "\n")
     doc["delay_law"] = {k: vars(v) for k, v in fit.law.items()}
     doc["model"] = fit.ours.to_dict()
     doc["seconds"] = round(time.perf_counter() - t0, 1)
