@@ -41,12 +41,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 
 from grokscope.config import preset
-from grokscope.measures.forecast_features import keys_at
-from grokscope.measures.progress import compute_progress
-from grokscope.training import Run, resume, train
+from grokscope.measures.forecast_series import causal_progress
+from grokscope.training import resume, train
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "forecast_corpus"
@@ -59,8 +57,6 @@ METHODS = {"adamw": {}, "grokfast_ema": {"grokfast": "ema"}, "orthoadamw": {"opt
 BATCHES = [(0.5, 0, "adamw"), (0.4, 0, "adamw"), (0.6, 0, "adamw"), (0.3, 0, "adamw"), (0.5, 1, "adamw"),
            (0.5, 0, "grokfast_ema"), (0.4, 1, "adamw"), (0.6, 1, "adamw"), (0.5, 2, "adamw"), (0.4, 2, "adamw"),
            (0.6, 2, "adamw"), (0.5, 0, "orthoadamw")]
-MEASURES = ("restricted_loss", "restricted_acc", "excluded_loss", "excluded_loss_max", "gini_W_E", "gini_W_L",
-            "sum_sq")
 METRIC_COLS = ("model", "epoch", "train_loss", "train_acc", "test_loss", "test_acc")
 
 
@@ -90,26 +86,6 @@ def configs(frac: float, seed: int, method: str):
             for lr in LRS for wd in WDS]
 
 
-def causal_progress(run: Run, epochs=None) -> pd.DataFrame:
-    """Per model and checkpoint: :data:`MEASURES` with the keys chosen at that checkpoint, and ``n_keys`` (the
-    gap rule's count, 0 if it finds none). Columns ``model, epoch, measure, value`` (tidy)."""
-    rows = []
-    for e in (run.checkpoint_epochs if epochs is None else epochs):
-        if e == 0:
-            continue
-        keys, rule = keys_at(run, e)
-        df = compute_progress(run, keys, epochs=[e])
-        df = df[df["measure"].isin(MEASURES) & (df["freq"] == 0)][["model", "epoch", "measure", "value"]]
-        rows.append(df)
-        rows.append(pd.DataFrame({"model": list(keys), "epoch": e, "measure": "n_keys",
-                                  "value": [float(len(keys[k])) if rule[k] == "gap" else 0.0 for k in keys]}))
-    out = pd.concat(rows, ignore_index=True)
-    out["model"] = out["model"].astype("int16")
-    out["epoch"] = out["epoch"].astype("int32")
-    out["value"] = out["value"].astype("float32")
-    return out
-
-
 def cpu() -> str:
     try:
         txt = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -129,7 +105,7 @@ def make_batch(frac: float, seed: int, method: str, out: Path, work: Path) -> di
         run = train(configs(frac, seed, method), w, progress=False, overwrite=True)
     t_train = time.perf_counter() - t0
     t1 = time.perf_counter()
-    prog = causal_progress(run)
+    prog = causal_progress(run, run.checkpoint_epochs)
     t_prog = time.perf_counter() - t1
     d.mkdir(parents=True, exist_ok=True)
     m = run.metrics[list(METRIC_COLS)].copy()

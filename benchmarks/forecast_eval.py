@@ -441,7 +441,6 @@ def corpus_main(a) -> int:
 def corpus_figure(rows, png):
     """Predicted vs actual grokking epoch on the held-out part (log-log), a panel per forecaster, a colour per
     forecast point, the 80% intervals as error bars (plotly; PNG through kaleido, else HTML beside it)."""
-    import plotly.graph_objects as go  # noqa: F401
     from plotly.subplots import make_subplots
     ms = ("ours", "notsawo", "delay_balance", "trivial")
     cols = {"mem": "#9467bd", "0.25": "#1f77b4", "0.5": "#ff7f0e", "0.75": "#2ca02c"}

@@ -58,9 +58,11 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from ..checks import ConfigError
 from ..files import atomic_write
 from ..jsonutil import clean
 from ..training.run import Run
+from . import forecast_model as fmod
 from .forecast_calibration import THRESHOLD, Calibration, fit_baseline, raw_forecast
 from .forecast_features import N_POINTS, Features, features_run
 
@@ -144,7 +146,6 @@ def trust_text(fm_model) -> str:
 def _fitted(run: Run, until: int, metrics: pd.DataFrame | None):
     """The fitted forecaster's ``{model: result}`` at ``until`` (``None``: no shipped constants, or a run it does
     not apply to: not one-layer modular addition with AdamW)."""
-    from . import forecast_model as fmod
     model = fmod.load_model()
     c = run.config
     if model is None or c.task != "add" or c.n_layers != 1 or c.optimizer not in ("adamw", "orthoadamw"):
@@ -186,7 +187,6 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
     fitted, model = _fitted(run, until, metrics)
     if fitted is None:
         if forecaster == "fitted":
-            from ..checks import ConfigError
             raise ConfigError("forecaster='fitted' is invalid for this run: the fitted forecaster needs "
                               "forecast_model.json and a one-layer modular-addition run trained with AdamW")
         return out
