@@ -1,7 +1,21 @@
-"""Leave-one-model-out evaluation of grokscope.measures.forecast against the Notsawo et al. 2023 baseline.
+"""Leave-one-model-out evaluation of grokscope.measures.forecast against the Notsawo et al. 2023 baseline; with
+``--corpus``, the held-out evaluation of the fitted forecaster against the trivial forecast, Notsawo et al. and the
+norm-separation delay law (issue #34; :func:`corpus_main`).
 
     python benchmarks/forecast_eval.py RUN [RUN ...] --out forecast_eval.json [--html forecast_eval.html]
                                        [--png forecast_eval.png]
+    python benchmarks/forecast_eval.py --corpus benchmarks/results/forecast_corpus --out corpus_eval.json
+                                       [--png corpus_eval.png] [--write-model]
+
+Corpus mode: the models of ``benchmarks/forecast_corpus.py``'s output, split by config into a development and a
+held-out part (``split.json``). Every forecaster's constants are fitted on the *development* part only; the table
+is on the held-out part (and, for design decisions, leave-one-config-out within the development part: ``dev``).
+Forecast points per model that groks within its budget: the end of memorisation (the first checkpoint at or after
+train accuracy 100%) and 25 / 50 / 75% of its grokking epoch ``G`` (only epochs ``>= 40``). Per forecaster: the
+forecasts made, their median absolute relative error ``|pred - G| / G`` and the share of 80% intervals holding
+``G``. The grok / no-grok AUC: ``p_grok`` at fixed epochs (100, 200, 400) over every model not grokked by then.
+``--write-model`` writes the forecaster fitted on the development part, with its held-out errors as ``trust``, to
+``src/grokscope/measures/forecast_model.json`` (what ``grokscope forecast`` uses).
 
 For every model of every run that groks (test accuracy > 99%, ``Run.milestones``) at epoch G, and each fraction
 f in 25%, 50%, 75%: features at ``until = f * G`` (only checkpoints/metrics <= until), constants (our remaining-time
@@ -143,11 +157,22 @@ def figure(rows, summary: dict | None = None):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+")
+    ap.add_argument("runs", nargs="*")
     ap.add_argument("--out", default="forecast_eval.json")
+    ap.add_argument("--corpus", default=None, help="corpus mode: the forecast_corpus directory")
+    ap.add_argument("--write-model", action="store_true", help="corpus mode: write the dev-fitted forecaster")
+    ap.add_argument("--no-dev", action="store_true", help="corpus mode: skip the leave-one-config-out dev table")
+    ap.add_argument("--dev-only", action="store_true", help="corpus mode: only the development table (for design "
+                    "decisions, which must not look at the held-out part)")
+    ap.add_argument("--md", default=None, help="corpus mode: the tables as Markdown")
+    ap.add_argument("--partial", action="store_true", help="corpus mode: the corpus is not complete (labelled)")
     ap.add_argument("--html", default=None, help="the figure as a self-contained HTML file")
     ap.add_argument("--png", default=None, help="the figure as PNG (needs kaleido and a local Chromium)")
     a = ap.parse_args(argv)
+    if a.corpus:
+        return corpus_main(a)
+    if not a.runs:
+        ap.error("give RUN directories or --corpus")
     t0 = time.perf_counter()
     models, skipped = collect(a.runs)
     rows = rows_of(models)
@@ -174,6 +199,280 @@ def main(argv=None) -> int:
                       f"{msg[0] if msg else ''}); the JSON{' and HTML' if a.html else ''} are", file=sys.stderr)
                 return 2
     return 0
+
+
+
+# ====================================================================== corpus mode (issue #34)
+POINTS = ("mem", 0.25, 0.5, 0.75)
+AUC_AT = (100, 200, 400)
+CORPUS_METHODS = ("ours", "trivial", "notsawo", "delay_balance", "delay_ratio", "trend")
+
+
+def _notsawo_fit(rows):
+    """Notsawo et al.: weighted least squares ``log10 G = a + b * spectral`` on the fitting rows of grokking
+    models; interval from the 10/90% residual quantiles."""
+    from grokscope.measures.forecast_model import _wquantile
+    r = [x for x in rows if x["groks"] and np.isfinite(x["spectral"])]
+    x = np.array([q["spectral"] for q in r]); y = np.log10([q["G"] for q in r]); w = np.array([q["w"] for q in r])
+    A = np.vstack([x, np.ones_like(x)]).T
+    b, a = np.linalg.solve(A.T @ (w[:, None] * A), A.T @ (w * y))
+    res = y - (a + b * x)
+    return a, b, min(_wquantile(res, w, 0.1), 0.0), max(_wquantile(res, w, 0.9), 0.0)
+
+
+class Fitted:
+    """Every forecaster's constants fitted on ``series`` (the fitting part only)."""
+
+    def __init__(self, series, rows=None):
+        from grokscope.measures import forecast_model as fm
+        self.fm = fm
+        self.law = {"balance": fm.DelayLaw.fit(series, "balance"), "ratio": fm.DelayLaw.fit(series, "ratio")}
+        self.rows = fm.fit_rows(series, self.law["balance"].A) if rows is None else rows
+        self.ours = fm.ForecastModel.fit(series, A=self.law["balance"].A, rows=self.rows)
+        self.notsawo = _notsawo_fit(self.rows)
+
+    def forecast(self, s, until):
+        """``{method: (pred, lo, hi) or None}`` and ``p_grok`` at ``until``."""
+        f = self.fm.features(s, until, self.ours.A)
+        o = self.ours.predict(s, until, f)
+        a, b, lo, hi = self.notsawo
+        out = {"ours": (o["predicted"], o["lower"], o["upper"]), "trivial": (float(until), None, None)}
+        if np.isfinite(f["spectral"]):
+            y = a + b * f["spectral"]
+            out["notsawo"] = tuple(max(10 ** (y + d), float(until)) for d in (0.0, lo, hi))
+        else:
+            out["notsawo"] = None
+        for k, law in self.law.items():
+            out[f"delay_{k}"] = law.predict(s, until, f)
+        out["trend"] = _trend(f, until)
+        return out, o["p_grok"], f
+
+
+def _trend(f, until, threshold=0.1):
+    """The uncalibrated restricted-loss trend (grokscope.measures.forecast's default): where the line through
+    log10 restricted loss (its last value, its slope over the window) crosses log10 threshold; interval x/÷ 2 of
+    the remaining time; ``None`` if it does not fall."""
+    c = ff.crossing(until / 1000.0, f["log_restricted"], f["restricted_slope"], np.log10(threshold))
+    if c is None:
+        return None
+    pred = max(c * 1000.0, float(until))
+    return pred, until + (pred - until) / 2, until + (pred - until) * 2
+
+
+def points(s):
+    """The forecast points of a model that groks within its budget: ``{point: until}``."""
+    from grokscope.measures import forecast_model as fm
+    G, tm = fm.observed(s)
+    if not np.isfinite(G) or G > s.budget:
+        return {}
+    out = {}
+    if tm is not None:
+        after = [e for e in s.progress.index if e >= tm]
+        if after and after[0] < G:
+            out["mem"] = int(after[0])
+    for f in POINTS[1:]:
+        u = int(f * G)
+        if u >= 40:
+            out[f] = u
+    return out
+
+
+def corpus_rows(fit, series):
+    """One row per (model, point) of ``series`` with every forecaster's forecast, and the AUC rows."""
+    from grokscope.measures import forecast_model as fm
+    rows, arows = [], []
+    for s in series:
+        G, tm = fm.observed(s)
+        for pt, u in points(s).items():
+            fc, p, _ = fit.forecast(s.upto(u), u)
+            rows.append({"model": s.name, "config": s.config, "part": s.part, "G": G, "t_mem": tm, "point": str(pt),
+                         "until": u, "p_grok": p, **{m: (None if fc[m] is None else list(fc[m]))
+                                                     for m in CORPUS_METHODS}})
+        for u in AUC_AT:
+            if u < G and u <= s.budget:
+                fc, p, f = fit.forecast(s.upto(u), u)
+                arows.append({"model": s.name, "part": s.part, "until": u, "groks": bool(G <= s.budget),
+                              "p_grok": p, "gamma": s.lr * s.weight_decay})
+    return rows, arows
+
+
+def corpus_summary(rows, arows) -> dict:
+    out = {}
+    for pt in POINTS:
+        rs = [r for r in rows if r["point"] == str(pt)]
+        d = {"n": len(rs)}
+        for m in CORPUS_METHODS:
+            ok = [r for r in rs if r[m] is not None]
+            err = [abs(r[m][0] - r["G"]) / r["G"] for r in ok]
+            cov = [r[m][1] <= r["G"] <= r[m][2] for r in ok if r[m][1] is not None]
+            same = [abs(r["ours"][0] - r["G"]) / r["G"] for r in ok]  # ours on the models this one forecasts
+            d[m] = {"forecasts": len(ok), "mdare": float(np.median(err)) if err else None,
+                    "coverage": float(np.mean(cov)) if cov else None,
+                    "ours_same": float(np.median(same)) if same else None}
+        out[str(pt)] = d
+    from grokscope.measures.forecast_model import auc
+    out["auc"] = {}
+    for u in AUC_AT:
+        a = [r for r in arows if r["until"] == u]
+        out["auc"][str(u)] = {"n": len(a), "groks": sum(r["groks"] for r in a),
+                              "ours": auc([r["p_grok"] for r in a], [r["groks"] for r in a]),
+                              "gamma_only": auc([r["gamma"] for r in a], [r["groks"] for r in a])}
+    return out
+
+
+def corpus_table(summ: dict, title: str) -> str:
+    def c(d):
+        e = "-" if d["mdare"] is None else f"{d['mdare']:.2f}"
+        v = "" if d["coverage"] is None else f" ({d['coverage']:.0%})"
+        return f"{d['forecasts']}: {e}{v}"
+    lines = [title, f"{'from':>6} {'n':>3} " + " ".join(f"{m:>17}" for m in CORPUS_METHODS)]
+    for pt in POINTS:
+        d = summ[str(pt)]
+        name = "mem" if pt == "mem" else f"{float(pt):.0%}"
+        lines.append(f"{name:>6} {d['n']:>3} " + " ".join(f"{c(d[m]):>17}" for m in CORPUS_METHODS))
+    lines.append("grok-within-budget AUC (p_grok; gamma = lr*wd alone): " + "; ".join(
+        f"@{u}: n={d['n']} ({d['groks']} grok) ours {_f(d['ours'])}, gamma {_f(d['gamma_only'])}"
+        for u, d in summ["auc"].items()))
+    return "\n".join(lines)
+
+
+NAMES = {"ours": "ours (fitted)", "trivial": "trivial (pred = until)", "notsawo": "Notsawo et al.",
+         "delay_balance": "delay law, balance norm", "delay_ratio": "delay law, fitted ratio",
+         "trend": "restricted-loss trend"}
+
+
+def corpus_markdown(summ: dict) -> str:
+    """The table of :func:`corpus_summary` in Markdown: per forecast point and forecaster, ``forecasts: MdARE
+    (80% coverage)`` and, where it forecasts fewer models than there are, ``[ours MdARE on the same models]``;
+    and the AUC table."""
+    lines = ["| from | n | " + " | ".join(NAMES[m] for m in CORPUS_METHODS) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in CORPUS_METHODS) + " |"]
+    for pt in POINTS:
+        d = summ[str(pt)]
+        name = "end of memorisation" if pt == "mem" else f"{float(pt):.0%} of G"
+        cells = []
+        for m in CORPUS_METHODS:
+            x = d[m]
+            e = "-" if x["mdare"] is None else f"{x['mdare']:.2f}"
+            v = "" if x["coverage"] is None else f" ({x['coverage']:.0%})"
+            same = (f" [ours {x['ours_same']:.2f}]" if m != "ours" and x["ours_same"] is not None
+                    and x["forecasts"] < d["n"] else "")
+            cells.append(f"{x['forecasts']}: {e}{v}{same}")
+        lines.append(f"| {name} | {d['n']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("| p_grok AUC at epoch | models (grok) | ours | lr * wd alone |")
+    lines.append("| --- | --- | --- | --- |")
+    for u, d in summ["auc"].items():
+        lines.append(f"| {u} | {d['n']} ({d['groks']}) | {_f(d['ours'])} | {_f(d['gamma_only'])} |")
+    return "\n".join(lines)
+
+
+def _f(x):
+    return "-" if x is None else f"{x:.2f}"
+
+
+def corpus_main(a) -> int:
+    from grokscope.measures import forecast_model as fm
+    t0 = time.perf_counter()
+    series = fm.load_corpus(a.corpus)
+    dev = [s for s in series if s.part == "dev"]
+    held = [s for s in series if s.part == "heldout"]
+    n_batches = len({s.name.split("/")[0] for s in series})
+    print(f"corpus: {len(series)} models in {n_batches} batches ({len(dev)} dev, {len(held)} held out); "
+          f"grok within budget: dev {sum(np.isfinite(fm.observed(s)[0]) for s in dev)}, "
+          f"held out {sum(np.isfinite(fm.observed(s)[0]) for s in held)}")
+    doc = {"corpus": str(a.corpus), "models": len(series), "batches": n_batches, "dev": len(dev), "heldout": len(held)}
+    fit = Fitted(dev)
+    # development: leave one config out (design decisions look only at this)
+    if not a.no_dev:
+        drows, darows = [], []
+        for cfg in sorted({s.config for s in dev}):
+            rest = [s for s in dev if s.config != cfg]
+            f_rows = [r for r in fit.rows if r["config"] != cfg]
+            idx = {s.name for s in rest}
+            sub = Fitted.__new__(Fitted)
+            sub.fm = fm
+            sub.law = {"balance": fm.DelayLaw.fit(rest, "balance"), "ratio": fm.DelayLaw.fit(rest, "ratio")}
+            sub.rows = f_rows
+            sub.ours = fm.ForecastModel.fit(rest, A=sub.law["balance"].A, rows=f_rows)
+            sub.notsawo = _notsawo_fit(f_rows)
+            r1, r2 = corpus_rows(sub, [s for s in dev if s.config == cfg])
+            drows += r1
+            darows += r2
+            assert not idx & {s.name for s in dev if s.config == cfg}
+        doc["dev_summary"] = corpus_summary(drows, darows)
+        print(corpus_table(doc["dev_summary"], "development part, leave one config out "
+                           "(n: forecast points; each cell forecasts: MdARE (80% coverage))"))
+    if a.dev_only:
+        held = []
+    if held:
+        hrows, harows = corpus_rows(fit, held)
+        doc["heldout_summary"] = corpus_summary(hrows, harows)
+        doc["rows"] = hrows
+        doc["auc_rows"] = harows
+        print(corpus_table(doc["heldout_summary"], "HELD-OUT part, fitted on the development part"))
+        if a.md:
+            Path(a.md).write_text("development part, leave one config out:\n\n"
+                                  + (corpus_markdown(doc["dev_summary"]) if "dev_summary" in doc else "-")
+                                  + "\n\nheld-out part, fitted on the development part:\n\n"
+                                  + corpus_markdown(doc["heldout_summary"]) + "\n")
+    doc["delay_law"] = {k: vars(v) for k, v in fit.law.items()}
+    doc["model"] = fit.ours.to_dict()
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    Path(a.out).write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(f"wrote {a.out} ({doc['seconds']:.0f} s)")
+    if a.write_model and held:
+        hs = doc["heldout_summary"]
+        fit.ours.trust = {"heldout_models": len(held), "corpus": "benchmarks/results/forecast_corpus (p=59, "
+                          "d_model=64, 2,000-epoch budgets)", "partial": a.partial,
+                          **{f"mdare_{p}": hs[p]["ours"]["mdare"] for p in map(str, POINTS)},
+                          **{f"coverage_{p}": hs[p]["ours"]["coverage"] for p in map(str, POINTS)},
+                          **{f"trivial_mdare_{p}": hs[p]["trivial"]["mdare"] for p in map(str, POINTS)},
+                          "auc_200": hs["auc"]["200"]["ours"]}
+        fm.MODEL_FILE.write_text(json.dumps({"model": fit.ours.to_dict(),
+                                             "delay_law": {k: vars(v) for k, v in fit.law.items()}},
+                                            indent=1) + "\n")
+        print(f"wrote {fm.MODEL_FILE}")
+    if a.png and held:
+        corpus_figure(doc["rows"], a.png)
+    return 0
+
+
+def corpus_figure(rows, png):
+    """Predicted vs actual grokking epoch on the held-out part (log-log), a panel per forecaster, a colour per
+    forecast point, the 80% intervals as error bars (plotly; PNG through kaleido, else HTML beside it)."""
+    from plotly.subplots import make_subplots
+    ms = ("ours", "notsawo", "delay_balance", "trivial")
+    cols = {"mem": "#9467bd", "0.25": "#1f77b4", "0.5": "#ff7f0e", "0.75": "#2ca02c"}
+    fig = make_subplots(rows=1, cols=len(ms), shared_yaxes=True, subplot_titles=ms, horizontal_spacing=0.03)
+    G = [r["G"] for r in rows]
+    lo, hi = min(G) / 2, max(G) * 4
+    for j, m in enumerate(ms, start=1):
+        for pt, c in cols.items():
+            rs = [r for r in rows if r["point"] == pt and r[m] is not None]
+            if not rs:
+                continue
+            y = [r[m][0] for r in rs]
+            err = None
+            if rs[0][m][1] is not None:
+                err = dict(type="data", symmetric=False, array=[r[m][2] - r[m][0] for r in rs],
+                           arrayminus=[r[m][0] - r[m][1] for r in rs], thickness=1)
+            fig.add_scatter(x=[r["G"] for r in rs], y=y, mode="markers", error_y=err, row=1, col=j,
+                            marker=dict(color=c, size=6), legendgroup=pt, showlegend=j == 1,
+                            name="end of memorisation" if pt == "mem" else f"from {float(pt):.0%} of G")
+        fig.add_scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="grey", dash="dash"), row=1, col=j,
+                        showlegend=False)
+        fig.update_xaxes(type="log", range=[np.log10(lo), np.log10(hi)], title_text="actual G", row=1, col=j)
+    fig.update_yaxes(type="log", range=[np.log10(lo), np.log10(hi)])
+    fig.update_yaxes(title_text="predicted G", row=1, col=1)
+    fig.update_layout(title="Held-out corpus models: forecast vs actual grokking epoch (80% intervals)",
+                      width=1400, height=420)
+    try:
+        fig.write_image(png, width=1400, height=420)
+    except Exception as e:  # noqa: BLE001 - kaleido without Chromium
+        html = str(Path(png).with_suffix(".html"))
+        fig.write_html(html, include_plotlyjs="cdn")
+        print(f"png not written ({type(e).__name__}); wrote {html}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,11 @@ def add(sub) -> argparse.ArgumentParser:
                        help="forecast each model's grokking epoch from the checkpoints up to --until",
                        description="Forecast, per model, the epoch at which test accuracy passes 99%, from the "
                                    "checkpoints and metrics at epochs <= --until only (key frequencies chosen at "
-                                   "the last allowed checkpoint): the restricted loss's log-linear trend "
-                                   "extrapolated to a threshold, beside the spectral baseline of Notsawo et al. "
-                                   "2023. Writes RUN/forecast.json.")
+                                   "the last allowed checkpoint): the fitted forecaster (log-time regression on "
+                                   "the progress measures, with an 80% interval, the probability of grokking "
+                                   "within the budget and its held-out error) where it applies, else the "
+                                   "restricted loss's log-linear trend extrapolated to a threshold; beside them "
+                                   "the spectral baseline of Notsawo et al. 2023. Writes RUN/forecast.json.")
     p.add_argument("run", help="run directory")
     p.add_argument("--until", type=UNTIL, required=True, help="use only checkpoints and metrics at epochs <= EPOCH")
     p.add_argument("--threshold", type=LOSS_THRESHOLD, default=forecast_mod.THRESHOLD,
@@ -33,6 +35,9 @@ def add(sub) -> argparse.ArgumentParser:
                    "JSON of benchmarks/forecast_eval.py (its 'calibration') or a bare Calibration object "
                    "(default: uncalibrated, scale 1, interval x/÷ 2; the baseline fitted on the run's other models "
                    "that grokked by --until)")
+    p.add_argument("--forecaster", choices=("auto", "fitted", "trend"), default="auto",
+                   help="auto (default): the fitted forecaster where it applies (one-layer modular addition, "
+                        "AdamW, no --calibration), else the restricted-loss trend")
     return p
 
 
@@ -44,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
                           f"at most {last} (the forecast reads the checkpoints up to --until)")
     out = check_output("out", args.out or run.path / forecast_mod.FORECAST_FILE, owner="forecast")
     cal = None if args.calibration is None else load_calibration(args.calibration)
-    res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold)
+    if args.forecaster == "fitted" and cal is not None:
+        raise ConfigError("forecaster='fitted' is invalid with --calibration (a calibration is the trend's)")
+    res = forecast_mod.forecast_run(run, args.until, cal, threshold=args.threshold, forecaster=args.forecaster)
     print(forecast_mod.format_table(res))
     forecast_mod.write_forecast(out, res, run=str(run.path), until=args.until, threshold=args.threshold,
-                                calibration=args.calibration)
+                                calibration=args.calibration, forecaster=args.forecaster)
     print(f"wrote {out}")
     return 0

@@ -6,7 +6,8 @@
   SGLD, an optional extra; every task), its calibration sweep and diagnostics;
 * the forecast of the grokking epoch: :mod:`.forecast_features` (what it sees), :mod:`.forecast_calibration`
   (constants fitted on other models), :mod:`.forecast` (the forecasts and their output), :mod:`.forecast_live`
-  (while training).
+  (while training); the fitted forecaster and the delay law :mod:`.forecast_model` (its constants in
+  ``forecast_model.json``), on what :mod:`.forecast_series` reads of a run or of the forecast corpus.
 
 May import tasks, model, fast, train, fourier and interp (and the shared ground: config, checks, files, ...);
 never report, experiments or cli.

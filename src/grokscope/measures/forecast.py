@@ -11,8 +11,19 @@ This module: the forecasts of a run (:func:`forecast_run`, :func:`predict`) and 
 :mod:`grokscope.measures.forecast_calibration`'s; the forecast while training
 :mod:`grokscope.measures.forecast_live`'s.
 
-Our forecaster (explainable, one line of arithmetic)
-----------------------------------------------------
+Which forecaster: the fitted one, where it exists
+-------------------------------------------------
+:func:`forecast_run` (``grokscope forecast``, ``train --forecast``) uses the *fitted* forecaster of
+:mod:`grokscope.measures.forecast_model` (issue #34: small regressions on log-time features -- the excluded loss's
+rise, the restricted loss's and the weight norm's fall, the Gini of the Fourier norms, the key frequencies'
+emergence, the effective weight decay -- fitted on the development part of ``benchmarks/forecast_corpus.py``; its
+point forecast, 80% interval and ``p_grok``, the probability that the model groks within its budget) when its
+constants are shipped (``forecast_model.json``) and no ``calibration`` is given (a calibration belongs to the
+trend forecaster below); each forecast then carries ``trust``, the forecaster's held-out error on the corpus, and
+``trend``, the restricted-loss trend's forecast beside it. ``forecaster="trend"`` forces the trend forecaster.
+
+The trend forecaster (explainable, one line of arithmetic)
+------------------------------------------------------------
 Assumption: during circuit formation the restricted loss (the logits kept to the key frequencies' components,
 test pairs) falls log-linearly, and the model groks when it reaches ``threshold`` (default ``THRESHOLD = 0.1``,
 about where the restricted accuracy saturates). A least-squares line is fitted to ``log10 restricted_loss``
@@ -48,9 +59,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..checks import ConfigError
 from ..files import atomic_write
 from ..jsonutil import clean
 from ..training.run import Run
+from . import forecast_model as fmod
 from .forecast_calibration import THRESHOLD, Calibration, fit_baseline, raw_forecast
 from .forecast_features import N_POINTS, Features, features_run
 
@@ -77,6 +90,9 @@ class Forecast:
     baseline_upper: float | None
     method: str
     features: Features = field(repr=False)
+    p_grok: float | None = None  # the fitted forecaster's probability of grokking within the budget
+    trend: float | None = None  # the restricted-loss trend's forecast, when the fitted one is shown
+    trust: str = ""  # how much to trust the forecast: the fitted forecaster's held-out error
 
 
 def predict(f: Features, cal: Calibration | None = None, threshold: float = THRESHOLD) -> Forecast:
@@ -108,12 +124,53 @@ def grok_epochs(run: Run) -> dict[int, float]:
     return {int(r.model): float(r.test_acc_99) for r in ms.itertuples()}
 
 
+def trust_text(fm_model) -> str:
+    """One line: the fitted forecaster's held-out errors (``ForecastModel.trust``)."""
+    t = fm_model.trust or {}
+    if not t:
+        return "fitted forecaster: no held-out error recorded; do not trust it"
+    def g(k):
+        v = t.get(k)
+        return "-" if v is None else f"{v:.2f}"
+    def c(k):
+        v = t.get(k)
+        return "-" if v is None else f"{v:.0%}"
+    return (f"how much to trust it: on {t.get('heldout_models', '?')} held-out corpus models"
+            f"{' (partial corpus)' if t.get('partial') else ''} its median |pred - G| / G was "
+            f"{g('mdare_mem')} from the end of memorisation, {g('mdare_0.25')} / {g('mdare_0.5')} / "
+            f"{g('mdare_0.75')} from 25 / 50 / 75% of G (the trivial 'it groks now': {g('trivial_mdare_mem')}, "
+            f"0.75, 0.50, 0.25), its 80% intervals held G {c('coverage_mem')} / {c('coverage_0.25')} / "
+            f"{c('coverage_0.5')} / {c('coverage_0.75')}; p_grok AUC {g('auc_200')} at epoch 200. "
+            f"Fitted on {t.get('corpus', 'the corpus')}: other sizes, tasks or optimisers are outside it.")
+
+
+def _fitted(run: Run, until: int, metrics: pd.DataFrame | None):
+    """The fitted forecaster's ``{model: result}`` at ``until`` (``None``: no shipped constants, or a run it does
+    not apply to: not one-layer modular addition with AdamW)."""
+    model = fmod.load_model()
+    c = run.config
+    if model is None or c.task != "add" or c.n_layers != 1 or c.optimizer not in ("adamw", "orthoadamw"):
+        return None, None
+    met = run.metrics if metrics is None else metrics
+    met = met[met["epoch"] <= until]
+    ckpts = [e for e in run.checkpoint_epochs if e <= until]
+    need = set()
+    for k in range(run.K):
+        need |= set(fmod.needed_epochs(ckpts, until, fmod.mem_epoch(met[met["model"] == k])))
+    prog = fmod.causal_progress(run, need)
+    return {k: model.predict(fmod.series_from_run(run, k, until, met, prog), until) for k in range(run.K)}, model
+
+
 def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, Calibration] | None = None, *,
                  threshold: float = THRESHOLD, n_points: int = N_POINTS, workers: int | None = None,
-                 metrics: pd.DataFrame | None = None) -> list[Forecast]:
-    """Forecasts of every model of ``run`` from epochs ``<= until``. Without a ``calibration``, ours uses the
-    defaults and the baseline is fitted leave-one-out on the run's *other* models that grokked by ``until``
-    (their observed epochs are known at ``until``; none if fewer than 2)."""
+                 metrics: pd.DataFrame | None = None, forecaster: str = "auto") -> list[Forecast]:
+    """Forecasts of every model of ``run`` from epochs ``<= until``. ``forecaster``: ``"auto"`` (the fitted
+    forecaster where it applies and no ``calibration`` is given, else the trend), ``"fitted"`` or ``"trend"``.
+    Without a ``calibration``, the trend uses the defaults and the baseline is fitted leave-one-out on the run's
+    *other* models that grokked by ``until`` (their observed epochs are known at ``until``; none if fewer than
+    2)."""
+    if forecaster not in ("auto", "fitted", "trend"):
+        raise ValueError(f"forecaster={forecaster!r}: must be auto, fitted or trend")
     feats = features_run(run, until, n_points=n_points, workers=workers, metrics=metrics)
     diverged = _diverged(run.metrics if metrics is None else metrics, until)
     out = []
@@ -131,6 +188,23 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
             fit_baseline(cal, [(g.spectral, float(g.grokked_at)) for g in feats
                                if g.model != f.model and g.grokked_at is not None])
         out.append(predict(f, cal, threshold))
+    if forecaster == "trend" or (forecaster == "auto" and calibration is not None):
+        return out
+    fitted, model = _fitted(run, until, metrics)
+    if fitted is None:
+        if forecaster == "fitted":
+            raise ConfigError("forecaster='fitted' is invalid for this run: the fitted forecaster needs "
+                              "forecast_model.json and a one-layer modular-addition run trained with AdamW")
+        return out
+    trust = trust_text(model)
+    for fc in out:
+        r = fitted[fc.model]
+        if fc.grokked:
+            fc.p_grok, fc.trust = 1.0, trust
+            continue
+        fc.trend = fc.predicted
+        fc.predicted, fc.lower, fc.upper, fc.p_grok = r["predicted"], r["lower"], r["upper"], r["p_grok"]
+        fc.method, fc.trust = "fitted (log-time regression)", trust
     return out
 
 
@@ -165,14 +239,18 @@ def format_table(forecasts: Sequence[Forecast]) -> str:
     def e(x: float | None) -> str:
         return "-" if x is None else f"{x:,.0f}"
 
-    lines = [f"{'model':>5} {'grokked':>7} {'predicted':>10} {'interval':>17} {'baseline':>9}  "
+    lines = [f"{'model':>5} {'grokked':>7} {'predicted':>10} {'80% interval':>17} {'p_grok':>6} {'baseline':>9}  "
              f"{'keys':<18} {'log10 r':>7} {'r slope':>8} {'excl slope':>10}  method"]
     for fc in forecasts:
         f = fc.features
         iv = "-" if fc.lower is None else f"{e(fc.lower)}-{e(fc.upper)}"
         keys = ",".join(map(str, f.keys)) or "none"
-        lines.append(f"{fc.model:>5} {'yes' if fc.grokked else 'no':>7} {e(fc.predicted):>10} {iv:>17} "
+        pg = "-" if fc.p_grok is None else f"{fc.p_grok:.2f}"
+        lines.append(f"{fc.model:>5} {'yes' if fc.grokked else 'no':>7} {e(fc.predicted):>10} {iv:>17} {pg:>6} "
                      f"{e(fc.baseline):>9}  {keys:<18.18} {f.log_restricted:>7.2f} {f.restricted_slope:>8.3f} "
                      f"{f.excluded_slope:>10.3f}  {fc.method}")
+    trust = next((fc.trust for fc in forecasts if fc.trust), "")
+    if trust:
+        lines.append(trust)
     return "\n".join(lines)
 

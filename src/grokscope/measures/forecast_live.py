@@ -21,14 +21,16 @@ __all__ = ["live_text", "LiveForecast", "live_forecast", "print_cost"]
 
 
 def live_text(forecasts: Sequence[Forecast], epoch: int) -> str:
-    """The progress-bar postfix of :class:`LiveForecast`: per model ``~PRED [LOWER-UPPER]``, ``grokked at E`` or
+    """The progress-bar postfix of :class:`LiveForecast`: per model ``~PRED [LOWER-UPPER]`` (with ``p_grok P`` from
+    the fitted forecaster), ``grokked at E`` or
     ``no forecast yet`` (models numbered when there are several)."""
     def one(fc: Forecast) -> str:
         if fc.grokked:
             return f"grokked at {fc.predicted:,.0f}"
         if fc.predicted is None:
             return "no forecast yet"
-        return f"~{fc.predicted:,.0f} [{fc.lower:,.0f}-{fc.upper:,.0f}]"
+        pg = "" if fc.p_grok is None else f" p_grok {fc.p_grok:.2f}"
+        return f"~{fc.predicted:,.0f} [{fc.lower:,.0f}-{fc.upper:,.0f}]{pg}"
 
     parts = [one(fc) if len(forecasts) == 1 else f"{fc.model}: {one(fc)}" for fc in forecasts]
     return f"grok forecast @{epoch:,}: " + "; ".join(parts)
@@ -45,7 +47,10 @@ class LiveForecast:
     the progress measures of up to 12 checkpoints, seconds for the paper's model, against ~0.1-1 s an epoch);
     ``budget=None``: every checkpoint. Always at the final epoch. Never at epoch 0 (no trend yet).
 
-    Calibration: ``calibration`` if given, else the uncalibrated defaults of :func:`forecast_run` (``scale = 1``:
+    Forecaster: :func:`forecast_run`'s ``"auto"``: the fitted forecaster where it applies (its held-out error is
+    printed once, at the end, by :func:`print_cost`), else the trend.
+
+    Calibration: ``calibration`` if given (then the trend forecaster), else the uncalibrated defaults of :func:`forecast_run` (``scale = 1``:
     the raw restricted-loss line; interval: remaining time x/÷ 2; the baseline fitted on the run's other models
     that grokked by then, none before two have), so the bar shows what ``grokscope forecast`` prints.
 
@@ -119,6 +124,9 @@ def print_cost(live: LiveForecast | None, wall_s: float) -> None:
     ``wall_s`` (the command's wall time so far; also printed when training was interrupted)."""
     if live is None or not live.seconds:
         return
+    trust = next((fc.trust for res in live.history.values() for fc in res if fc.trust), "")
+    if trust:
+        print(f"forecast: {trust}", file=sys.stderr)
     ms = sorted(1e3 * v for v in live.seconds.values())
     share = sum(ms) / 1e3 / max(wall_s, 1e-9)
     print(f"forecast: {len(ms)} updates, median {ms[len(ms) // 2]:.0f} ms, max {ms[-1]:.0f} ms "
