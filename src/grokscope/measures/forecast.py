@@ -199,6 +199,8 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
     trust = trust_text(model)
     for fc in out:
         r = fitted[fc.model]
+        if fc.model in diverged:  # stays "diverged": no forecast of a model whose weights are not finite
+            continue
         if fc.grokked:
             fc.p_grok, fc.trust = 1.0, trust
             continue
