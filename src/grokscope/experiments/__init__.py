@@ -1,4 +1,4 @@
-"""The paper's experiments as one command each (issue #13; Appendices C.2, D.1, D.2), locally or on Ray.
+"""The paper's experiments as one command each (Appendices C.2, D.1, D.2), locally or on Ray.
 
     grokscope experiment list
     grokscope experiment frac --out exp/frac [--epochs 2000] [--executor local|ray] [--address ray://head:10001]

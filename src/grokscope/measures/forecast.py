@@ -14,7 +14,7 @@ This module: the forecasts of a run (:func:`forecast_run`, :func:`predict`) and 
 Which forecaster: the fitted one, where it exists
 -------------------------------------------------
 :func:`forecast_run` (``grokscope forecast``, ``train --forecast``) uses the *fitted* forecaster of
-:mod:`grokscope.measures.forecast_model` (issue #34: small regressions on log-time features -- the excluded loss's
+:mod:`grokscope.measures.forecast_model` (small regressions on log-time features -- the excluded loss's
 rise, the restricted loss's and the weight norm's fall, the Gini of the Fourier norms, the key frequencies'
 emergence, the effective weight decay -- fitted on the development part of ``benchmarks/forecast_corpus.py``; its
 point forecast, 80% interval and ``p_grok``, the probability that the model groks within its budget) when its

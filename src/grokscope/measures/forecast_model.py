@@ -1,4 +1,4 @@
-"""The fitted grok forecaster (issue #34) and the norm-separation delay law, on what is known of a model at
+"""The fitted grok forecaster and the norm-separation delay law, on what is known of a model at
 ``until``: its config's learning rate, weight decay and data fraction, its metrics rows ``<= until`` and its
 *causal* progress measures at checkpoints ``<= until`` (the restricted/excluded losses at checkpoint ``e`` use the
 key frequencies chosen at ``e``; :func:`causal_progress`).
