@@ -4,7 +4,8 @@ progress.parquet and its entry of phases.json) and no optimiser state; every fil
 
     python benchmarks/compact_result.py RUN_OR_EXPERIMENT OUT [--max-mb 0.95]
 
-An experiment keeps experiment.json and summary.parquet, and each group's models go to OUT/groups/G/modelK. The
+An experiment keeps experiment.json and summary.parquet, and each finished group's models go to
+OUT/groups/G/modelK (unfinished groups are left out). The
 metrics keep every logged epoch unless that file would exceed --max-mb: then every N-th epoch and the last (N = 2,
 4, ..., then multiples of test_every, so every kept row has its test loss), and OUT/.../compact.json records N. A run of K models gives OUT/modelK.
 """
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             if (src / f).is_file():
                 shutil.copy(src / f, out / f)
         for g in sorted((src / "groups").iterdir()):
-            if (g / "config.json").is_file():
+            if (g / "config.json").is_file() and Run.load(g).finished:  # an unfinished group has no result yet
                 compact_run(g, out / "groups" / g.name, max_bytes, f"{src.name}/groups/{g.name}")
     else:
         compact_run(src, out, max_bytes, src.name)
