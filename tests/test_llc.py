@@ -110,6 +110,7 @@ def test_progress_llc_on_a_modular_and_a_sequence_run(cfg, tmp_path, monkeypatch
     assert main(["progress", str(out), "--llc-every", "2"]) == 0
     text = capsys.readouterr().out
     assert "LLC (computed)" in text
+    assert "LLC turning points" in text and "model 0: peak " in text
     df = pd.read_parquet(out / "progress.parquet")
     llc = df[df["measure"] == "llc"]
     assert sorted(llc["epoch"]) == [0, 20]  # every 2nd of 0, 10, 20 (the last always)

@@ -13,6 +13,7 @@ from .. import checks as ck
 from ..config import ConfigError
 from ..files import check_output
 from ..measures import llc as lc
+from ..measures.llc_phases import llc_turning_points
 from ..measures.cache import PHASES_FILE, PROGRESS_FILE, run_llc, run_progress
 from ..measures.phases import summary
 from .common import EVERY, final_finite, opt, parse_keys, run_with_checkpoints, subcommand
@@ -77,9 +78,24 @@ def run(args: argparse.Namespace) -> int:
     if llc:
         df, report, computed = run_llc(run, df, every=args.llc_every or 1, recompute=args.recompute)
         print(llc_summary(report, computed))
+        print(turns_summary(llc_turning_points(run)))
     extra = " and " + " and ".join(str(run.path / n) for n in (PHASES_FILE,) * pair + (lc.LLC_FILE,) * llc)
     print(f"wrote {run.path / PROGRESS_FILE} ({len(df)} rows){extra if extra != ' and ' else ''}")
     return 0
+
+
+def turns_summary(df) -> str:
+    """Per model, where the LLC peaks and falls fastest, with the phase of each (``-``: no phases)."""
+    import pandas as pd
+
+    def f(v, fmt):
+        return "-" if v is None or pd.isna(v) else format(v, fmt)
+    lines = ["LLC turning points (phase in brackets):"]
+    for r in df.itertuples():
+        lines.append(f"  model {r.model}: peak {f(r.llc_max, '.4g')} at epoch {f(r.llc_max_epoch, ',.0f')} "
+                     f"({r.llc_max_phase}), steepest fall at {f(r.llc_fall_epoch, ',.0f')} ({r.llc_fall_phase}); "
+                     f"rank correlation with the test loss {f(r.spearman_test_loss, '.2f')}")
+    return "\n".join(lines)
 
 
 def llc_summary(report: dict, computed: bool) -> str:
