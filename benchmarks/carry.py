@@ -16,6 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from compact_result import each_run
 from grokscope.training import Run
 
 KEEP = ("config.json", "metrics.parquet", "progress.parquet", "phases.json", "summary.parquet")
@@ -45,18 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--every", type=int, default=1000)
     a = ap.parse_args(argv)
     src, dst = Path(a.src), Path(a.dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    if (src / "experiment.json").is_file():
-        for f in ("experiment.json", "summary.parquet"):
-            if (src / f).is_file():
-                shutil.copy2(src / f, dst / f)
-        for g in sorted((src / "groups").iterdir()):
-            if (g / "config.json").is_file():
-                print(carry_run(g, dst / "groups" / g.name, a.every))
-    else:
-        print(carry_run(src, dst, a.every))
+    for run, place in each_run(src, dst):
+        print(carry_run(run, place, a.every))
     total = sum(f.stat().st_size for f in dst.rglob("*") if f.is_file())
     print(f"{total / 1e6:.1f} MB in {dst}")
     return 0

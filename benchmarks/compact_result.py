@@ -69,6 +69,23 @@ def compact_run(src: Path, out: Path, max_bytes: float, source: str) -> list[Pat
     return made
 
 
+def each_run(src: Path, out: Path, keep=lambda g: True):
+    """``out`` made empty, then ``(run, its place under out)`` for ``src`` itself (a run) or for each group of
+    ``src`` (an experiment, whose experiment.json and summary.parquet are copied) for which ``keep(group)``."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if not (src / "experiment.json").is_file():
+        yield src, out
+        return
+    for f in ("experiment.json", "summary.parquet"):
+        if (src / f).is_file():
+            shutil.copy2(src / f, out / f)
+    for g in sorted((src / "groups").iterdir()):
+        if (g / "config.json").is_file() and keep(g):
+            yield g, out / "groups" / g.name
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src")
@@ -76,18 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-mb", type=float, default=0.95)
     a = ap.parse_args(argv)
     src, out, max_bytes = Path(a.src), Path(a.out), a.max_mb * 1e6
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    if (src / "experiment.json").is_file():
-        for f in ("experiment.json", "summary.parquet"):
-            if (src / f).is_file():
-                shutil.copy(src / f, out / f)
-        for g in sorted((src / "groups").iterdir()):
-            if (g / "config.json").is_file() and Run.load(g).finished:  # an unfinished group has no result yet
-                compact_run(g, out / "groups" / g.name, max_bytes, f"{src.name}/groups/{g.name}")
-    else:
-        compact_run(src, out, max_bytes, src.name)
+    # an unfinished group has no result yet
+    for g, dst in each_run(src, out, keep=lambda g: Run.load(g).finished):
+        compact_run(g, dst, max_bytes, f"{src.name}/groups/{g.name}" if g != src else src.name)
     big = [f for f in out.rglob("*") if f.is_file() and f.stat().st_size > 1e6]
     for f in sorted(out.rglob("*")):
         if f.is_file():

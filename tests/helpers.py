@@ -79,3 +79,23 @@ def train_examples(cfg: Config):
 
 def held_out(cfg: Config):
     return cfg.make_task().test_set()
+
+
+def same_tensor(a, b) -> bool:
+    """Bitwise equal: dtype, shape and bytes."""
+    return a.dtype == b.dtype and a.shape == b.shape and a.numpy().tobytes() == b.numpy().tobytes()
+
+
+def assert_resumed_bitwise(straight, resumed, dir_a: Path, dir_b: Path) -> None:
+    """A run trained straight through (in ``dir_a``) and one stopped and resumed (``dir_b``) agree bitwise: every
+    checkpoint's parameters, the metrics, and every tensor of the final ``state.pt``."""
+    import pandas as pd
+    import torch
+
+    for e in straight.checkpoint_epochs:
+        pa, pb = straight.stacked_params(e), resumed.stacked_params(e)
+        assert all(torch.equal(pa[k], pb[k]) for k in pa), e
+    pd.testing.assert_frame_equal(straight.metrics, resumed.metrics)
+    sa = torch.load(Path(dir_a) / "state.pt", weights_only=True)
+    sb = torch.load(Path(dir_b) / "state.pt", weights_only=True)
+    assert sa.keys() == sb.keys() and [k for k in sa if not same_tensor(sa[k], sb[k])] == []

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_config
+from helpers import assert_resumed_bitwise, tiny_config
 
 from grokscope import Run
 from grokscope.cli import main
@@ -282,10 +282,6 @@ def test_a_state_without_the_new_metrics_still_resumes(tmp_path):
 
 
 # ---------------------------------------------------------------------- resume and flags
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.numpy().tobytes() == b.numpy().tobytes()
-
-
 @pytest.mark.parametrize("method", [dict(grokfast="ema"), dict(grokfast="ma", grokfast_window=7),
                                     dict(optimizer="orthoadamw", loss="stablemax", norm_constraint=0.9,
                                          weight_decay=0.0, grokfast="ema")], ids=["ema", "ma", "others"])
@@ -296,13 +292,7 @@ def test_resume_is_bitwise_with_the_methods(tmp_path, method):
     st = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
     assert ("grokfast.buf" in st) == (cfg.grokfast != "none")
     resumed = resume(tmp_path / "b", device="cpu", progress=False)
-    for e in straight.checkpoint_epochs:
-        pa, pb = straight.stacked_params(e), resumed.stacked_params(e)
-        assert all(torch.equal(pa[k], pb[k]) for k in pa), e
-    pd.testing.assert_frame_equal(straight.metrics, resumed.metrics)
-    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
-    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
-    assert sa.keys() == sb.keys() and [k for k in sa if not _same(sa[k], sb[k])] == []
+    assert_resumed_bitwise(straight, resumed, tmp_path / "a", tmp_path / "b")
 
 
 TINY = ["--p", "7", "--d-model", "8", "--n-heads", "2", "--d-mlp", "16", "--epochs", "5", "--no-progress",

@@ -8,11 +8,10 @@ are measured relative to how far the reference moved each parameter."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_config
+from helpers import assert_resumed_bitwise, tiny_config
 
 from grokscope.cli import main
 from grokscope.config import Config, ConfigError
@@ -170,10 +169,6 @@ def test_sequence_task_uses_every_layer_s_matrices():
     assert all(bool((tr.params[0, m.start:m.stop] != before[0, m.start:m.stop]).any()) for m in mats)
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and a.numpy().tobytes() == b.numpy().tobytes()
-
-
 def test_resume_is_bitwise(tmp_path):
     cfgs = [tiny_config(optimizer="muon", epochs=40, dropout=0.1),
             tiny_config(seed=1, optimizer="muon", epochs=40, muon_lr=0.01, stop_below=None)]
@@ -182,13 +177,7 @@ def test_resume_is_bitwise(tmp_path):
     st = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
     assert "muon.buf" in st and st["muon.buf"].abs().sum() > 0
     resumed = resume(tmp_path / "b", device="cpu", progress=False)
-    for e in straight.checkpoint_epochs:
-        pa, pb = straight.stacked_params(e), resumed.stacked_params(e)
-        assert all(torch.equal(pa[k], pb[k]) for k in pa), e
-    pd.testing.assert_frame_equal(straight.metrics, resumed.metrics)
-    sa = torch.load(tmp_path / "a" / "state.pt", weights_only=True)
-    sb = torch.load(tmp_path / "b" / "state.pt", weights_only=True)
-    assert sa.keys() == sb.keys() and [k for k in sa if not _same(sa[k], sb[k])] == []
+    assert_resumed_bitwise(straight, resumed, tmp_path / "a", tmp_path / "b")
 
 
 def test_a_muon_state_without_its_buffer_is_refused(tmp_path):
