@@ -215,18 +215,20 @@ def test_to_dict_is_json(hand):
 
 
 # ---------------------------------------------------------------------- fast path == hooks path
-def _small_random(act="relu"):
-    cfg = ModelConfig(d_vocab=14, d_model=16, n_heads=2, d_mlp=32, act=act)
+def _small_random(act="relu", n_layers=1):
+    cfg = ModelConfig(d_vocab=14, d_model=16, n_heads=2, d_mlp=32, act=act, n_layers=n_layers)
     model = Transformer(cfg, seed=1).double()
     return model, make_dataset(Config(p=13, d_model=16, n_heads=2, d_mlp=32, frac_train=0.5, seed=3))
 
 
-@pytest.mark.parametrize("which", ["hand", "random-relu", "random-gelu"])
+@pytest.mark.parametrize("which", ["hand", "random-relu", "random-gelu", "random-relu-2layers"])
 def test_fast_path_equals_hooks(which):
+    """Every ablation's recomputation equals running the model under hooks; a two-layer model's are those of
+    its final block (Table 5's two-layer rows)."""
     if which == "hand":
         model, ds, keys = fourier_model(P, tuple(KEYS), scale=SCALE, dtype=torch.float64), fourier_dataset(P), KEYS
     else:
-        model, ds = _small_random(which.split("-")[1])
+        model, ds = _small_random(which.split("-")[1], n_layers=2 if which.endswith("2layers") else 1)
         keys = [1, 4]  # a random model has no key frequencies: force some to exercise every path
     acts = an.collect(model, ds)
     torch.testing.assert_close(an.tail_logits(acts), acts.model_logits, rtol=1e-12, atol=1e-12)
@@ -257,10 +259,20 @@ def test_frequency_ablation_matches_explicit():
             assert float(fa.acc_test[k - 1]) == pytest.approx(m.acc_test)
 
 
+def test_a_two_layer_model_is_read_through_its_final_block():
+    model, ds = _small_random(n_layers=2)
+    acts = an.collect(model, ds)
+    assert acts.layer == 1
+    torch.testing.assert_close(acts.W_out, model.blocks[1].mlp.W_out.detach().double())
+    torch.testing.assert_close(acts.logits, acts.model_logits, rtol=1e-12, atol=1e-12)
+    one = an.collect(*_small_random())
+    assert one.layer == 0
+    res = an.analyze(model, ds, keys=[1, 4])
+    assert res.composition.keys == [1, 4] and 0 <= res.composition.logit_fve <= 1
+    assert len(res.composition.directions) == 4
+
+
 def test_rejects_unsupported_models():
-    cfg = ModelConfig(d_vocab=8, d_model=8, n_heads=2, d_mlp=8, n_layers=2)
-    with pytest.raises(ValueError, match="one-layer"):
-        an.collect(Transformer(cfg, seed=0), make_dataset(Config(p=7, d_model=8, n_heads=2, d_mlp=8)))
     with pytest.raises(ValueError, match="method"):
         model, ds = _small_random()
         an.ablations(an.collect(model, ds), [1], method="nope")

@@ -33,8 +33,9 @@ def summarise_run(run: Run, experiment: str = "", group: str = "") -> pd.DataFra
     3e-6; test accuracy > 99%, from :meth:`Run.milestones`; the epoch the stopping rule stopped the model); key
     frequencies, Gini of W_E and W_L (final checkpoint), logit FVE and the mean [std] FVE of the W_L directions ("MLP FVE", Table 5);
     the skip connection around the MLP mean- and zero-ablated (Table 6; loss and accuracy on all pairs); the
-    restricted (test) and excluded (train) losses; the phase ends (§5.2). The analysis columns are NaN for models
-    the analysis does not cover (two layers)."""
+    restricted (test) and excluded (train) losses; the phase ends (§5.2). A model of several layers is analysed
+    through its final block (its MLP's activations and the skip connection around it, as the paper's two-layer
+    rows of Tables 5 and 6)."""
     ms = run.milestones()
     stops = run.stop_epochs()
     m = run.metrics
@@ -73,9 +74,6 @@ ANALYSIS_COLUMNS = ("logit_fve", "mlp_fve", "mlp_fve_std", "loss_all", "acc_all"
 
 
 def _analysis_columns(run: Run, k: int) -> dict[str, float]:
-    nan = {c: float("nan") for c in ANALYSIS_COLUMNS}
-    if run.configs[k].n_layers != 1:
-        return nan  # grokscope.interp analyses one-layer models only
     res = analyze(run.model(None, k), run.dataset(k))
     fv = np.array([d.fve for d in res.composition.directions], dtype=float)
     ab = res.ablations.results

@@ -3,8 +3,11 @@ and the loss/accuracy of answer logits (paper §4; everything after the forward 
 
 Interventions on the model are *patches* of hook points at position 2 (``blocks.0.attn.hook_pattern``,
 ``blocks.0.mlp.hook_post``, ``blocks.0.hook_resid_post``). They are evaluated either by running the model
-under the scoped :func:`grokscope.model.hooks.hooks` (:func:`run_patched`) or by recomputing the one-layer model's
-output downstream of the patched point in float64 from the cached activations (:func:`tail_logits`).
+under the scoped :func:`grokscope.model.hooks.hooks` (:func:`run_patched`) or by recomputing the model's
+output downstream of the patched point in float64 from the cached activations (:func:`tail_logits`). A model of
+several layers is read through its final block (the hooks of ``blocks.{n_layers-1}``; the paper's two-layer rows of
+Table 5 read the final MLP): everything downstream of that block's input is exact, the analyses of ``W_E`` and of the
+attention describe that block's input and attention.
 Losses are the mean float64 cross-entropy of ``logits[:, -1, :p]`` (:func:`grokscope.training.trainer.cross_entropy_float64`).
 """
 
@@ -79,6 +82,9 @@ class Activations:
     b_out: "Float[Tensor, 'd']"
     W_Up: "Float[Tensor, 'd p']"
     act: str
+    #: the block whose attention and MLP these are: the last one (0 for the paper's one-layer model; a deeper
+    #: model's logits are read through its final block, as the paper's two-layer rows of Table 5)
+    layer: int = 0
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -120,8 +126,6 @@ class Activations:
 
 
 def _check_model(model: "Transformer") -> None:
-    if model.cfg.n_layers != 1:
-        raise ValueError(f"the analysis is for one-layer models; this one has n_layers={model.cfg.n_layers}")
     if model.cfg.n_ctx != 3:
         raise ValueError(f"the analysis expects inputs 'a b =' (n_ctx=3), got n_ctx={model.cfg.n_ctx}")
 
@@ -137,24 +141,31 @@ def collect(model: "Transformer", dataset: "Dataset") -> Activations:
         raise ValueError("the dataset must hold all p*p pairs (a-major), as grokscope.tasks.make_dataset builds")
     was_training = model.training
     model.eval()
-    names = ["blocks.0.hook_resid_pre", "blocks.0.attn.hook_v", "blocks.0.attn.hook_attn_scores", HOOK_PATTERN,
-             "blocks.0.hook_resid_mid", HOOK_POST]
+    L = model.cfg.n_layers - 1  # the final block: what the logits read (Table 5's two-layer rows: its MLP)
+    names = [at_layer(n, L) for n in ("blocks.0.hook_resid_pre", "blocks.0.attn.hook_v",
+                                      "blocks.0.attn.hook_attn_scores", HOOK_PATTERN, "blocks.0.hook_resid_mid",
+                                      HOOK_POST)]
     dev = next(model.parameters()).device
     try:
         logits, cache = run_with_cache(model, dataset.tokens.to(dev), names)
     finally:
         model.train(was_training)
     d = lambda t: t.detach().to(DTYPE)  # noqa: E731
-    blk = model.blocks[0]
+    pre, v, scores, pattern, mid, post = (cache[n] for n in names)
+    blk = model.blocks[L]
     return Activations(
         p=p, labels=dataset.labels.to(dev), train_idx=dataset.train_idx.to(dev), test_idx=dataset.test_idx.to(dev),
         a=dataset.tokens[:, 0].to(dev), b=dataset.tokens[:, 1].to(dev),
-        resid_pre2=d(cache["blocks.0.hook_resid_pre"][:, POS]), v=d(cache["blocks.0.attn.hook_v"]),
-        scores2=d(cache["blocks.0.attn.hook_attn_scores"][:, :, POS]), pattern2=d(cache[HOOK_PATTERN][:, :, POS]),
-        resid_mid2=d(cache["blocks.0.hook_resid_mid"][:, POS]), post2=d(cache[HOOK_POST][:, POS]),
+        resid_pre2=d(pre[:, POS]), v=d(v), scores2=d(scores[:, :, POS]), pattern2=d(pattern[:, :, POS]),
+        resid_mid2=d(mid[:, POS]), post2=d(post[:, POS]),
         model_logits=d(logits[:, -1, :p]), W_E=d(model.W_E), W_O=d(blk.attn.W_O), W_in=d(blk.mlp.W_in),
         b_in=d(blk.mlp.b_in), W_out=d(blk.mlp.W_out), b_out=d(blk.mlp.b_out), W_Up=d(model.W_U[:, :p]),
-        act=model.cfg.act)
+        act=model.cfg.act, layer=L)
+
+
+def at_layer(hook: str, layer: int) -> str:
+    """A hook name of block 0 (:data:`PATCHABLE`, ...) moved to block ``layer``."""
+    return hook.replace("blocks.0.", f"blocks.{layer}.", 1)
 
 
 # ====================================================================== patches: fast tail and hooks
@@ -180,8 +191,9 @@ def tail_logits(acts: Activations, patches: dict[str, Tensor] | None = None) -> 
     return acts.logits
 
 
-def patch_hooks(patches: dict[str, Tensor], pos: int = POS) -> list[tuple[str, Any]]:
-    """Hook functions for :func:`grokscope.model.hooks.hooks` that write ``patches`` (see :func:`tail_logits`) at ``pos``."""
+def patch_hooks(patches: dict[str, Tensor], pos: int = POS, layer: int = 0) -> list[tuple[str, Any]]:
+    """Hook functions for :func:`grokscope.model.hooks.hooks` that write ``patches`` (see :func:`tail_logits`) at
+    ``pos``, in block ``layer`` (the names of :data:`PATCHABLE` are block 0's)."""
     out = []
     for name, value in patches.items():
         if name.endswith("hook_pattern"):
@@ -194,14 +206,15 @@ def patch_hooks(patches: dict[str, Tensor], pos: int = POS) -> list[tuple[str, A
                 x = x.clone()
                 x[:, pos] = value.to(x.dtype)
                 return x
-        out.append((name, fn))
+        out.append((at_layer(name, layer), fn))
     return out
 
 
 @torch.no_grad()
 def run_patched(model: "Transformer", tokens: Tensor, patches: dict[str, Tensor] | None = None) -> Tensor:
-    """Answer logits ``(N, p)`` (float64) of ``model`` run on ``tokens`` under :func:`patch_hooks`."""
-    with hooks(model, patch_hooks(patches or {})):
+    """Answer logits ``(N, p)`` (float64) of ``model`` run on ``tokens`` under :func:`patch_hooks` (in its final
+    block, where :func:`collect` reads the activations)."""
+    with hooks(model, patch_hooks(patches or {}, layer=model.cfg.n_layers - 1)):
         return model(tokens)[:, -1, : model.cfg.p].to(DTYPE)
 
 
