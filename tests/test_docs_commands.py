@@ -97,4 +97,16 @@ def test_docs_python_blocks_run(standins, monkeypatch, where, i):
     if not (standins / "exp" / "frac").exists():
         from grokscope.experiments import run_experiment
         run_experiment("frac", standins / "exp" / "frac", tiny=True, progress=False)
-    exec(compile(blocks(ROOT / where, "python")[i], where, "exec"), {})
+    code = blocks(ROOT / where, "python")[i]
+    if "llc" in code and not (standins / "runs" / "mainline" / "llc.json").is_file():
+        _with_llc(standins / "runs" / "mainline", monkeypatch)
+    exec(compile(code, where, "exec"), {})
+
+
+def _with_llc(run, monkeypatch):
+    """The stand-in's LLC, as `grokscope progress RUN --llc` writes it, with few short chains (devinterp needed)."""
+    from test_llc import _shrink, need_devinterp
+
+    need_devinterp()
+    _shrink(monkeypatch)
+    assert main(["progress", str(run), "--llc-every", "2"]) == 0
