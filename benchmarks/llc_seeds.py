@@ -5,7 +5,8 @@
     python benchmarks/llc_seeds.py runs/seeds/groups/00_mainline [...] [--json out.json]
 
 Prints one markdown row per model: its seed, the phase ends, the first epoch of test accuracy > 99%, the LLC's
-peak (value, epoch, phase), its steepest fall (epoch, phase, rate per 1,000 epochs), the final LLC and the rank
+peak (value, epoch, phase), its steepest fall (epoch, phase, rate per 1,000 epochs), the same from the end of
+memorisation on, the first epoch the LLC is down to a tenth of its level there, the final LLC and the rank
 correlation of the LLC with the test loss (:func:`grokscope.measures.llc_phases.llc_turning_points`). Every run
 must have been through ``grokscope progress RUN --llc``.
 """
@@ -40,14 +41,17 @@ def fmt(v, spec=",.0f") -> str:
 
 def table(rs: list[dict]) -> str:
     head = ("| seed | phase ends (mem. / circuit / cleanup) | test acc > 99% | LLC peak (epoch, phase) | steepest fall "
-            "(epoch, phase; per 1k epochs) | final LLC | rank corr. with test loss |")
-    lines = [head, "| " + " | ".join(["---"] * 7) + " |"]
+            "(epoch, phase; per 1k epochs) | steepest fall after memorisation | LLC at a tenth | final LLC "
+            "| rank corr. with test loss |")
+    lines = [head, "| " + " | ".join(["---"] * 9) + " |"]
     for r in sorted(rs, key=lambda r: r["seed"]):
         lines.append(
             f"| {r['seed']} | {fmt(r['memorisation_end'])} / {fmt(r['circuit_formation_end'])} / "
             f"{fmt(r['cleanup_end'])} | {fmt(r['test_acc_99'])} | {fmt(r['llc_max'], '.0f')} "
             f"({fmt(r['llc_max_epoch'])}, {r['llc_max_phase'].replace('_', ' ')}) | {fmt(r['llc_fall_epoch'])}, "
-            f"{r['llc_fall_phase'].replace('_', ' ')}; {fmt(r['llc_fall_rate'], '.0f')} | {fmt(r['llc_final'], '.0f')} "
+            f"{r['llc_fall_phase'].replace('_', ' ')}; {fmt(r['llc_fall_rate'], '.0f')} | {fmt(r['llc_late_fall_epoch'])}, "
+            f"{r['llc_late_fall_phase'].replace('_', ' ')}; {fmt(r['llc_late_fall_rate'], '.0f')} "
+            f"| {fmt(r['llc_tenth_epoch'])} | {fmt(r['llc_final'], '.1f')} "
             f"| {fmt(r['spearman_test_loss'], '.2f')} |")
     return "\n".join(lines)
 

@@ -45,6 +45,19 @@ def test_turning_points_find_the_peak_and_the_steepest_fall_after_it():
     assert turning_points(np.array([0, 10]), np.array([np.nan, np.nan]))["llc_max"] is None
 
 
+def test_the_late_fall_and_the_tenth_are_taken_from_the_end_of_memorisation_on():
+    e = np.array([0, 100, 200, 300, 400, 500, 600, 700])
+    v = np.array([1.0, 100.0, 40.0, 38.0, 30.0, 10.0, 3.0, 2.0])
+    tp = turning_points(e, v, memorised=300)
+    assert tp["llc_fall_epoch"] == 150  # 100 -> 200, the fall right after the peak
+    assert tp["llc_late_fall_epoch"] == 450 and tp["llc_late_fall_rate"] == pytest.approx(200.0)
+    assert tp["llc_tenth_epoch"] == 600  # a tenth of 38 (the estimate at 300) is 3.8: 3.0 at 600
+    assert turning_points(e, v)["llc_late_fall_epoch"] is None and turning_points(e, v)["llc_tenth_epoch"] is None
+    never = turning_points(e, np.array([1.0, 100.0, 40.0, 38.0, 30.0, 20.0, 10.0, 5.0]), memorised=300)
+    assert never["llc_tenth_epoch"] is None
+    assert turning_points(e, v, memorised=float("nan"))["llc_tenth_epoch"] is None
+
+
 def _with_llc(run: Run, values: dict[int, list[float]]) -> None:
     eps = run.checkpoint_epochs
     rows = [{"model": k, "epoch": e, "measure": "llc", "freq": 0, "value": v}

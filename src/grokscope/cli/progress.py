@@ -93,7 +93,8 @@ def turns_summary(df) -> str:
     lines = ["LLC turning points (phase in brackets):"]
     for r in df.itertuples():
         lines.append(f"  model {r.model}: peak {f(r.llc_max, '.4g')} at epoch {f(r.llc_max_epoch, ',.0f')} "
-                     f"({r.llc_max_phase}), steepest fall at {f(r.llc_fall_epoch, ',.0f')} ({r.llc_fall_phase}); "
+                     f"({r.llc_max_phase}), steepest fall at {f(r.llc_fall_epoch, ',.0f')} ({r.llc_fall_phase}), "
+                     f"after memorisation at {f(r.llc_late_fall_epoch, ',.0f')} ({r.llc_late_fall_phase}); "
                      f"rank correlation with the test loss {f(r.spearman_test_loss, '.2f')}")
     return "\n".join(lines)
 

@@ -14,6 +14,11 @@ falling as it groks):
 * ``llc_max_epoch``: the checkpoint of the largest LLC;
 * ``llc_fall_epoch``: the steepest fall after the maximum, the midpoint of the two consecutive estimates whose
   LLC falls most per epoch; ``llc_fall_rate``: that fall, per 1,000 epochs;
+* ``llc_late_fall_epoch``, ``llc_late_fall_rate``: the same steepest fall, among the estimates from the end of
+  memorisation on (the fall that goes with grokking; the LLC also falls right after its peak, inside memorisation);
+* ``llc_tenth_epoch``: the first estimate after the end of memorisation at or below a tenth of the LLC there (the
+  first estimate at or after that end): the epoch the LLC has shed 90% of its memorising level, to set beside the
+  epoch of test accuracy > 99%;
 * ``*_phase``: the phase an epoch lies in by the run's phase boundaries (``memorisation``,
   ``circuit_formation``, ``cleanup``, ``after``; ``-`` where a boundary is undefined);
 * ``spearman_test_loss``: the rank correlation, over the LLC's checkpoints, of the LLC with the test loss (the
@@ -34,8 +39,8 @@ from .cache import PHASES_FILE, load_phases, saved_llc
 
 PHASES = ("memorisation", "circuit_formation", "cleanup")
 COLUMNS = ["model", "memorisation_end", "circuit_formation_end", "cleanup_end", "llc_max", "llc_max_epoch",
-           "llc_max_phase", "llc_final", "llc_fall_epoch", "llc_fall_rate", "llc_fall_phase", "spearman_test_loss",
-           "estimates"]
+           "llc_max_phase", "llc_final", "llc_fall_epoch", "llc_fall_rate", "llc_fall_phase", "llc_late_fall_epoch",
+           "llc_late_fall_rate", "llc_late_fall_phase", "llc_tenth_epoch", "spearman_test_loss", "estimates"]
 
 
 def phase_of(epoch: float | None, ends: dict[str, Any]) -> str:
@@ -64,23 +69,40 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def turning_points(epochs: np.ndarray, llc: np.ndarray) -> dict[str, float | None]:
+def _steepest_fall(e: np.ndarray, v: np.ndarray) -> tuple[float | None, float | None]:
+    """(midpoint epoch, fall per 1,000 epochs) of the steepest fall between consecutive estimates; Nones when
+    there are fewer than two or nothing falls."""
+    if len(v) < 2:
+        return None, None
+    slope = np.diff(v) / np.diff(e)
+    j = int(np.argmin(slope))
+    if slope[j] >= 0:
+        return None, None
+    return float((e[j] + e[j + 1]) / 2), float(-slope[j] * 1000)
+
+
+def turning_points(epochs: np.ndarray, llc: np.ndarray, memorised: float | None = None) -> dict[str, float | None]:
     """The maximum and the steepest fall after it of one LLC curve (``epochs`` increasing); NaN entries are
-    skipped. ``llc_fall_*`` are None when fewer than two estimates follow the maximum."""
+    skipped. ``llc_fall_*`` are None when fewer than two estimates follow the maximum. With ``memorised`` (the
+    end of memorisation), also the steepest fall from there on (``llc_late_fall_*``) and ``llc_tenth_epoch``; both
+    None without it."""
     ok = np.isfinite(llc)
     e, v = np.asarray(epochs, dtype=float)[ok], np.asarray(llc, dtype=float)[ok]
+    out: dict[str, float | None] = dict.fromkeys(("llc_max", "llc_max_epoch", "llc_final", "llc_fall_epoch",
+                                                  "llc_fall_rate", "llc_late_fall_epoch", "llc_late_fall_rate",
+                                                  "llc_tenth_epoch"))
     if not len(v):
-        return {"llc_max": None, "llc_max_epoch": None, "llc_final": None, "llc_fall_epoch": None,
-                "llc_fall_rate": None}
+        return out
     i = int(np.argmax(v))
-    out: dict[str, float | None] = {"llc_max": float(v[i]), "llc_max_epoch": float(e[i]), "llc_final": float(v[-1]),
-                                    "llc_fall_epoch": None, "llc_fall_rate": None}
-    if len(v) - i >= 2:
-        slope = np.diff(v[i:]) / np.diff(e[i:])
-        j = int(np.argmin(slope))
-        if slope[j] < 0:
-            out["llc_fall_epoch"] = float((e[i + j] + e[i + j + 1]) / 2)
-            out["llc_fall_rate"] = float(-slope[j] * 1000)
+    out.update(llc_max=float(v[i]), llc_max_epoch=float(e[i]), llc_final=float(v[-1]))
+    out["llc_fall_epoch"], out["llc_fall_rate"] = _steepest_fall(e[i:], v[i:])
+    if memorised is not None and np.isfinite(memorised):
+        late = e >= memorised
+        out["llc_late_fall_epoch"], out["llc_late_fall_rate"] = _steepest_fall(e[late], v[late])
+        if late.any():
+            first = int(np.argmax(late))
+            below = np.flatnonzero(late & (v <= v[first] / 10) & (np.arange(len(v)) > first))
+            out["llc_tenth_epoch"] = float(e[below[0]]) if len(below) else None
     return out
 
 
@@ -99,8 +121,8 @@ def llc_turning_points(run: Any) -> pd.DataFrame:
     for k, g in llc.groupby("model", sort=True):
         g = g.sort_values("epoch")
         ep, v = g["epoch"].to_numpy(), g["value"].to_numpy(dtype=float)
-        tp = turning_points(ep, v)
         ends = ph.get(int(k), {})
+        tp = turning_points(ep, v, ends.get("memorisation"))
         tl = met[(met["model"] == k) & met["test_loss"].notna()].sort_values("epoch")
         idx = np.searchsorted(tl["epoch"].to_numpy(), ep, side="right") - 1
         test = np.where(idx >= 0, tl["test_loss"].to_numpy()[np.clip(idx, 0, None)], np.nan) if len(tl) else \
@@ -109,6 +131,7 @@ def llc_turning_points(run: Any) -> pd.DataFrame:
                     "circuit_formation_end": ends.get("circuit_formation"), "cleanup_end": ends.get("cleanup"),
                     **tp, "llc_max_phase": phase_of(tp["llc_max_epoch"], ends),
                     "llc_fall_phase": phase_of(tp["llc_fall_epoch"], ends),
+                    "llc_late_fall_phase": phase_of(tp["llc_late_fall_epoch"], ends),
                     "spearman_test_loss": _spearman(v, np.log(np.maximum(test, 1e-30))),
                     "estimates": int(np.isfinite(v).sum())})
     return pd.DataFrame(out, columns=COLUMNS)
