@@ -278,3 +278,29 @@ def test_compact_results_load_as_runs(tmp_path):
         want = m[(m.epoch % every == 0) | (m.epoch == 60)].assign(model=0).reset_index(drop=True)
         pd.testing.assert_frame_equal(one.metrics.reset_index(drop=True), want, check_dtype=False)
         assert not (tmp_path / "c" / f"model{k}" / "state.pt").exists()
+
+
+def test_a_compact_result_keeps_each_models_phases_and_llc_as_model_0(tmp_path):
+    """Each compact model is a run of one model: its phases.json entry and its llc.json checkpoints say model 0
+    (they are looked up by model), the calibration is kept, and --no-checkpoint writes no checkpoint."""
+    import sys as _sys
+    _sys.path.insert(0, str(PKG.parents[1] / "benchmarks"))
+    from compact_result import main as compact
+
+    from grokscope.measures.cache import load_phases
+    from grokscope.training import Run, train
+    from helpers import tiny_config
+    run = train([tiny_config(seed=s, epochs=40) for s in (0, 1)], tmp_path / "r", progress=False)
+    (run.path / "phases.json").write_text(json.dumps(
+        {"models": [{"model": k, "ends": {"memorisation": 10 + k}} for k in (0, 1)]}))
+    (run.path / "llc.json").write_text(json.dumps(
+        {"settings": {"lr": 1e-5}, "checkpoints": [{"model": k, "epoch": 40, "llc": 5.0 + k} for k in (0, 1)]}))
+    (run.path / "llc_calibration.json").write_text(json.dumps({"chosen": {"lr": 1e-5}}))
+    assert compact([str(run.path), str(tmp_path / "c"), "--no-checkpoint"]) == 0
+    d = tmp_path / "c" / "model1"
+    one = Run.load(d)
+    assert one.K == 1 and one.configs[0] == run.configs[1]
+    assert load_phases(one)["models"] == [{"model": 0, "ends": {"memorisation": 11}}]
+    assert json.loads((d / "llc.json").read_text())["checkpoints"] == [{"model": 0, "epoch": 40, "llc": 6.0}]
+    assert json.loads((d / "llc_calibration.json").read_text()) == {"chosen": {"lr": 1e-5}}
+    assert not list((d / "checkpoints").glob("*"))
