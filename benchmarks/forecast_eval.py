@@ -428,7 +428,10 @@ def corpus_main(a) -> int:
                           **{f"mdare_{p}": hs[p]["ours"]["mdare"] for p in map(str, POINTS)},
                           **{f"coverage_{p}": hs[p]["ours"]["coverage"] for p in map(str, POINTS)},
                           **{f"trivial_mdare_{p}": hs[p]["trivial"]["mdare"] for p in map(str, POINTS)},
-                          "auc_200": hs["auc"]["200"]["ours"]}
+                          "auc_200": hs["auc"]["200"]["ours"], "domain": corpus_domain(a.corpus)}
+        old = fm.load_model()  # the transfer record (benchmarks/forecast_transfer.py --record) stays if present
+        if old is not None and old.trust and "transfer" in old.trust:
+            fit.ours.trust["transfer"] = old.trust["transfer"]
         fm.MODEL_FILE.write_text(json.dumps({"model": fit.ours.to_dict(),
                                              "delay_law": {k: vars(v) for k, v in fit.law.items()}},
                                             indent=1) + "\n")
@@ -436,6 +439,15 @@ def corpus_main(a) -> int:
     if a.png and held:
         corpus_figure(doc["rows"], a.png)
     return 0
+
+
+def corpus_domain(corpus: str) -> dict:
+    """The sizes the corpus covers (its batches' configs): the p, d_model and n_layers values and the longest
+    budget; ``grokscope.measures.forecast.trust_text`` says when a run lies outside them."""
+    metas = [json.loads(m.read_text()) for m in sorted(Path(corpus).glob("*/meta.json"))]
+    cs = [m["config"] for m in metas]
+    return {"p": sorted({c["p"] for c in cs}), "d_model": sorted({c["d_model"] for c in cs}),
+            "n_layers": sorted({c["n_layers"] for c in cs}), "epochs": max(int(m["budget"]) for m in metas)}
 
 
 def corpus_figure(rows, png):

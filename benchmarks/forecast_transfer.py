@@ -1,6 +1,6 @@
 """The shipped forecaster on runs it was never fitted on (the paper's p = 113 models): how far it transfers.
 
-    python benchmarks/forecast_transfer.py RUN [RUN ...] [--json out.json]
+    python benchmarks/forecast_transfer.py RUN [RUN ...] [--json out.json] [--record]
 
 The fitted forecaster (``src/grokscope/measures/forecast_model.json``) was fitted on the forecast corpus, small
 p = 59 models with a 2,000-epoch budget (``benchmarks/forecast_corpus.py``). Here it forecasts every model of the
@@ -9,7 +9,9 @@ after train accuracy 100%) and from 25 / 50 / 75% of ``G`` (epochs >= 40 before 
 forecast RUN --until E`` would (the causal progress measures: keys chosen at each checkpoint). Printed per point:
 the forecasts made, the median absolute relative error ``|pred - G| / G``, the share of 80% intervals holding
 ``G``, and the trivial forecast "it groks now" (pred = until) on the same models; then one line per model.
-Nothing here is fitted: every number is a forecast of a model the forecaster has not seen.
+Nothing here is fitted: every number is a forecast of a model the forecaster has not seen. ``--record`` stores the
+summary in the shipped forecaster's ``trust["transfer"]``, which ``grokscope forecast`` prints for runs outside
+the corpus.
 """
 
 from __future__ import annotations
@@ -68,10 +70,31 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def summary(rows: list[dict], runs: list[str]) -> dict:
+    """The ``trust["transfer"]`` record: models, the runs' sizes, and per forecast point the median relative error,
+    the interval coverage, the trivial forecast's error and (from the end of memorisation) the share forecast early."""
+    out: dict = {"models": len({(r["run"], r["model"]) for r in rows})}
+    sizes = sorted({(c.p, c.d_model) for p in runs for c in Run.load(p).configs})
+    out["runs"] = "p " + ", ".join(sorted({str(p) for p, _ in sizes}, key=int)) + "; d_model " + ", ".join(
+        sorted({str(d) for _, d in sizes}, key=int))
+    for pt in POINTS:
+        r = [x for x in rows if x["point"] == pt]
+        if r:
+            out[f"mdare_{pt}"] = float(np.median([x["are"] for x in r]))
+            out[f"coverage_{pt}"] = float(np.mean([x["covered"] for x in r]))
+            out[f"trivial_mdare_{pt}"] = float(np.median([x["trivial_are"] for x in r]))
+    mem = [x for x in rows if x["point"] == "mem"]
+    if mem:
+        out["early_mem"] = float(np.mean([x["predicted"] < x["G"] for x in mem]))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--json", help="also write every forecast here")
+    ap.add_argument("--record", action="store_true",
+                    help="store the summary in the shipped forecaster's trust record (forecast_model.json)")
     a = ap.parse_args(argv)
     model = fm.load_model()
     if model is None:
@@ -87,6 +110,11 @@ def main(argv=None) -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if a.record and rows:
+        doc = json.loads(fm.MODEL_FILE.read_text())
+        doc["model"].setdefault("trust", {})["transfer"] = summary(rows, a.runs)
+        fm.MODEL_FILE.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"recorded in {fm.MODEL_FILE}: {doc['model']['trust']['transfer']}")
     return 0
 
 

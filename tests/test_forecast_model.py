@@ -189,6 +189,8 @@ def test_forecast_run_uses_the_fitted_forecaster_and_says_how_much_to_trust_it(t
         if not f.grokked:
             assert f.method.startswith("fitted") and 40 <= f.lower <= f.predicted <= f.upper
     assert res[0].trust in fc.format_table(res)
+    if (model.trust or {}).get("domain"):  # p 11, d_model 16 lie outside the shipped corpus: the line says so
+        assert "This run is outside it (p 11, d_model 16)" in res[0].trust
     # a calibration is the trend's: auto then keeps the trend
     assert fc.forecast_run(run, 40, fc.Calibration())[0].p_grok is None
 
@@ -207,3 +209,27 @@ def test_a_series_read_from_a_run_has_the_corpus_features(tmp_path):
         a = fm.features(fm.series_from_run(run, 0, until), until, 100.0)
         b = fm.features(fm.series_from_run(run, 0, until, progress=full), until, 100.0)
         assert a == pytest.approx(b, nan_ok=True), until
+
+
+def test_the_trust_line_says_when_a_run_lies_outside_the_corpus_and_what_was_measured_there():
+    from types import SimpleNamespace
+
+    from grokscope.measures import forecast as fc
+    base = {"heldout_models": 34, "corpus": "c", "mdare_mem": 0.2, "coverage_mem": 0.8}
+    domain = {"p": [59], "d_model": [64], "n_layers": [1], "epochs": 2000}
+    inside = SimpleNamespace(p=59, d_model=64, n_layers=1, epochs=2000)
+    big = SimpleNamespace(p=113, d_model=128, n_layers=1, epochs=40000)
+    plain = fc.trust_text(SimpleNamespace(trust=base), big)
+    assert plain.startswith("how much to trust it: on 34") and "outside it (" not in plain  # no domain recorded
+    m = SimpleNamespace(trust={**base, "domain": domain})
+    assert fc.trust_text(m, inside) == fc.trust_text(m)
+    line = fc.trust_text(m, big)
+    assert "This run is outside it (p 113, d_model 128, a 40,000-epoch budget): its error here is unmeasured." in line
+    x = {"models": 10, "runs": "p 113", "mdare_mem": 0.72, "trivial_mdare_mem": 0.97, "mdare_0.25": 0.46,
+         "coverage_mem": 0.0, "coverage_0.25": 0.4, "early_mem": 1.0}
+    line = fc.trust_text(SimpleNamespace(trust={**base, "domain": domain, "transfer": x}), big)
+    assert "on 10 grokked models outside it (p 113) its median |pred - G| / G was 0.72" in line
+    assert "(trivial 0.97)" in line and "held G 0% / 40%" in line and line.endswith("read it as a lower bound.")
+    x["early_mem"] = 0.5
+    line = fc.trust_text(SimpleNamespace(trust={**base, "domain": domain, "transfer": x}), big)
+    assert "lower bound" not in line and line.endswith("40%.")

@@ -124,24 +124,51 @@ def grok_epochs(run: Run) -> dict[int, float]:
     return {int(r.model): float(r.test_acc_99) for r in ms.itertuples()}
 
 
-def trust_text(fm_model) -> str:
-    """One line: the fitted forecaster's held-out errors (``ForecastModel.trust``)."""
+def trust_text(fm_model, config=None) -> str:
+    """One line: the fitted forecaster's held-out errors (``ForecastModel.trust``); with the run's ``config``, and
+    where the run lies outside the fitting corpus (``trust["domain"]``: its p, d_model, n_layers, longest budget),
+    also that, and the errors measured on such runs (``trust["transfer"]``, by ``benchmarks/forecast_transfer.py
+    --record``) if any."""
     t = fm_model.trust or {}
     if not t:
         return "fitted forecaster: no held-out error recorded; do not trust it"
-    def g(k):
-        v = t.get(k)
+    def g(k, d=t):
+        v = d.get(k)
         return "-" if v is None else f"{v:.2f}"
-    def c(k):
-        v = t.get(k)
+    def c(k, d=t):
+        v = d.get(k)
         return "-" if v is None else f"{v:.0%}"
-    return (f"how much to trust it: on {t.get('heldout_models', '?')} held-out corpus models"
+    line = (f"how much to trust it: on {t.get('heldout_models', '?')} held-out corpus models"
             f"{' (partial corpus)' if t.get('partial') else ''} its median |pred - G| / G was "
             f"{g('mdare_mem')} from the end of memorisation, {g('mdare_0.25')} / {g('mdare_0.5')} / "
             f"{g('mdare_0.75')} from 25 / 50 / 75% of G (the trivial 'it groks now': {g('trivial_mdare_mem')}, "
             f"0.75, 0.50, 0.25), its 80% intervals held G {c('coverage_mem')} / {c('coverage_0.25')} / "
             f"{c('coverage_0.5')} / {c('coverage_0.75')}; p_grok AUC {g('auc_200')} at epoch 200. "
             f"Fitted on {t.get('corpus', 'the corpus')}: other sizes, tasks or optimisers are outside it.")
+    outside = _outside(t.get("domain"), config)
+    if not outside:
+        return line
+    line += f" This run is outside it ({outside})"
+    x = t.get("transfer")
+    if not x:
+        return line + ": its error here is unmeasured."
+    early = x.get("early_mem")
+    return (line + f": on {x.get('models', '?')} grokked models outside it ({x.get('runs', '')}) its median "
+            f"|pred - G| / G was {g('mdare_mem', x)} from the end of memorisation (trivial {g('trivial_mdare_mem', x)}) "
+            f"and {g('mdare_0.25', x)} from 25% of G, its intervals held G {c('coverage_mem', x)} / "
+            f"{c('coverage_0.25', x)}" + (f", and it forecast too early {c('early_mem', x)} of the time: read it as a "
+                                        "lower bound." if early is not None and early >= 0.8 else "."))
+
+
+def _outside(domain: dict | None, config) -> str:
+    """How ``config`` lies outside the corpus ``domain`` ("p 113, d_model 128"), or "" (inside, or unknown)."""
+    if not domain or config is None:
+        return ""
+    out = [f"{k} {getattr(config, k)}" for k in ("p", "d_model", "n_layers")
+           if k in domain and getattr(config, k, None) not in domain[k]]
+    if "epochs" in domain and getattr(config, "epochs", 0) > 2 * domain["epochs"]:
+        out.append(f"a {config.epochs:,}-epoch budget")
+    return ", ".join(out)
 
 
 def _fitted(run: Run, until: int, metrics: pd.DataFrame | None):
@@ -196,7 +223,7 @@ def forecast_run(run: Run, until: int, calibration: Calibration | Mapping[int, C
             raise ConfigError("forecaster='fitted' is invalid for this run: the fitted forecaster needs "
                               "forecast_model.json and a one-layer modular-addition run trained with AdamW")
         return out
-    trust = trust_text(model)
+    trust = trust_text(model, run.config)
     for fc in out:
         r = fitted[fc.model]
         if fc.model in diverged:  # stays "diverged": no forecast of a model whose weights are not finite
