@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grokscope.config import ModelConfig
-from grokscope.fast.tables import forward_fast, forward_plain
+from grokscope.fast.tables import forward_deep, forward_fast, forward_plain
 from grokscope.model.transformer import Transformer, init_params
 
 P = 7
@@ -96,3 +96,31 @@ def test_fast_rejects_two_layers():
     cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16, n_layers=2)
     with pytest.raises(ValueError, match="n_layers"):
         forward_fast(stacked(cfg, [0]), *inputs(1, 3), cfg)
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+@pytest.mark.parametrize("K", [1, 3])
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_deep_equals_plain_values_and_grads(n_layers, K, kernel, monkeypatch):
+    """forward_deep (any number of blocks: the scored-position path per model) against the plain full-sequence
+    model: logits and every parameter's gradient in float64, with the compiled attention and without."""
+    from grokscope.fast import scored
+    if kernel == "compiled":
+        from helpers_kernel import need_kernel
+        need_kernel()
+    monkeypatch.setattr(scored, "USE_KERNEL", kernel == "compiled")
+    cfg = ModelConfig(d_vocab=P + 1, d_model=8, n_heads=2, d_mlp=16, n_layers=n_layers)
+    ps = stacked(cfg, range(K))
+    a, b = inputs(K, 30)
+    ld, lp = forward_deep(ps, a, b, cfg), forward_plain(ps, a, b, cfg)
+    assert ld.shape == (K, 30, P)
+    torch.testing.assert_close(ld, lp, rtol=1e-12, atol=1e-12)
+    w = torch.randn(K, 30, P, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    gd = torch.autograd.grad((ld * w).sum(), list(ps.values()), allow_unused=True)
+    gp = torch.autograd.grad((lp * w).sum(), list(ps.values()), allow_unused=True)
+    for name, x, y in zip(ps, gd, gp):
+        if y is None:  # W_U's '=' column, ...: no gradient on either path
+            assert x is None or float(x.abs().max()) == 0, name
+            continue
+        assert float(y.abs().max()) > 0 or name.startswith("W_E"), name
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12, msg=name)

@@ -171,6 +171,22 @@ def test_fast_and_plain_trainers_agree():
     torch.testing.assert_close(a.params, b.params, rtol=1e-4, atol=1e-5)
 
 
+def test_a_two_layer_model_trains_on_the_scored_path_as_on_the_plain_one():
+    """Two layers take forward_deep by default (with dropout, the plain path): 50 steps agree with the plain
+    trainer within float32 rounding."""
+    cfg = tiny_config(epochs=50, n_layers=2)
+    a, b = Trainer([cfg]), Trainer([cfg], fast=False)
+    assert a.fast and not b.fast
+    a.fit(50)
+    b.fit(50)
+    torch.testing.assert_close(a.params, b.params, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.metrics["train_loss"], b.metrics["train_loss"], rtol=1e-4, atol=1e-6, equal_nan=True)
+    c, d = Trainer([tiny_config(epochs=5, n_layers=2, dropout=0.3)]), Trainer([tiny_config(epochs=5, n_layers=2, dropout=0.3)], fast=False)
+    c.fit(5)
+    d.fit(5)
+    assert torch.equal(c.params, d.params)  # dropout in a deeper model: the plain path on both
+
+
 def test_same_seed_same_numbers_and_dropout_runs():
     cfg = tiny_config(dropout=0.2, epochs=30)
     a, b = Trainer([cfg]), Trainer([cfg])

@@ -29,8 +29,8 @@ Conventions (documented choices):
   losses are always the softmax cross-entropy (comparable between methods), whatever loss is trained. Per-step
   diagnostics beside them: ``softmax_collapse`` / ``softmax_sum1`` and ``w_u_norm``, all of the state of that step.
 * The forward is picked from the task's and the model's shape (:mod:`grokscope.fast`): the one-layer table path for
-  ``a b =`` tasks, the scored-positions path (with the compiled attention) for the others; ``fast=False`` runs the
-  plain full-sequence model. Each is tested equal to the plain one in float64.
+  ``a b =`` tasks, the scored-positions path (with the compiled attention) for the others and for deeper ``a b =``
+  models without dropout; ``fast=False`` (and dropout in a deeper ``a b =`` model) runs the plain full-sequence model. Each is tested equal to the plain one in float64.
 * The stopping rule (``stop_below``; :mod:`grokscope.training.stopping`): a stopped model is frozen (its parameters
   and moments restored after every later step) but still evaluated; the run ends once every model has stopped, at
   that test epoch, with the final evaluation and checkpoint there.
@@ -49,7 +49,7 @@ from torch.func import functional_call
 
 from ..config import Config, check_batchable
 from ..fast.scored import forward_scored, scored_positions
-from ..fast.tables import Workspace, forward_fast, forward_plain, segment_plan
+from ..fast.tables import Workspace, forward_deep, forward_fast, forward_plain, segment_plan
 from ..model import Transformer, init_params
 from ..numerics import ensure_denormals
 from ..tasks import Examples
@@ -130,7 +130,7 @@ class Trainer:
         self.tasks = [c.make_task() for c in configs]
         self.task = self.tasks[0]
         self.pair_form = self.task.pair_form
-        self.fast = (self.mcfg.n_layers == 1 or not self.pair_form) if fast is None else fast
+        self.fast = True if fast is None else fast
         self.layout = ParamLayout(self.mcfg)
         self.ws = Workspace()  # the table path's large outputs, reused across steps
         self.model = None if self.pair_form else Transformer(self.mcfg, seed=None).to(self.device)  # plain path
@@ -195,8 +195,10 @@ class Trainer:
         then overwritten by the next step)."""
         if self.pair_form:
             drop = self.dropout if keep is not None else None
-            if not self.fast:
+            if not self.fast or (self.mcfg.n_layers > 1 and keep is not None):  # dropout: the plain path's masks
                 return forward_plain(params, batch.a, batch.b, self.mcfg, keep, drop)[:, :, None]
+            if self.mcfg.n_layers > 1:
+                return forward_deep(params, batch.a, batch.b, self.mcfg)[:, :, None]
             if batch.plan is None:  # the examples grouped by token, computed once per batch
                 batch.plan = (segment_plan(batch.a, self.mcfg.p), segment_plan(batch.b, self.mcfg.p))
             return forward_fast(params, batch.a, batch.b, self.mcfg, keep, drop, plan=batch.plan, ws=ws)[:, :, None]
