@@ -50,7 +50,8 @@ def forecasts(path: str, model: fm.ForecastModel) -> list[dict]:
     out = []
     for k, G, pt, until, _ in todo:
         r = model.predict(fm.series_from_run(run, k, until, met, prog), until)
-        out.append({"run": str(path), "model": k, "seed": int(run.configs[k].seed), "G": G, "point": pt,
+        out.append({"run": str(path), "model": k, "seed": int(run.configs[k].seed), "p": int(run.configs[k].p),
+                    "d_model": int(run.configs[k].d_model), "G": G, "point": pt,
                     "until": until, "predicted": r["predicted"], "lower": r["lower"], "upper": r["upper"],
                     "p_grok": r["p_grok"], "are": abs(r["predicted"] - G) / G, "trivial_are": abs(until - G) / G,
                     "covered": bool(r["lower"] <= G <= r["upper"])})
@@ -70,13 +71,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def summary(rows: list[dict], runs: list[str]) -> dict:
+def summary(rows: list[dict]) -> dict:
     """The ``trust["transfer"]`` record: models, the runs' sizes, and per forecast point the median relative error,
     the interval coverage, the trivial forecast's error and (from the end of memorisation) the share forecast early."""
     out: dict = {"models": len({(r["run"], r["model"]) for r in rows})}
-    sizes = sorted({(c.p, c.d_model) for p in runs for c in Run.load(p).configs})
-    out["runs"] = "p " + ", ".join(sorted({str(p) for p, _ in sizes}, key=int)) + "; d_model " + ", ".join(
-        sorted({str(d) for _, d in sizes}, key=int))
+    out["runs"] = ("p " + ", ".join(str(v) for v in sorted({r["p"] for r in rows})) + "; d_model "
+                   + ", ".join(str(v) for v in sorted({r["d_model"] for r in rows})))
     for pt in POINTS:
         r = [x for x in rows if x["point"] == pt]
         if r:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
             json.dump(rows, f, indent=1)
     if a.record and rows:
         doc = json.loads(fm.MODEL_FILE.read_text())
-        doc["model"].setdefault("trust", {})["transfer"] = summary(rows, a.runs)
+        doc["model"].setdefault("trust", {})["transfer"] = summary(rows)
         fm.MODEL_FILE.write_text(json.dumps(doc, indent=1) + "\n")
         print(f"recorded in {fm.MODEL_FILE}: {doc['model']['trust']['transfer']}")
     return 0

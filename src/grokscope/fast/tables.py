@@ -50,6 +50,11 @@ def _apply_dropout(post: torch.Tensor, keep: torch.Tensor | None, dropout: torch
     return post * _dropout_scale(keep, dropout, post.dtype)
 
 
+def pair_tokens(a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
+    """The ``a b =`` sequences ``(..., 3)`` of operands ``a, b`` (``=`` is token ``p``)."""
+    return torch.stack([a, b, torch.full_like(a, p)], dim=-1)
+
+
 def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, cfg: ModelConfig,
                   keep: torch.Tensor | None = None, dropout: torch.Tensor | None = None) -> torch.Tensor:
     """Full-sequence batched forward. ``keep``: optional ``(K, N, d_mlp)`` dropout mask applied to the
@@ -57,7 +62,7 @@ def forward_plain(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Ten
     n_layers == 1)."""
     p = cfg.p
     K, N = a.shape
-    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=-1)  # (K, N, 3)
+    tokens = pair_tokens(a, b, p)  # (K, N, 3)
     W_E = params["W_E"]
     x = torch.gather(W_E, 1, tokens.reshape(K, -1, 1).expand(-1, -1, W_E.shape[-1])).view(K, N, 3, -1)
     x = x + params["W_pos"][:, None, :3]  # (K, N, pos, d_model)
@@ -85,11 +90,11 @@ def forward_deep(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tens
     scored-position forward (:func:`grokscope.fast.scored.forward_scored`) on ``a b =`` read at position 2 -- the
     blocks before the last on all three positions, the last block's query, MLP and unembedding at position 2
     only, the first block's Q, K, V from per-token tables. The same function as :func:`forward_plain` (tested in
-    float64); measured 1.7x faster per training step than it for the two-layer mainline (``tests/test_fastpath.py``
-    has the equivalence, ``docs/performance.md`` the timing)."""
+    float64, ``tests/test_fastpath.py``); 2.0x faster per epoch for the two-layer mainline
+    (``benchmarks/deep_speed.py``, ``docs/performance.md``)."""
     p = cfg.p
     K, N = a.shape
-    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=-1)  # (K, N, 3)
+    tokens = pair_tokens(a, b, p)  # (K, N, 3)
     pos = torch.full((N, 1), 2, dtype=torch.long, device=a.device)
     return torch.stack([forward_scored({n: v[k] for n, v in params.items()}, tokens[k], pos, cfg)[:, 0, :p]
                         for k in range(K)])
