@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from grokscope.config import ModelConfig
@@ -83,3 +84,29 @@ def test_init_is_the_authors():
     m = Transformer(CFG, seed=5)
     toks = all_tokens(7)
     assert torch.allclose(m(toks), _authors_forward(theirs, toks, 2), atol=1e-5)
+
+
+def test_unit_embed_init_draws_the_same_numbers_with_W_E_unscaled():
+    scaled, unit = init_params(CFG, 5), init_params(CFG, 5, embed_init="unit")
+    assert scaled.keys() == unit.keys()
+    for k in scaled:
+        if k == "W_E":
+            torch.testing.assert_close(unit[k], scaled[k] * math.sqrt(CFG.d_model), rtol=1e-6, atol=0)
+        else:
+            assert torch.equal(unit[k], scaled[k]), k
+    with pytest.raises(ValueError, match="embed_init"):
+        init_params(CFG, 5, embed_init="nope")
+
+
+def test_induction_preset_starts_at_the_authors_initial_loss():
+    """The authors' induction runs start at loss 5.04-5.07 (their first train losses, both files); ln 128 = 4.85
+    is where a scaled W_E starts. The preset (embed_init unit) must land on theirs, the scaled init must not."""
+    from grokscope.config import preset
+    from grokscope.training.trainer import Trainer
+
+    def first_loss(**kw):
+        tr = Trainer([preset("repeated-subsequence-infinite", epochs=1, **kw)]).fit()
+        return tr.metrics["train_loss"][0, 0].item()
+
+    assert 4.95 < first_loss() < 5.2
+    assert abs(first_loss(embed_init="scaled") - math.log(128)) < 0.05

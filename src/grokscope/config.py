@@ -24,6 +24,8 @@ from .tasks import TASKS, Task, canonical, get_task
 from .tasks import option as _f
 
 ACTS = ("relu", "gelu")
+#: initial scale of W_E (Config.embed_init; grokscope.model.transformer.init_params)
+EMBED_INITS = ("scaled", "unit")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
 GROKFASTS = ("none", "ema", "ma")
 OPTIMIZERS = ("adamw", "orthoadamw", "muon")
@@ -32,7 +34,7 @@ LOSSES = ("softmax", "stablemax")
 GROKFAST_LAMBDA = {"ema": 2.0, "ma": 5.0}
 
 #: Fields every task has that may differ between the models of one batched run (a task adds its own ``per_model``).
-PER_MODEL_FIELDS = ("seed", "data_seed", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
+PER_MODEL_FIELDS = ("seed", "data_seed", "embed_init", "weight_decay", "lr", "dropout", "l1", "grokfast_alpha",
                     "grokfast_lambda", "norm_constraint", "muon_lr", "muon_momentum")
 
 
@@ -88,6 +90,9 @@ class Config:
     n_heads: int = _f(4, "attention heads; d_head = d_model / n_heads")
     d_mlp: int = _f(512, "MLP hidden units; 0: attention-only blocks")
     act: str = _f("relu", "MLP activation: relu | gelu")
+    embed_init: str = _f("scaled", "initial W_E: scaled (randn / sqrt(d_model), as every other weight: the authors' "
+                                   "modular code) | unit (randn: the authors' induction models; only it reproduces "
+                                   "their initial loss, 5.06)")
     # --- training (§3)
     seed: int = _f(0, "seed of the initialisation (and of the data unless data_seed is set)")
     epochs: int = _f(40000, "optimizer steps (full-batch epochs for the modular tasks)")
@@ -202,6 +207,7 @@ class Config:
             ck.integer(name, getattr(self, name), lo=1)
         ck.integer("d_mlp", self.d_mlp, lo=0 if not self.task_class.pair_form else 1)
         ck.choice("act", self.act, ACTS)
+        ck.choice("embed_init", self.embed_init, EMBED_INITS)
         ck.choice("loss_dtype", self.loss_dtype, LOSS_DTYPES)
         ck.seed("seed", self.seed)
         ck.integer("warmup", self.warmup, lo=0)
@@ -298,7 +304,7 @@ def field_tasks() -> dict[str, list[str]]:
 
 _DIGIT = {"task": "digit-addition", "d_model": 128, "n_heads": 4, "d_mlp": 512, "n_layers": 1}
 _INDUCTION = {"task": "repeated-subsequence", "d_model": 48, "n_heads": 4, "d_mlp": 0, "n_layers": 2,
-              "beta2": 0.999, "batch_size": 128, "seed": 1, "layout": "segments"}
+              "beta2": 0.999, "batch_size": 128, "seed": 1, "layout": "segments", "embed_init": "unit"}
 # 200 tokens: the length at which 512 fixed examples give Fig 34's train/test divergence (grokscope.tasks.skip_trigram)
 _SKIP = {"task": "skip-trigram", "d_model": 128, "n_heads": 4, "d_mlp": 0, "n_layers": 1, "seq_len": 200}
 

@@ -11,7 +11,9 @@ equivalence tests use. Training uses the fast path in :mod:`grokscope.fast.table
 
 Initialisation follows the authors' code exactly (same shapes, same draw order from one generator):
 every weight is ``randn / sqrt(d_model)`` except ``W_U``, which is ``randn / sqrt(d_vocab)``; biases
-are zero (``W_out`` too is divided by ``sqrt(d_model)``, not ``sqrt(d_mlp)``).
+are zero (``W_out`` too is divided by ``sqrt(d_model)``, not ``sqrt(d_mlp)``). ``embed_init="unit"`` draws
+``W_E`` as plain ``randn`` (the same numbers times ``sqrt(d_model)``): the authors' induction models start at
+loss 5.06, which only an unscaled ``W_E`` reproduces (``docs/results/records/d3-data-oracle.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import EMBED_INITS, ModelConfig
 from .hooks import HookPoint, name_hook_points, run_with_cache
 
 
@@ -136,7 +138,8 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32,
+                embed_init: str = "scaled") -> dict[str, torch.Tensor]:
     """The authors' initialisation, drawn in their order and their layouts, converted to ours.
 
     Same numbers as ``torch.manual_seed(seed); Transformer(...)`` in the paper's code. An attention-only model
@@ -150,7 +153,10 @@ def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32)
         return torch.randn(*shape, generator=g) / scale
 
     sd = math.sqrt(D)
-    theirs: dict[str, torch.Tensor] = {"embed.W_E": randn(D, V, scale=sd), "pos_embed.W_pos": randn(cfg.n_ctx, D, scale=sd)}
+    if embed_init not in EMBED_INITS:
+        raise ValueError(f"embed_init={embed_init!r} is invalid: must be one of {', '.join(EMBED_INITS)}")
+    theirs: dict[str, torch.Tensor] = {"embed.W_E": randn(D, V, scale=sd if embed_init == "scaled" else 1.0),
+                                       "pos_embed.W_pos": randn(cfg.n_ctx, D, scale=sd)}
     for i in range(cfg.n_layers):
         b = f"blocks.{i}."
         theirs[b + "attn.W_K"] = randn(H, dh, D, scale=sd)

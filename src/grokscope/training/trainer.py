@@ -157,8 +157,8 @@ class Trainer:
         self.use_dropout = bool((self.dropout > 0).any())
         self.use_l1 = bool((self.l1 > 0).any())
 
-        self.params = torch.stack([self.layout.flatten({k: v[None] for k, v in init_params(self.mcfg, c.seed).items()})[0]
-                                   for c in configs]).to(dev)
+        init = [init_params(self.mcfg, c.seed, embed_init=c.embed_init) for c in configs]
+        self.params = torch.stack([self.layout.flatten({k: v[None] for k, v in p.items()})[0] for p in init]).to(dev)
         # Omnigrok's constrained norm (per model): initial weights x alpha, the norm then held at its initial value
         alpha = torch.tensor([1.0 if c.norm_constraint is None else c.norm_constraint for c in configs],
                              dtype=torch.float32, device=dev)[:, None]
