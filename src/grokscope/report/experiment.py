@@ -403,11 +403,11 @@ def report_html(exp: Experiment, path: str | Path | None = None, reference: Path
     if len(summary):
         sections += [table_section("table-models", "Per model: losses, grokking epochs, phases",
                                    summary_rows(summary, exp.name), "summary",
-                                   "Final losses; first epochs of train / test loss &lt; 1e-6 and of test accuracy "
+                                   "Final losses; first epochs of train / test loss &lt; 1e-6 (test loss also &lt; 1e-2) and of test accuracy "
                                    "&gt; 99% (empty: never); phase ends (§5.2); restricted and excluded loss."),
                      table_section("table5", "Table 5: ours beside the paper's rows", table5(summary, exp.name),
-                                   "table5", "MLP FVE: mean [std] over the W_L directions; two-layer models are not "
-                                   "analysed."),
+                                   "table5", "MLP FVE: mean [std] over the W_L directions; a two-layer model is read "
+                                   "through its final block (its MLP, as the paper's two-layer rows)."),
                      table_section("table6", "Table 6: skip connection around the MLP mean-ablated",
                                    table6(summary, exp.name), "table6", "All pairs; mean (std) over the models.")]
     figs: list[Section] = []
