@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import checks as ck
 from ..config import EMBED_INITS, ModelConfig
 from .hooks import HookPoint, name_hook_points, run_with_cache
 
@@ -153,8 +154,7 @@ def init_params(cfg: ModelConfig, seed: int, dtype: torch.dtype = torch.float32,
         return torch.randn(*shape, generator=g) / scale
 
     sd = math.sqrt(D)
-    if embed_init not in EMBED_INITS:
-        raise ValueError(f"embed_init={embed_init!r} is invalid: must be one of {', '.join(EMBED_INITS)}")
+    ck.choice("embed_init", embed_init, EMBED_INITS)
     theirs: dict[str, torch.Tensor] = {"embed.W_E": randn(D, V, scale=sd if embed_init == "scaled" else 1.0),
                                        "pos_embed.W_pos": randn(cfg.n_ctx, D, scale=sd)}
     for i in range(cfg.n_layers):

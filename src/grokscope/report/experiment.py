@@ -403,8 +403,9 @@ def report_html(exp: Experiment, path: str | Path | None = None, reference: Path
     if len(summary):
         sections += [table_section("table-models", "Per model: losses, grokking epochs, phases",
                                    summary_rows(summary, exp.name), "summary",
-                                   "Final losses; first epochs of train / test loss &lt; 1e-6 (test loss also &lt; 1e-2) and of test accuracy "
-                                   "&gt; 99% (empty: never); phase ends (§5.2); restricted and excluded loss."),
+                                   "Final losses; first epochs of train / test loss &lt; 1e-6 (test loss also "
+                                   "&lt; 1e-2) and of test accuracy &gt; 99% (empty: never); phase ends (§5.2); "
+                                   "restricted and excluded loss."),
                      table_section("table5", "Table 5: ours beside the paper's rows", table5(summary, exp.name),
                                    "table5", "MLP FVE: mean [std] over the W_L directions; a two-layer model is read "
                                    "through its final block (its MLP, as the paper's two-layer rows)."),
