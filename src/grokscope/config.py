@@ -26,6 +26,7 @@ from .tasks import option as _f
 ACTS = ("relu", "gelu")
 #: initial scale of W_E (Config.embed_init; grokscope.model.transformer.init_params)
 EMBED_INITS = ("scaled", "unit")
+DROPOUT_MASKS = ("example", "step")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
 GROKFASTS = ("none", "ema", "ma")
 OPTIMIZERS = ("adamw", "orthoadamw", "muon")
@@ -103,6 +104,9 @@ class Config:
     eps: float = _f(1e-8, "AdamW epsilon")
     warmup: int = _f(10, "linear warm-up steps: lr * min(step / warmup, 1), step counted from 0")
     dropout: float = _f(0.0, "dropout probability on MLP neurons (Appendix D.1), in [0, 1)")
+    dropout_mask: str = _f("example", "with dropout: example (a fresh mask for every example at every step: standard "
+                                      "dropout) | step (one mask per step, shared by the whole batch: with "
+                                      "full-batch training, one random sub-network per epoch)")
     l1: float = _f(0.0, "L1 penalty coefficient on the sum of |w| over all parameters (Appendix D.1)")
     loss_dtype: str = _f("float64", "precision of the loss: float64 (the paper's; computed accurately in float32, "
                          "see grokscope.training.losses) | float32 | bfloat16 (a plain log-softmax in that "
@@ -216,6 +220,7 @@ class Config:
         ck.number("lr", self.lr, lo=0, lo_open=True)
         ck.number("weight_decay", self.weight_decay, lo=0)
         ck.number("dropout", self.dropout, lo=0, hi=1, hi_open=True)
+        ck.choice("dropout_mask", self.dropout_mask, DROPOUT_MASKS)
         ck.number("l1", self.l1, lo=0)
         ck.number("beta1", self.beta1, lo=0, hi=1, hi_open=True)
         ck.number("beta2", self.beta2, lo=0, hi=1, hi_open=True)

@@ -65,6 +65,15 @@ METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "softmax_collapse
 NEW_METRICS = METRICS[4:]
 
 
+def dropout_keep(generator: torch.Generator, dropout: torch.Tensor, n: int, d_mlp: int, mask: str) -> torch.Tensor:
+    """The step's dropout mask ``(K, n, d_mlp)`` for the MLP neurons of K models: a neuron is kept with
+    probability ``1 - dropout[k]``. ``mask="example"``: a fresh draw for every example (standard dropout; the draw
+    every run before the option made); ``"step"``: one draw per model shared by the step's ``n`` examples."""
+    rows = n if mask == "example" else 1
+    keep = torch.rand((dropout.shape[0], rows, d_mlp), generator=generator, device=dropout.device) \
+        >= dropout[:, None, None]
+    return keep if rows == n else keep.expand(-1, n, -1).contiguous()
+
 @dataclass
 class Batch:
     """The examples of K models, padded to a common count: ``tokens (K, N, T)``, the scored tokens' targets
@@ -267,8 +276,8 @@ class Trainer:
         flat = self.params.detach().requires_grad_(True)
         keep = None
         if self.use_dropout:
-            keep = torch.rand((self.K, batch.a.shape[1], self.mcfg.d_mlp), generator=self.generator,
-                              device=self.device) >= self.dropout[:, None, None]
+            keep = dropout_keep(self.generator, self.dropout, batch.a.shape[1], self.mcfg.d_mlp,
+                                self.cfg.dropout_mask)
         named = self.layout.unflatten(flat)
         logits = self.logits(named, batch, keep, ws=self.ws)
         if self.cfg.loss == "stablemax":
