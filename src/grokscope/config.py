@@ -26,6 +26,7 @@ from .tasks import option as _f
 ACTS = ("relu", "gelu")
 #: initial scale of W_E (Config.embed_init; grokscope.model.transformer.init_params)
 EMBED_INITS = ("scaled", "unit")
+#: how dropout's mask is drawn (Config.dropout_mask; grokscope.training.trainer.dropout_keep)
 DROPOUT_MASKS = ("example", "step")
 LOSS_DTYPES = ("float64", "float32", "bfloat16")
 GROKFASTS = ("none", "ema", "ma")

@@ -74,6 +74,7 @@ def dropout_keep(generator: torch.Generator, dropout: torch.Tensor, n: int, d_ml
         >= dropout[:, None, None]
     return keep if rows == n else keep.expand(-1, n, -1).contiguous()
 
+
 @dataclass
 class Batch:
     """The examples of K models, padded to a common count: ``tokens (K, N, T)``, the scored tokens' targets
