@@ -1,7 +1,7 @@
 """A D.3 run's loss curves beside the authors' saved ones: the losses at chosen steps and the first step below
 chosen levels, one table for each.
 
-    python benchmarks/d3_oracle/curve_landmarks.py RUN [--reference induction_head_finite.pth]
+    python benchmarks/d3_oracle/curve_landmarks.py RUN [--reference DIR]
         [--at 1000,50000,...] [--below 12,10,5,2,1.5] [--after 50000] [--window 200]
 
 Losses at a step are the mean over a window of +-``--window`` steps of the logged values (the test loss is logged
@@ -12,35 +12,23 @@ of the test loss) whose loss is below it. Reads ``../shared/reference`` beside t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 
 import numpy as np
-import torch
 
+from grokscope.report.sequence import reference_curves
 from grokscope.training.run import Run
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
 
-
-def authors(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{"train": (steps, losses), "test": (steps, losses)}`` of one of the authors' files; the test losses are
-    spread evenly over the steps (``induction_head_finite.pth``: one every 4)."""
-    d = torch.load(REFERENCE / name, map_location="cpu", weights_only=False)
-    train = np.asarray(d["train_losses"], dtype=float)
-    out = {"train": (np.arange(len(train)), train)}
-    if d.get("test_losses") is not None:
-        test = np.asarray(d["test_losses"], dtype=float)
-        out["test"] = (np.arange(len(test)) * (len(train) // len(test)), test)
-    return out
-
-
-def ours(run: Run) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    m = run.metrics
-    out = {}
-    for split in ("train", "test"):
-        s = m[["epoch", f"{split}_loss"]].dropna()
-        out[split] = (s["epoch"].to_numpy(), s[f"{split}_loss"].to_numpy(dtype=float))
-    return out
+def curves(run: Run, reference: str | None) -> tuple[dict, dict]:
+    """``(ours, authors')``: ``{"train": (steps, losses), "test": (steps, losses)}`` each; the authors' file is the
+    one of the run's setup (:func:`grokscope.report.sequence.reference_curves`)."""
+    logged = {s: run.metrics[["epoch", f"{s}_loss"]].dropna() for s in ("train", "test")}
+    ours = {s: (df["epoch"].to_numpy(), df[f"{s}_loss"].to_numpy(dtype=float)) for s, df in logged.items()}
+    theirs = {s: (df["epoch"].to_numpy(), df["loss"].to_numpy()) for s, df in reference_curves(run, reference).items()}
+    if not theirs:
+        sys.exit(f"no curve of the authors for this run's setup in {reference or 'the reference folder'}")
+    return ours, theirs
 
 
 def at(curve: tuple[np.ndarray, np.ndarray], step: int, window: int) -> float:
@@ -59,13 +47,13 @@ def first_below(curve: tuple[np.ndarray, np.ndarray], level: float, after: int) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run")
-    ap.add_argument("--reference", default="induction_head_finite.pth")
+    ap.add_argument("--reference", default=None, help="the authors' folder (default ../shared/reference)")
     ap.add_argument("--at", default="1000,50000,100000,150000,190000,200000,250000,285819")
     ap.add_argument("--below", default="12,10,5,2,1.5")
     ap.add_argument("--window", type=int, default=200)
     ap.add_argument("--after", type=int, default=50000)
     a = ap.parse_args()
-    us, them = ours(Run.load(a.run)), authors(a.reference)
+    us, them = curves(Run.load(a.run), a.reference)
     print("| step | train (ours / authors') | test (ours / authors') |\n| --- | --- | --- |")
     for step in map(int, a.at.split(",")):
         cells = [f"{at(us[s], step, a.window):.3g} / {at(them[s], step, a.window):.3g}" if s in them else
