@@ -272,6 +272,37 @@ def test_seeds_keeps_only_those_models(tmp_path, capsys):
     assert "seeds='x' is invalid" in capsys.readouterr().err
 
 
+def test_test_every_is_part_of_the_plan(tmp_path, capsys):
+    """``--test-every N``: every model evaluates its test set every N epochs (the metrics say so), the plan records
+    it, a rerun without it is refused in one line naming the recorded option, a rerun with it resumes; a plan
+    saved before the option existed (no ``test_every`` entry) is a plan without it."""
+    spec = EXPERIMENTS["primes"]
+    assert {c.test_every for c in spec.configs(test_every=100)} == {100} and spec.configs()[0].test_every == 10
+    with pytest.raises(ConfigError, match=r"test_every=0 is invalid: must be an integer >= 1"):
+        spec.configs(test_every=0)
+    out = tmp_path / "e"
+    argv = ["experiment", "two-layer", "--out", str(out), "--tiny", "--seeds", "0", "--no-progress", "--no-report"]
+    assert main(argv + ["--test-every", "20"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "experiment.json").read_text())["test_every"] == 20
+    run = Run.load(next((out / "groups").iterdir()))
+    assert run.config.test_every == 20
+    tested = sorted(set(run.metrics.dropna(subset=["test_loss"]).epoch))
+    assert tested[-2:] == [40, 60] and all(e % 20 == 0 for e in tested)
+    assert main(argv) == 2  # another plan
+    err = capsys.readouterr().err
+    assert "test_every=None is invalid" in err and "--test-every 20" in err and err.count("\n") == 1
+    assert main(argv + ["--test-every", "20"]) == 0  # the same plan: done, skipped
+    old = tmp_path / "old"
+    open_experiment(old, "seeds", None, True)
+    meta = json.loads((old / "experiment.json").read_text())
+    del meta["test_every"]
+    (old / "experiment.json").write_text(json.dumps(meta))
+    assert len(open_experiment(old, "seeds", None, True).groups) == 1
+    with pytest.raises(ConfigError, match=r"test_every=7 is invalid for .*: it was started with --tiny;"):
+        open_experiment(old, "seeds", None, True, test_every=7)
+
+
 # ---------------------------------------------------------------------- the report
 def test_report(tiny, tmp_path):
     pytest.importorskip("plotly")

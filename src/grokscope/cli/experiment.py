@@ -33,6 +33,7 @@ def add(sub) -> argparse.ArgumentParser:
                        'grokscope experiment frac --out exp/frac',
                        'grokscope experiment wd --seeds 0 --out exp/wd          # one seed of each setting',
                        'grokscope experiment seeds --tiny --out /tmp/seeds     # the machinery in seconds',
+                       'grokscope experiment primes --test-every 100            # large test sets: evaluate less often',
                        'grokscope experiment methods --executor ray --address ray://head:10001',
                    ],
                        help="the paper's experiments, one command each (list: what there is)",
@@ -45,6 +46,8 @@ def add(sub) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="train every model this many epochs (a shortened run)")
     p.add_argument("--seeds", type=_seed_list, default=None, help="only the models of these seeds, e.g. 0 or 0,1 "
                                                                   "(a cheaper look: one seed of each setting)")
+    p.add_argument("--test-every", type=int, default=None, help="evaluate the test set every N epochs instead of "
+                                                                "the experiment's 10 (large test sets: p = 401)")
     p.add_argument("--tiny", action="store_true", help="shrink every model to seconds (p 7.., d_model 8.., 60 "
                                                        "epochs): tests and quick looks at the machinery")
     p.add_argument("--executor", default="local", help="local | ray (default local)")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"exp/{args.name}")
     exp = run_experiment(args.name, out, epochs=args.epochs, tiny=args.tiny, executor=args.executor,
                          address=args.address, device=args.device, progress=not args.no_progress, jobs=args.jobs,
-                         seeds=args.seeds)
+                         seeds=args.seeds, test_every=args.test_every)
     s = exp.summary
     print(f"experiment {exp.name}: {len(exp.groups)} groups, {len(s)} models -> {exp.path / 'summary.parquet'}")
     for _, r in s.iterrows():

@@ -15,7 +15,7 @@ from ..training import run as runs
 from ..config import Config, ConfigError
 from ..files import DamagedFile, atomic_write, check_output, load
 from ..training.run import Run
-from .registry import Spec, get_spec, plan
+from .registry import PLAN_OPTIONS, Spec, get_spec, plan
 
 META = "experiment.json"
 SUMMARY = "summary.parquet"
@@ -175,33 +175,39 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
 
 
+def _flags(options: dict[str, Any]) -> str:
+    """The command-line options of a plan's recorded ``options`` (those that are set), e.g. ``--epochs 100 --tiny``."""
+    def flag(k: str, v: Any) -> str:
+        name = "--" + k.replace("_", "-")
+        return name if v is True else f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}"
+    return " ".join(flag(k, options.get(k)) for k in PLAN_OPTIONS if options.get(k) not in (None, False)) \
+        or "none of " + ", ".join("--" + k.replace("_", "-") for k in PLAN_OPTIONS)
+
+
 def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
-                    seeds: Sequence[int] | None = None, write: bool = True) -> Experiment:
+                    seeds: Sequence[int] | None = None, write: bool = True, *,
+                    test_every: int | None = None) -> Experiment:
     """Create ``out/experiment.json`` or check that the saved plan is the requested one. ``write=False``: only
     check (``out`` may be used and the plan is sound), write nothing; :meth:`Experiment.save_plan` writes it."""
     out = Path(out)
-    want = plan(name, epochs, tiny, seeds)
+    want = plan(name, epochs, tiny, seeds, test_every)
     if (out / META).is_file():
         have = read_plan(out)
         if have["experiment"] != name:
             raise ConfigError(f"out={str(out)!r} is invalid: it holds the experiment {have['experiment']!r}, not "
                               f"{name!r}")
         if _normalised(have["groups"]) != want["groups"]:
-            was = lambda m: " ".join([f"--epochs {m['epochs']}"] * (m.get("epochs") is not None)  # noqa: E731
-                                     + ["--tiny"] * bool(m.get("tiny"))
-                                     + [f"--seeds {','.join(map(str, m.get('seeds') or []))}"]
-                                     * (m.get("seeds") is not None)
-                                     ) or "none of --epochs, --tiny, --seeds"
-            if have.get("epochs") == epochs and have.get("seeds") == want["seeds"] and \
-                    bool(have.get("tiny")) == bool(tiny):  # the same options, another plan: it was edited
+            recorded = {k: bool(have.get(k)) if k == "tiny" else have.get(k) for k in PLAN_OPTIONS}
+            asked = {k: bool(want[k]) if k == "tiny" else want[k] for k in PLAN_OPTIONS}
+            differ = [k for k in PLAN_OPTIONS if recorded[k] != asked[k]]
+            if not differ:  # the same options, another plan: it was edited
                 raise DamagedFile(out / META, "its groups are not the plan of the options it records "
-                                  f"({was(have)}): edited, or written by grokscope "
+                                  f"({_flags(recorded)}): edited, or written by grokscope "
                                   f"{have.get('grokscope_version', '?')}", _PLAN_HINT)
-            field = ("epochs" if have.get("epochs") != epochs else
-                     "seeds" if have.get("seeds") != want["seeds"] else "tiny")
-            value = {"epochs": epochs, "tiny": tiny, "seeds": ",".join(map(str, want["seeds"] or [])) or None}[field]
-            raise ConfigError(f"{field}={value} is invalid for {str(out)!r}: it was "
-                              f"started with {was(have)}; rerun with the same or use a new --out")
+            value = asked[differ[0]]
+            value = ",".join(map(str, value)) if isinstance(value, list) else value
+            raise ConfigError(f"{differ[0]}={value} is invalid for {str(out)!r}: it was "
+                              f"started with {_flags(recorded)}; rerun with the same or use a new --out")
         return Experiment(out, have)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"out={str(out)!r} is invalid: it exists and is not an experiment directory")

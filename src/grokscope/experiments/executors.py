@@ -74,13 +74,15 @@ def check_new_group(g: Group) -> None:
 
 def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tiny: bool = False,
                    executor: str = "local", address: str | None = None, device: str = "auto",
-                   progress: bool = True, jobs: int = 1, seeds: Sequence[int] | None = None) -> Experiment:
+                   progress: bool = True, jobs: int = 1, seeds: Sequence[int] | None = None,
+                   test_every: int | None = None) -> Experiment:
     """Run (or continue) experiment ``name`` into ``out``: every group not done is trained or resumed and
     summarised by ``executor`` (``local`` or ``ray``; ``address``: a Ray cluster, default a local Ray), then
     ``out/summary.parquet`` is written. ``jobs`` (local): groups trained at once, each in its own process with
     ``cpu_count // jobs`` torch threads (it pays when the groups are small beside the machine: many cores, or
     tiny models, whose products do not keep several threads busy). ``seeds``: only the models of these seeds.
-    Returns the :class:`Experiment`."""
+    ``test_every``: evaluate the test set every that many epochs instead of the experiment's. Returns the
+    :class:`Experiment`."""
     if executor not in EXECUTORS:
         raise ConfigError(f"executor={executor!r} is invalid: must be one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "ray":
@@ -93,7 +95,7 @@ def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tin
         raise ConfigError("jobs is invalid with executor 'ray': Ray schedules its tasks itself")
     # every check before anything is written: the plan and OUT, the device, the memory, Ray's address; a refused
     # command leaves OUT as it was, so the corrected command just works
-    exp = open_experiment(Path(out), name, epochs, tiny, seeds, write=False)
+    exp = open_experiment(Path(out), name, epochs, tiny, seeds, write=False, test_every=test_every)
     todo = [g.name for g in exp.groups if g.state()[0] != "done"]
     for g in exp.groups:
         if g.name in todo and g.state()[0] == "new":
