@@ -4,9 +4,11 @@
     cp -r DEST /work/runs/NAME && grokscope experiment NAME --out /work/runs/NAME ...   # the next session resumes
 
 A finished group keeps what makes it finished and summarised (config, metrics, the final checkpoint, progress,
-phases, summary: no optimiser state); an unfinished one keeps config, metrics, state.pt and the checkpoints at
+phases, summary: no optimiser state); an unfinished one keeps config, state.pt and the checkpoints at
 multiples of --every plus the last, so it resumes bit-exactly, with its progress measures coarser before the
-carry. Delete the carry once the run is done and its compact result is published (benchmarks/compact_result.py).
+carry. Its metrics.parquet is left out: state.pt holds every logged row, and the resume writes the file again from
+it (the file would add about half of state.pt's size again). Delete the carry once the run is done and its
+compact result is published (benchmarks/compact_result.py).
 """
 
 from __future__ import annotations
@@ -26,15 +28,16 @@ def carry_run(src: Path, dst: Path, every: int) -> str:
     run = Run.load(src)
     done = run.finished and (src / "summary.parquet").is_file() if (src.parent.name == "groups") else run.finished
     (dst / "checkpoints").mkdir(parents=True, exist_ok=True)
+    resumable = not done and (src / "state.pt").is_file()
     for f in KEEP:
-        if (src / f).is_file():
+        if (src / f).is_file() and not (resumable and f == "metrics.parquet"):
             shutil.copy2(src / f, dst / f)
     epochs = run.checkpoint_epochs
     keep = [epochs[-1]] if done else [e for e in epochs if e % every == 0] + [epochs[-1]]
     for e in sorted(set(keep)):
         name = f"epoch_{e:06d}.safetensors"
         shutil.copy2(src / "checkpoints" / name, dst / "checkpoints" / name)
-    if not done and (src / "state.pt").is_file():
+    if resumable:
         shutil.copy2(src / "state.pt", dst / "state.pt")
     return f"{src.name}: {'done' if done else 'unfinished'}, checkpoints {sorted(set(keep))[:3]}..{epochs[-1]}"
 
