@@ -3,6 +3,7 @@ AdamW on the plain model, the method applied by hand), batched models with diffe
 alone, the diagnostics on constructed logits with known answers, bitwise resume with Grokfast's state, bad
 flags. Tolerances are scaled to the magnitudes compared (no exact float32 comparison across kernels)."""
 
+import itertools
 import math
 
 import pandas as pd
@@ -15,12 +16,13 @@ from grokscope import Run
 from grokscope.cli import main
 from grokscope.config import Config, ConfigError
 from grokscope.fast.tables import forward_fast, forward_plain
-from grokscope.training.methods import (orthogonal_grad, renormalise_, slingshots, softmax_collapse, stablemax_cross_entropy, stablemax_s)
+from grokscope.training.methods import (collapse_fractions, orthogonal_grad, renormalise_, slingshots, softmax_collapse,
+                                        stablemax_cross_entropy, stablemax_s)
 from grokscope.model.transformer import Transformer, init_params
 from grokscope.training.run import resume, train
 from grokscope.tasks.modular import make_dataset
 from grokscope.training.trainer import NEW_METRICS, Trainer
-from grokscope.training.losses import cross_entropy_float64
+from grokscope.training.losses import cross_entropy_accurate, cross_entropy_and_collapse, cross_entropy_float64
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -236,6 +238,61 @@ def test_softmax_collapse_on_constructed_logits():
     assert loss0.tolist() == [2 / 3] and sum1.tolist() == [1.0]
     loss0, sum1 = softmax_collapse(torch.cat([L, L[:, [4, 4, 4, 4, 4, 4]]]), torch.cat([y, y]))
     assert loss0.tolist() == [2 / 6, 0.0] and sum1.tolist() == [4 / 6, 0.0]
+
+
+def test_collapse_from_the_loss_pass_equals_softmax_collapse():
+    """The trainer's fast path (softmax collapse's booleans from the cross-entropy's own pass) against the plain
+    :func:`softmax_collapse`, bit for bit: constructed rows (sums exactly 1 or not, the label at the maximum or
+    not, a tie, a label whose exp underflows, NaN and inf logits) and random ones in float32 and float64; the
+    loss, correctness and gradient are those of :func:`cross_entropy_accurate`."""
+    rows = [[100.0, 0, 0], [100.0, 0, 0], [20.0, 0, 0], [15.0, 0, 0], [1.0, 0, 0], [0.0, 20.0, 0.0],
+            [30.0, 30.0, 0], [0.0, 200.0, 0.0], [float("nan"), 0, 0], [float("inf"), 0, 0], [-float("inf"), 5, 0]]
+    L = torch.tensor([rows])
+    y = torch.tensor([[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]])
+    g = torch.Generator().manual_seed(0)
+    R = torch.randn(3, 400, 13, generator=g) * torch.tensor([1.0, 30.0, 300.0])[:, None, None]
+    yr = torch.randint(0, 13, (3, 400), generator=g)
+    valid = torch.rand(3, 400, generator=g) > 0.2
+    for (logits, labels, v), flushed in itertools.product([(L, y, None), (R, yr, valid), (R.double(), yr, valid)],
+                                                          (False, True)):  # flushed: the fast exp (conftest's mode)
+        x = logits.clone().requires_grad_(True)
+        loss, correct, loss0, sum1 = cross_entropy_and_collapse(x, labels, flushed=flushed)
+        want = softmax_collapse(logits, labels, v)
+        got = collapse_fractions(loss0, sum1, v)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), (got, want)
+        ref = logits.clone().requires_grad_(True)
+        ref_loss, ref_correct = cross_entropy_accurate(ref, labels)
+        same = dict(rtol=0, atol=0, equal_nan=True)  # bit for bit, NaN where NaN
+        torch.testing.assert_close(loss, ref_loss, **same)
+        assert torch.equal(correct, ref_correct)
+        fin = torch.isfinite(loss)
+        (loss[fin].sum()).backward()
+        (ref_loss[fin].sum()).backward()
+        torch.testing.assert_close(x.grad, ref.grad, **same)
+    assert softmax_collapse(L, y)[1].item() > 0 and softmax_collapse(R, yr)[1].sum() > 0  # the cases occur
+    assert (cross_entropy_and_collapse(L, y, collapse=False)[3] == 0).all()
+
+
+def test_fast_and_plain_trainers_log_the_same_collapse():
+    """Trained until the softmax collapses, the fast trainer's (fused) and the plain trainer's collapse metrics
+    agree at every step on the same logits (the plain trainer computes them with :func:`softmax_collapse`)."""
+    cfg = tiny_config(epochs=300, lr=3e-2, weight_decay=0.0, frac_train=0.8)
+    a = Trainer([cfg], fast=True)
+    a.fit(300)
+    col, s1 = a.metrics["softmax_collapse"][:300], a.metrics["softmax_sum1"][:300]
+    assert float(s1.max()) > 0  # it collapses
+    # the same parameters, step by step, through the plain diagnostic
+    b = Trainer([cfg], fast=True)
+    for e in range(300):
+        batch = b.batch(e, advance=False)
+        with torch.no_grad():
+            named = b.named_params()
+            logits = b.logits(named, batch, ws=b.ws)
+            K, N, S, V = logits.shape
+            rows = batch.valid[..., None].expand(K, N, S).reshape(K, N * S)
+            want = softmax_collapse(logits.reshape(K, N * S, V), batch.y.reshape(K, N * S), rows)
+        assert float(col[e]) == float(want[0][0]) and float(s1[e]) == float(want[1][0]), e
+        b.step()
 
 
 def _metrics(loss, acc=1.0, model=0):

@@ -5,12 +5,15 @@ Appendix D.2, and the float64 reference the analysis uses. One implementation ea
   ``exp(L_j - L_c)``, exact differences). It replaces a float64 log-softmax (:func:`cross_entropy_float64`, kept for
   analysis), which is only accurate to ~1e-16 absolute: the guarantee kept is the tiny losses' accuracy, not the
   dtype. (The authors' helper says float64 but casts to float32, which rounds losses below ~1e-7 to 0.)
+* :func:`cross_entropy_and_collapse`: the same pass also giving softmax collapse's per-example booleans.
 * :func:`cross_entropy_low_precision`: a plain ``log_softmax`` in float32 or bfloat16 (``Config.loss_dtype``).
 """
 
 from __future__ import annotations
 
 import torch
+
+from ..numerics import exp_flushed
 
 
 def cross_entropy_float64(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -30,14 +33,17 @@ class _CrossEntropy(torch.autograd.Function):
     against :func:`cross_entropy_float64` (loss and gradient within 1e-6 relative, losses 1e-14 to 10)."""
 
     @staticmethod
-    def forward(ctx, logits, labels):
+    def forward(ctx, logits, labels, want_sum1=False, flushed=False):
         L = logits
         M = L.amax(-1, keepdim=True)
         s = L - M
         bb = s - L
         err = torch.sub(L, s - bb)
         err.add_(torch.sub(-M, bb, out=bb))  # TwoSum: s + err == L - M exactly
-        e = torch.exp(s)
+        e = exp_flushed(s, flushed)
+        # softmax collapse's sum (grokscope.training.methods.softmax_collapse: the same operations on the same
+        # tensors, so the same bits) while e is still the plain exp
+        sum1 = e.sum(-1) == 1 if want_sum1 else None
         e.addcmul_(e, err)  # exp(s + err) to first order (|err| <= ulp(s) / 2)
         y = labels[..., None]
         sc = s.gather(-1, y)  # 0 when c holds the maximum
@@ -52,22 +58,38 @@ class _CrossEntropy(torch.autograd.Function):
         sc = sc[..., 0]
         top = (sc == 0) & (wrong_max < 0)  # c holds the one largest logit
         unsure = ((sc == 0) & (wrong_max == 0)) | torch.isnan(M[..., 0])  # a tie, or NaN logits
-        ctx.mark_non_differentiable(top, unsure)
-        return loss, top, unsure
+        if sum1 is None:
+            sum1 = torch.zeros_like(top)
+        ctx.mark_non_differentiable(top, unsure, sum1)
+        return loss, top, unsure, sum1
 
     @staticmethod
-    def backward(ctx, g, _g_top, _g_unsure):
+    def backward(ctx, g, _g_top, _g_unsure, _g_sum1):
         (prob,) = ctx.saved_tensors
-        return prob * g[..., None].to(prob.dtype), None
+        return prob * g[..., None].to(prob.dtype), None, None, None
 
 
 def cross_entropy_accurate(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example cross-entropy (in the logits' dtype, relative accuracy of that dtype at every loss; see
     :class:`_CrossEntropy`) and whether each example is classified correctly (``argmax == label``, ties
     and NaN rows decided by argmax itself)."""
-    loss, top, unsure = _CrossEntropy.apply(logits, labels)
-    correct = (logits.detach().argmax(-1) == labels) if bool(unsure.any()) else top
+    loss, correct, _, _ = cross_entropy_and_collapse(logits, labels, collapse=False)
     return loss, correct
+
+
+def cross_entropy_and_collapse(logits: torch.Tensor, labels: torch.Tensor, collapse: bool = True,
+                               flushed: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`cross_entropy_accurate`'s loss and correctness, and per example softmax collapse's two booleans
+    (:func:`grokscope.training.methods.softmax_collapse`: the loss rounds to 0 in float32, the softmax's sum is
+    exactly 1) from the same pass: the trainer's fast path for that diagnostic, which otherwise repeats the
+    pass's max, exp and sum (15% of a step at p = 401). Equal to the plain one bit for bit (tested).
+    ``collapse=False``: the two booleans are all False and cost nothing. ``flushed``: the process flushes
+    denormals (the same bits, faster on a trained model's logits: :func:`grokscope.numerics.exp_flushed`)."""
+    loss, top, unsure, sum1 = _CrossEntropy.apply(logits, labels, collapse, flushed)
+    correct = (logits.detach().argmax(-1) == labels) if bool(unsure.any()) else top
+    # the loss rounds to 0 iff the label holds the maximum and the sum is 1; a sum of exactly 1 leaves no wrong
+    # class at the maximum (it would add exp(0) = 1), so that is top & sum1
+    return loss, correct, sum1 & top, sum1
 
 
 def cross_entropy_low_precision(logits: torch.Tensor, labels: torch.Tensor,

@@ -107,10 +107,17 @@ def softmax_collapse(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Te
     s = x - x.amax(-1, keepdim=True)
     one = torch.exp(s).sum(-1) == 1
     loss0 = one & (s.gather(-1, labels[..., None])[..., 0] == 0)
+    return collapse_fractions(loss0, one, valid)
+
+
+def collapse_fractions(loss0: torch.Tensor, sum1: torch.Tensor, valid: torch.Tensor | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`softmax_collapse`'s two fractions per model from its per-example booleans ``(K, N)`` (also given by
+    the trainer's fast path, :func:`grokscope.training.losses.cross_entropy_and_collapse`)."""
     if valid is None:
-        valid = torch.ones_like(one)
+        valid = torch.ones_like(sum1)
     n = valid.sum(-1).clamp(min=1).to(torch.float64)
-    return (loss0 & valid).sum(-1) / n, (one & valid).sum(-1) / n
+    return (loss0 & valid).sum(-1) / n, (sum1 & valid).sum(-1) / n
 
 
 # ---------------------------------------------------------------------- constrained weight norm

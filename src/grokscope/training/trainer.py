@@ -51,10 +51,11 @@ from ..config import Config, check_batchable
 from ..fast.scored import forward_scored, scored_positions
 from ..fast.tables import Workspace, forward_deep, forward_fast, forward_plain, segment_plan
 from ..model import Transformer, init_params
-from ..numerics import ensure_denormals
+from ..numerics import denormals_flushed, ensure_denormals
 from ..tasks import Examples
-from .losses import LOW_PRECISION, cross_entropy_accurate, cross_entropy_low_precision
-from .methods import GradFilter, orthogonal_grad, renormalise_, softmax_collapse, stablemax_cross_entropy, w_u_norm
+from .losses import LOW_PRECISION, cross_entropy_and_collapse, cross_entropy_low_precision
+from .methods import (GradFilter, collapse_fractions, orthogonal_grad, renormalise_, softmax_collapse,
+                      stablemax_cross_entropy, w_u_norm)
 from .muon import Muon
 from .optim import ParamLayout, adamw_update
 from .stopping import StopRule
@@ -129,6 +130,7 @@ class Trainer:
     def __init__(self, configs: list[Config], device: str | torch.device = "cpu", fast: bool | None = None,
                  flush_denormal: bool | None = None):
         ensure_denormals(flush_denormal)  # before any parallel torch op of this trainer
+        self.flushed = denormals_flushed() is True  # every thread: the loss's exp may take the fast path
         configs = [c.validate() for c in configs]
         check_batchable(configs)
         self.configs = configs
@@ -225,19 +227,31 @@ class Trainer:
     def loss_acc(self, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per model: the mean loss over the scored tokens (float64), their accuracy, and the mean loss of each
         scored token ``(K, S)``."""
-        S = logits.shape[2]
+        return self._loss_acc(logits, batch)[:3]
+
+    def _loss_acc(self, logits: torch.Tensor, batch: Batch, collapse: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """:meth:`loss_acc`, and with ``collapse`` on the fast path softmax collapse's two fractions per model
+        from the same pass (:func:`cross_entropy_and_collapse`; None where that does not apply: the plain path,
+        a low-precision loss, half-precision logits)."""
+        K, N, S = logits.shape[:3]
         n = batch.n.to(torch.float64)
         valid = batch.valid[..., None]
+        fractions = None
         if self.cfg.loss_dtype in LOW_PRECISION:  # Appendix D.2: the mean too in float32, as the authors' run
             ce, correct = cross_entropy_low_precision(logits, batch.y, LOW_PRECISION[self.cfg.loss_dtype])
             loss = ((ce * valid).flatten(1).sum(1) / (n * S).to(torch.float32)).to(torch.float64)
             ce64 = ce.to(torch.float64)
         else:
-            ce, correct = cross_entropy_accurate(logits, batch.y)  # (K, N, S)
+            fused = collapse and self.fast and logits.dtype in (torch.float32, torch.float64)
+            ce, correct, loss0, sum1 = cross_entropy_and_collapse(logits, batch.y, fused, self.fast and self.flushed)
+            if fused:
+                rows = valid.expand(K, N, S).reshape(K, N * S)
+                fractions = collapse_fractions(loss0.reshape(K, N * S), sum1.reshape(K, N * S), rows)
             ce64 = ce.to(torch.float64) * valid
             loss = ce64.flatten(1).sum(1) / (n * S)
         acc = (correct & valid).flatten(1).sum(1).to(torch.float64) / (n * S)
-        return loss, acc, ce64.detach().sum(1) / n[:, None]
+        return loss, acc, ce64.detach().sum(1) / n[:, None], fractions
 
     @torch.no_grad()
     def evaluate(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -285,13 +299,13 @@ class Trainer:
             ce = stablemax_cross_entropy(logits, batch.y) * batch.valid[..., None]
             total = (ce.flatten(1).sum(1) / (batch.n * logits.shape[2]).to(torch.float64)).sum()
             with torch.no_grad():
-                loss, acc, tok = self.loss_acc(logits, batch)
+                loss, acc, tok, collapse = self._loss_acc(logits, batch, collapse=True)
         else:
-            loss, acc, tok = self.loss_acc(logits, batch)
+            loss, acc, tok, collapse = self._loss_acc(logits, batch, collapse=True)
             total = loss.sum()
         if self.use_l1:
             total = total + (self.l1 * flat.abs().sum(1).to(torch.float64)).sum()
-        self._diagnostics(e, logits, batch, named["W_U"])
+        self._diagnostics(e, logits, batch, named["W_U"], collapse)
         (grad,) = torch.autograd.grad(total, flat)
         self.metrics["train_loss"][e] = loss.detach()
         self.metrics["train_acc"][e] = acc.detach()
@@ -345,11 +359,15 @@ class Trainer:
         return self.epoch >= self.cfg.epochs or self.stop.all_stopped
 
     @torch.no_grad()
-    def _diagnostics(self, e: int, logits: torch.Tensor, batch: Batch, W_U: torch.Tensor) -> None:
-        K, N, S, V = logits.shape
-        valid = batch.valid[..., None].expand(K, N, S).reshape(K, N * S)
-        self.metrics["softmax_collapse"][e], self.metrics["softmax_sum1"][e] = softmax_collapse(
-            logits.reshape(K, N * S, V), batch.y.reshape(K, N * S), valid)
+    def _diagnostics(self, e: int, logits: torch.Tensor, batch: Batch, W_U: torch.Tensor,
+                     collapse: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """Step ``e``'s diagnostics: softmax collapse (``collapse``: already computed with the loss) and the
+        unembedding's norm."""
+        if collapse is None:
+            K, N, S, V = logits.shape
+            valid = batch.valid[..., None].expand(K, N, S).reshape(K, N * S)
+            collapse = softmax_collapse(logits.reshape(K, N * S, V), batch.y.reshape(K, N * S), valid)
+        self.metrics["softmax_collapse"][e], self.metrics["softmax_sum1"][e] = collapse
         self.metrics["w_u_norm"][e] = w_u_norm(W_U)
 
     def final_evaluate(self) -> None:
