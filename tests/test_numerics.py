@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from grokscope import numerics
 from grokscope.numerics import EXP_NORMAL_MIN, exp_flushed
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the mode is set per thread: one thread, the test's own
@@ -38,6 +39,7 @@ def test_threshold_is_the_smallest_input_with_a_normal_result():
     assert float(t) == EXP_NORMAL_MIN  # a float32 value
     below = torch.nextafter(t, torch.tensor(-np.inf, dtype=torch.float32))
     assert float(torch.exp(t.double())) >= tiny > float(torch.exp(below.double()))
+    assert float(torch.nextafter(t, torch.tensor(0.0))) == numerics._EXP_FAST_MIN  # the clamp: the next one up
 
 
 def test_same_bits_as_exp_where_denormals_are_flushed():
@@ -58,6 +60,8 @@ def test_same_bits_as_exp_where_denormals_are_flushed():
     s = x[: len(x) // 40 * 40].view(40, -1)[:, ::3]  # strided
     assert _same_bits(exp_flushed(s, True), _flushed(torch.exp(s)))
     assert _same_bits(exp_flushed(x.double(), True).float(), torch.exp(x.double()).float())  # float64: torch.exp
+    for few in (x[x > -50], torch.tensor([np.nan, -1.0]), torch.tensor([EXP_NORMAL_MIN]), torch.zeros(0)):
+        assert _same_bits(exp_flushed(few, True), _flushed(torch.exp(few)))  # no low input, NaN, the threshold
 
 
 def test_kept_denormals_take_plain_exp():
