@@ -247,3 +247,21 @@ def test_the_report_of_a_sequence_run_with_nan_weights_refuses(tmp_path, capsys)
     _one_line(capsys, main(["report", str(run.path), "-o", str(tmp_path / "r.html")]), "weights are not finite")
     assert not (tmp_path / "r.html").exists()
     assert main(["report", str(run.path), "-o", str(tmp_path / "r.html"), "--epoch", "0"]) == 0
+
+
+@pytest.mark.parametrize("task", ["add", "skip_trigram"])
+def test_png_without_a_browser_is_one_line_exit_2_nothing_written(task, tmp_path, capsys, monkeypatch):
+    """Before: with kaleido >= 1.0 and no Chrome, ``report --png`` failed at the first figure as an "internal
+    error" with an empty message, after creating the folder."""
+    pytest.importorskip("plotly")
+    pytest.importorskip("kaleido")
+    chromium = pytest.importorskip("choreographer.browsers.chromium")
+    from helpers import tiny, tiny_config
+
+    from grokscope import train
+    monkeypatch.setattr(chromium.Chromium, "find_browser", classmethod(lambda cls, **kw: None))
+    cfg = tiny_config(epochs=10) if task == "add" else tiny(task, epochs=10)
+    run = train([cfg], tmp_path / "r", progress=False)
+    _one_line(capsys, main(["report", str(run.path), "--png", str(tmp_path / "figs")]),
+              "needs a local Chrome or Chromium")
+    assert not (tmp_path / "figs").exists()

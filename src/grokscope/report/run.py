@@ -325,14 +325,28 @@ def report_html(run: Run, path: str | Path, figures: Sequence[str] | None = None
 PNG_TRIES = 3
 
 
-def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
-               model: int = 0, scale: float = 1.0) -> list[Path]:
-    """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
-    image export (``pip install kaleido``), which drives a local Chrome/Chromium. Returns the paths."""
+def check_png_export() -> None:
+    """ImportError (one line, what to install) unless PNGs can be written: plotly's image export needs kaleido,
+    and kaleido 1.x a local Chrome or Chromium, which it does not bring (without one it fails at the first figure
+    with "Kaleido requires Google Chrome")."""
     try:
         import kaleido  # noqa: F401  (an optional extra)
     except ImportError as e:
         raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
+    try:
+        from choreographer.browsers.chromium import Chromium  # kaleido >= 1.0's browser driver
+    except ImportError:
+        return  # an older kaleido, which brings its own renderer
+    if Chromium.find_browser(skip_local=False) is None:
+        raise ImportError("PNG export needs a local Chrome or Chromium for kaleido, and none was found: "
+                          "`plotly_get_chrome` downloads one, or install chromium")
+
+
+def write_pngs(run: Run, outdir: str | Path, figures: Sequence[str] | None = None, *, epoch: int | None = None,
+               model: int = 0, scale: float = 1.0) -> list[Path]:
+    """Write each figure as ``outdir/<name>.png`` (static images of the report's figures). Needs plotly's
+    image export (``pip install kaleido``), which drives a local Chrome/Chromium. Returns the paths."""
+    check_png_export()
     ctx = FigureContext(run, epoch=epoch, model=model)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

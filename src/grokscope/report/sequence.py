@@ -44,7 +44,7 @@ from .experiment import REFERENCE
 from ..files import atomic_write
 from . import captions
 from .html import card, cell, column_name, config_table, figure_section, page, table_section, text_section
-from .run import write_png
+from .run import check_png_export, write_png
 from ..tasks import Examples
 from ..training import Run
 
@@ -405,10 +405,7 @@ def write_seq_pngs(run: Run, outdir: str | Path, *, epoch: int | None = None,
                    reference: str | Path | None = None, scale: float = 1.0) -> list[Path]:
     """Each figure as ``outdir/<name>.png`` (needs kaleido and a local Chromium, as
     :func:`grokscope.report.write_pngs`)."""
-    try:
-        import kaleido  # noqa: F401  (an optional extra)
-    except ImportError as e:
-        raise ImportError("PNG export needs kaleido (and a local Chrome or Chromium): pip install kaleido") from e
+    check_png_export()
     epoch = check_epoch(run, epoch)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
