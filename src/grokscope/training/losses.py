@@ -42,7 +42,7 @@ class _CrossEntropy(torch.autograd.Function):
         err.add_(torch.sub(-M, bb, out=bb))  # TwoSum: s + err == L - M exactly
         e = exp_flushed(s, flushed)
         # softmax collapse's sum (grokscope.training.methods.softmax_collapse: the same operations on the same
-        # tensors, so the same bits) while e is still the plain exp
+        # tensors, so the same sum) while e is still the plain exp
         sum1 = e.sum(-1) == 1 if want_sum1 else None
         e.addcmul_(e, err)  # exp(s + err) to first order (|err| <= ulp(s) / 2)
         y = labels[..., None]
@@ -84,7 +84,7 @@ def cross_entropy_and_collapse(logits: torch.Tensor, labels: torch.Tensor, colla
     exactly 1) from the same pass: the trainer's fast path for that diagnostic, which otherwise repeats the
     pass's max, exp and sum (15% of a step at p = 401). Equal to the plain one bit for bit (tested).
     ``collapse=False``: the two booleans are all False and cost nothing. ``flushed``: the process flushes
-    denormals (the same bits, faster on a trained model's logits: :func:`grokscope.numerics.exp_flushed`)."""
+    denormals (the same values, faster on a trained model's logits: :func:`grokscope.numerics.exp_flushed`)."""
     loss, top, unsure, sum1 = _CrossEntropy.apply(logits, labels, collapse, flushed)
     correct = (logits.detach().argmax(-1) == labels) if bool(unsure.any()) else top
     # the loss rounds to 0 iff the label holds the maximum and the sum is 1; a sum of exactly 1 leaves no wrong
