@@ -175,12 +175,17 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
 
 
+def _options(meta: dict[str, Any]) -> dict[str, Any]:
+    """A plan's options (:data:`PLAN_OPTIONS`; absent: None, ``tiny`` a bool), lists shown as ``0,1``."""
+    def shown(k: str, v: Any) -> Any:
+        return bool(v) if k == "tiny" else ",".join(map(str, v)) if isinstance(v, list) else v
+    return {k: shown(k, meta.get(k)) for k in PLAN_OPTIONS}
+
+
 def _flags(options: dict[str, Any]) -> str:
-    """The command-line options of a plan's recorded ``options`` (those that are set), e.g. ``--epochs 100 --tiny``."""
-    def flag(k: str, v: Any) -> str:
-        name = "--" + k.replace("_", "-")
-        return name if v is True else f"{name} {','.join(map(str, v)) if isinstance(v, list) else v}"
-    return " ".join(flag(k, options.get(k)) for k in PLAN_OPTIONS if options.get(k) not in (None, False)) \
+    """The command-line options of :func:`_options` (those that are set), e.g. ``--epochs 100 --tiny``."""
+    flag = lambda k, v: "--" + k.replace("_", "-") + ("" if v is True else f" {v}")  # noqa: E731
+    return " ".join(flag(k, v) for k, v in options.items() if v not in (None, False)) \
         or "none of " + ", ".join("--" + k.replace("_", "-") for k in PLAN_OPTIONS)
 
 
@@ -197,16 +202,13 @@ def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
             raise ConfigError(f"out={str(out)!r} is invalid: it holds the experiment {have['experiment']!r}, not "
                               f"{name!r}")
         if _normalised(have["groups"]) != want["groups"]:
-            recorded = {k: bool(have.get(k)) if k == "tiny" else have.get(k) for k in PLAN_OPTIONS}
-            asked = {k: bool(want[k]) if k == "tiny" else want[k] for k in PLAN_OPTIONS}
+            recorded, asked = _options(have), _options(want)
             differ = [k for k in PLAN_OPTIONS if recorded[k] != asked[k]]
             if not differ:  # the same options, another plan: it was edited
                 raise DamagedFile(out / META, "its groups are not the plan of the options it records "
                                   f"({_flags(recorded)}): edited, or written by grokscope "
                                   f"{have.get('grokscope_version', '?')}", _PLAN_HINT)
-            value = asked[differ[0]]
-            value = ",".join(map(str, value)) if isinstance(value, list) else value
-            raise ConfigError(f"{differ[0]}={value} is invalid for {str(out)!r}: it was "
+            raise ConfigError(f"{differ[0]}={asked[differ[0]]} is invalid for {str(out)!r}: it was "
                               f"started with {_flags(recorded)}; rerun with the same or use a new --out")
         return Experiment(out, have)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
