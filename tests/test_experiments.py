@@ -49,9 +49,12 @@ def test_registry_has_the_papers_configs():
     wd = EXPERIMENTS["wd"].configs()
     assert sorted({(c.weight_decay, c.seed) for c in wd}) == [(w, s) for w in (0.0, 0.3, 1.0, 3.0) for s in (0, 1, 2)]
     pr = EXPERIMENTS["primes"].configs()
-    assert {c.seed for c in pr if c.p == 53} == {0, 1, 2, 3, 4} and {c.weight_decay for c in pr if c.p == 53} == {5.0}
+    # C.2.2: p = 53 at weight decay 5 (Fig 24) and at the mainline's 1 ("never generalises"), p = 109; p = 401 on
+    # 5%, 10%, 20% at weight decay 1, 3 models each, and on the mainline's 30% over the paper's six weight decays
+    assert sorted((c.weight_decay, c.seed) for c in pr if c.p == 53) == [(w, s) for w in (1.0, 5.0) for s in range(5)]
     assert {c.seed for c in pr if c.p == 109} == {0, 1, 2, 3, 4} and {c.weight_decay for c in pr if c.p == 109} == {1.0}
-    assert sorted((c.frac_train, c.seed) for c in pr if c.p == 401) == [(f, s) for f in (0.05, 0.1, 0.2) for s in range(3)]
+    assert sorted((c.frac_train, c.weight_decay, c.seed) for c in pr if c.p == 401) == \
+        [(f, 1.0, s) for f in (0.05, 0.1, 0.2) for s in range(3)] + [(0.3, w, 0) for w in (0.3, 0.5, 1.0, 3.0, 5.0, 8.0)]
     assert set(_values("two-layer", "n_layers")) == {2} and _values("two-layer", "seed") == [0, 1, 2, 3, 4]
     for name, field, vals in (("dropout", "dropout", (0.2, 0.5, 0.8)), ("l1", "l1", (1.0, 10.0, 100.0))):
         cs = EXPERIMENTS[name].configs()
@@ -78,7 +81,7 @@ def test_registry_has_the_papers_configs():
 
 def test_grouping_by_shape():
     sizes = {n: s.size()[:2] for n, s in EXPERIMENTS.items()}
-    assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 4), "primes": (19, 5), "two-layer": (5, 1),
+    assert sizes == {"seeds": (5, 1), "frac": (9, 9), "wd": (12, 4), "primes": (30, 12), "two-layer": (5, 1),
                      "dropout": (9, 3), "l1": (9, 1), "low-precision": (2, 2), "width-no-wd": (8, 8),
                      "methods": (24, 6)}
     for name in RUNNABLE:  # tiny keeps the models, their per-model values and the groups
@@ -88,13 +91,16 @@ def test_grouping_by_shape():
             assert (a.seed, a.frac_train, a.weight_decay, a.dropout, a.l1, a.n_layers) == \
                    (b.seed, b.frac_train, b.weight_decay, b.dropout, b.l1, b.n_layers)
     g = group_configs(EXPERIMENTS["primes"].configs())
-    assert [{(c.p, c.frac_train) for c in x} for x in g] == [{(53, 0.3)}, {(109, 0.3)}, {(401, 0.05)}, {(401, 0.1)},
-                                                             {(401, 0.2)}]
-    assert [len(x) for x in g] == [5, 5, 3, 3, 3]
-    assert [n["name"] for n in registry.plan("primes")["groups"]] == [
+    assert [{(c.p, c.frac_train, c.weight_decay) for c in x} for x in g] == \
+        [{(53, 0.3, 5.0)}, {(109, 0.3, 1.0)}, {(401, 0.05, 1.0)}, {(401, 0.1, 1.0)}, {(401, 0.2, 1.0)},
+         {(53, 0.3, 1.0)}] + [{(401, 0.3, w)} for w in (0.3, 0.5, 1.0, 3.0, 5.0, 8.0)]
+    assert [len(x) for x in g] == [5, 5, 3, 3, 3, 5] + [1] * 6
+    # the first five are the groups of directories started before the last seven were added: their names stay
+    assert [n["name"] for n in registry.plan("primes")["groups"]][:7] == [
         "00_p53_fractrain0.3_weightdecay5.0", "01_p109_fractrain0.3_weightdecay1.0",
         "02_p401_fractrain0.05_weightdecay1.0", "03_p401_fractrain0.1_weightdecay1.0",
-        "04_p401_fractrain0.2_weightdecay1.0"]
+        "04_p401_fractrain0.2_weightdecay1.0", "05_p53_fractrain0.3_weightdecay1.0",
+        "06_p401_fractrain0.3_weightdecay0.3"]
     assert [n["name"] for n in registry.plan("frac")["groups"]][:2] == ["00_fractrain0.1", "01_fractrain0.2"]
     assert [n["name"] for n in registry.plan("wd")["groups"]][0] == "00_weightdecay0.0"  # the stopping rule splits
     assert [n["name"] for n in registry.plan("l1")["groups"]] == ["00"]
@@ -239,6 +245,40 @@ def test_a_plan_saved_before_a_new_config_field_still_resumes(tmp_path):
     meta.write_text(json.dumps(old))
     with pytest.raises(ConfigError, match="experiment.json is damaged: its groups are not the plan of the options"):
         open_experiment(tmp_path / "e", "seeds", None, True)
+
+
+def test_an_experiment_that_has_grown_adds_its_new_groups(tmp_path, capsys):
+    """A directory started before groups were appended to its experiment resumes: its groups keep their names and
+    runs, the new groups are appended to experiment.json (which records the grokscope that extended it) and
+    trained; a change to a group it already has is still refused."""
+    out = tmp_path / "e"
+    argv = ["experiment", "dropout", "--out", str(out), "--tiny", "--seeds", "0", "--no-progress", "--no-report"]
+    meta = out / "experiment.json"
+    full = [g["name"] for g in registry.plan("dropout", None, True, [0])["groups"]]
+    assert len(full) == 3
+    old = registry.plan("dropout", None, True, [0])
+    old["groups"] = old["groups"][:2]  # as if the 0.8 group had been added to the registry since
+    out.mkdir()
+    meta.write_text(json.dumps(old))
+    opened = open_experiment(out, "dropout", None, True, [0], write=False)
+    assert opened.added == [full[2]] and len(json.loads(meta.read_text())["groups"]) == 2  # write=False: as it was
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert f"has grown since this directory was started; adding {full[2]}" in text and "3 groups, 3 models" in text
+    saved = json.loads(meta.read_text())
+    assert [g["name"] for g in saved["groups"]] == full and "extended_by" in saved
+    assert sorted(pd.read_parquet(out / "summary.parquet").dropout) == [0.2, 0.5, 0.8]
+    assert Experiment.load(out).added == [] and main(argv) == 0  # now the plan itself: nothing added, nothing run
+    assert "has grown" not in capsys.readouterr().out
+    saved["groups"][0]["models"][0]["dropout"] = 0.3  # a group it has, changed: edited, refused
+    meta.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="its groups are not the plan of the options it records"):
+        open_experiment(out, "dropout", None, True, [0])
+    saved["groups"][0]["models"][0]["dropout"] = 0.2
+    saved["groups"] = saved["groups"] + [{**saved["groups"][0], "name": "03_more"}]  # more than the plan: refused
+    meta.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="its groups are not the plan of the options it records"):
+        open_experiment(out, "dropout", None, True, [0])
 
 
 def test_cli_runs_and_refuses_another_plan(tmp_path, capsys):

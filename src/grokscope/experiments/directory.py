@@ -15,6 +15,7 @@ from ..training import run as runs
 from ..config import Config, ConfigError
 from ..files import DamagedFile, atomic_write, check_output, load
 from ..training.run import Run
+from ..version import __version__
 from .registry import PLAN_OPTIONS, Spec, get_spec, plan
 
 META = "experiment.json"
@@ -111,6 +112,9 @@ class Experiment:
         self.name = meta["experiment"]
         self.groups = [Group(g["name"], [Config.from_dict(c) for c in g["models"]], self.path / GROUPS / g["name"])
                        for g in meta["groups"]]
+        #: the groups appended by :func:`open_experiment` because the experiment has grown since the directory was
+        #: started (written to experiment.json by :meth:`save_plan`)
+        self.added: list[str] = []
 
     @classmethod
     def load(cls, path: str | Path) -> "Experiment":
@@ -121,8 +125,9 @@ class Experiment:
         return cls(path, read_plan(path))
 
     def save_plan(self) -> None:
-        """Write ``experiment.json`` (the plan) unless it is there: :func:`open_experiment` checked it matches."""
-        if not (self.path / META).is_file():
+        """Write ``experiment.json`` (the plan) unless it is there (:func:`open_experiment` checked it matches)
+        and no group was :attr:`added`."""
+        if self.added or not (self.path / META).is_file():
             self.path.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path / META, lambda t: Path(t).write_text(json.dumps(self.meta, indent=1)))
 
@@ -175,6 +180,11 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
 
 
+def _models(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The model configs of a plan's groups, group by group (their names aside)."""
+    return [g["models"] for g in groups]
+
+
 def _options(meta: dict[str, Any]) -> dict[str, Any]:
     """A plan's options (:data:`PLAN_OPTIONS`; absent: None, ``tiny`` a bool), lists shown as ``0,1``."""
     def shown(k: str, v: Any) -> Any:
@@ -201,9 +211,19 @@ def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
         if have["experiment"] != name:
             raise ConfigError(f"out={str(out)!r} is invalid: it holds the experiment {have['experiment']!r}, not "
                               f"{name!r}")
-        if _normalised(have["groups"]) != want["groups"]:
+        saved, planned = _normalised(have["groups"]), want["groups"]
+        if saved != planned:
             recorded, asked = _options(have), _options(want)
             differ = [k for k in PLAN_OPTIONS if recorded[k] != asked[k]]
+            if not differ and _models(saved) == _models(planned[:len(saved)]):
+                # the experiment has grown since this directory was started: its groups stay as they are (names
+                # included), the new ones are appended and run too
+                exp = Experiment(out, {**have, "groups": have["groups"] + planned[len(saved):],
+                                       "extended_by": __version__})
+                exp.added = [g["name"] for g in planned[len(saved):]]
+                if write:
+                    exp.save_plan()
+                return exp
             if not differ:  # the same options, another plan: it was edited
                 raise DamagedFile(out / META, "its groups are not the plan of the options it records "
                                   f"({_flags(recorded)}): edited, or written by grokscope "

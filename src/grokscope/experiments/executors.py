@@ -105,6 +105,9 @@ def run_experiment(name: str, out: str | Path, *, epochs: int | None = None, tin
         for g in exp.groups:
             if g.name in todo:
                 check_memory(g.configs, dev)
+    if exp.added:
+        print(f"{exp.path}: the experiment {name} has grown since this directory was started; adding "
+              f"{', '.join(exp.added)}", flush=True)
     if todo and executor == "ray":
         with _ray_session(address, device, progress) as gpu:
             exp.save_plan()

@@ -118,11 +118,15 @@ EXPERIMENTS: dict[str, Spec] = {s.name: s for s in [
          "words); no grokking and no rise of the excluded loss at 0", base=STOP, models=_grid(weight_decay=(0.0, 0.3, 1.0, 3.0),
                                                                                   seed=SEEDS3)),
     Spec("primes", "Appendix C.2.2 (Figs 24-25), C.2.3 (Table 5 rows P=53, P=109)",
-         "p = 53 with weight decay 5 (it never generalises at 1) and p = 109, 5 seeds each, groks like the "
-         "mainline; p = 401 on 5%, 10%, 20% of the pairs, 3 seeds: 5% and 10% overfit and never generalise, 20% "
-         "generalises at once", base=STOP,
+         "p = 53 with weight decay 5 and p = 109, 5 seeds each, groks like the mainline; p = 401 on 5%, 10%, 20% "
+         "of the pairs, 3 seeds: 5% and 10% overfit and never generalise, 20% generalises at once; p = 53 with "
+         "weight decay 1 never generalises (5 seeds); p = 401 on 30% generalises at once with weight decay 0.3, "
+         "0.5, 1, 3, 5, 8 (seed 0)", base=STOP,
          models=_grid(p=(53,), weight_decay=(5.0,), seed=SEEDS5) + _grid(p=(109,), seed=SEEDS5)
-         + _grid(p=(401,), frac_train=(0.05, 0.1, 0.2), seed=SEEDS3)),
+         + _grid(p=(401,), frac_train=(0.05, 0.1, 0.2), seed=SEEDS3)
+         # added later, so after the first groups (a directory started without them adds them on resume)
+         + _grid(p=(53,), weight_decay=(1.0,), seed=SEEDS5)
+         + _grid(p=(401,), frac_train=(0.3,), weight_decay=(0.3, 0.5, 1.0, 3.0, 5.0, 8.0), seed=(0,))),
     Spec("two-layer", "Appendix C.2.2 (Figs 22-23), C.2.3 (Table 5 rows '2 Layer Transformer'), Table 6",
          "the mainline with two layers, 5 seeds: grokking complicated by slingshots; the excluded loss improves "
          "smoothly before grokking", base={"n_layers": 2}, models=_grid(seed=SEEDS5)),
