@@ -180,11 +180,6 @@ def _normalised(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**g, "models": [Config.from_dict(m).to_dict() for m in g["models"]]} for g in groups]
 
 
-def _models(groups: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    """The model configs of a plan's groups, group by group (their names aside)."""
-    return [g["models"] for g in groups]
-
-
 def _options(meta: dict[str, Any]) -> dict[str, Any]:
     """A plan's options (:data:`PLAN_OPTIONS`; absent: None, ``tiny`` a bool), lists shown as ``0,1``."""
     def shown(k: str, v: Any) -> Any:
@@ -202,8 +197,10 @@ def _flags(options: dict[str, Any]) -> str:
 def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
                     seeds: Sequence[int] | None = None, write: bool = True, *,
                     test_every: int | None = None) -> Experiment:
-    """Create ``out/experiment.json`` or check that the saved plan is the requested one. ``write=False``: only
-    check (``out`` may be used and the plan is sound), write nothing; :meth:`Experiment.save_plan` writes it."""
+    """Create ``out/experiment.json`` or check that the saved plan is the requested one (or its first groups,
+    unchanged, names included: the experiment has grown since, and the new groups are appended, see
+    :attr:`Experiment.added`). ``write=False``: only check (``out`` may be used and the plan is sound), write
+    nothing; :meth:`Experiment.save_plan` writes it."""
     out = Path(out)
     want = plan(name, epochs, tiny, seeds, test_every)
     if (out / META).is_file():
@@ -215,9 +212,9 @@ def open_experiment(out: Path, name: str, epochs: int | None, tiny: bool,
         if saved != planned:
             recorded, asked = _options(have), _options(want)
             differ = [k for k in PLAN_OPTIONS if recorded[k] != asked[k]]
-            if not differ and _models(saved) == _models(planned[:len(saved)]):
-                # the experiment has grown since this directory was started: its groups stay as they are (names
-                # included), the new ones are appended and run too
+            if not differ and saved == planned[:len(saved)]:
+                # the experiment has grown since this directory was started (groups appended, its own unchanged,
+                # names included): the new ones are appended to its plan and run too
                 exp = Experiment(out, {**have, "groups": have["groups"] + planned[len(saved):],
                                        "extended_by": __version__})
                 exp.added = [g["name"] for g in planned[len(saved):]]
